@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/identifiers"
+	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/podsup/podsup/manifest"
+)
+
+// Config is everything `podsup run` was told, checked. Bad values are refused
+// at start, each with a message naming its flag.
+type Config struct {
+	Manifests          string
+	ManifestURL        string
+	ManifestURLHeaders http.Header
+	ManifestURLCA      string
+	FileCheckFrequency time.Duration
+	HTTPCheckFrequency time.Duration
+	NodeName           string
+	RootDir            string
+	LogDir             string
+	ContainerdAddress  string
+	ContainerdNS       string
+	ReadOnlyAddress    string
+	HealthzAddress     string
+	Verbosity          int
+}
+
+// envVar is the environment variable that sets a flag: PODSUP_ and the flag
+// name in upper case with dashes as underscores.
+func envVar(flag string) []string {
+	return []string{"PODSUP_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+}
+
+// runFlags are the flags of `podsup run`. Names follow the kubelet's where it
+// has one, so scripts and habits carry over.
+func runFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "YAML `FILE` of settings, keyed by flag name; flags and environment variables override it", EnvVars: envVar("config")},
+		&cli.StringFlag{Name: "manifests", Aliases: []string{"pod-manifest-path"}, Value: "/etc/kubernetes/manifests", Usage: "`DIR` of static pod manifests; empty disables", EnvVars: envVar("manifests")},
+		&cli.StringFlag{Name: "manifest-url", Usage: "`URL` polled for manifests", EnvVars: envVar("manifest-url")},
+		&cli.StringSliceFlag{Name: "manifest-url-header", Usage: "header sent with manifest URL requests, \"Name: value\" (repeatable)", EnvVars: envVar("manifest-url-header")},
+		&cli.StringFlag{Name: "manifest-url-ca", Usage: "PEM `FILE` of CAs to trust for the manifest URL instead of the system roots", EnvVars: envVar("manifest-url-ca")},
+		&cli.DurationFlag{Name: "file-check-frequency", Value: 20 * time.Second, Usage: "how often the manifest directory is re-listed in full", EnvVars: envVar("file-check-frequency")},
+		&cli.DurationFlag{Name: "http-check-frequency", Value: 20 * time.Second, Usage: "how often the manifest URL is polled", EnvVars: envVar("http-check-frequency")},
+		&cli.StringFlag{Name: "node-name", Value: manifest.DefaultNodeName(), Usage: "this node's name, appended to static pod names", EnvVars: envVar("node-name")},
+		&cli.StringFlag{Name: "root-dir", Value: "/var/lib/podsup", Usage: "`DIR` for pod directories and podsup's state", EnvVars: envVar("root-dir")},
+		&cli.StringFlag{Name: "log-dir", Value: "/var/log/pods", Usage: "`DIR` for container logs", EnvVars: envVar("log-dir")},
+		&cli.StringFlag{Name: "containerd-address", Value: "/run/containerd/containerd.sock", Usage: "containerd's socket", EnvVars: envVar("containerd-address")},
+		&cli.StringFlag{Name: "containerd-namespace", Value: "podsup", Usage: "containerd namespace for podsup's containers and images", EnvVars: envVar("containerd-namespace")},
+		&cli.StringFlag{Name: "read-only-address", Value: "127.0.0.1:10255", Usage: "address of the unauthenticated read-only API; empty disables", EnvVars: envVar("read-only-address")},
+		&cli.StringFlag{Name: "healthz-address", Value: "127.0.0.1:10248", Usage: "address of /healthz; empty disables", EnvVars: envVar("healthz-address")},
+		&cli.IntFlag{Name: "verbosity", Aliases: []string{"v"}, Value: 0, Usage: "log detail: 0 info, 1 debug, 2 debug with source lines", EnvVars: envVar("verbosity")},
+	}
+}
+
+// configFrom reads and checks the flags.
+func configFrom(c *cli.Context) (*Config, error) {
+	cfg := &Config{
+		Manifests:          c.String("manifests"),
+		ManifestURL:        c.String("manifest-url"),
+		ManifestURLHeaders: http.Header{},
+		ManifestURLCA:      c.String("manifest-url-ca"),
+		FileCheckFrequency: c.Duration("file-check-frequency"),
+		HTTPCheckFrequency: c.Duration("http-check-frequency"),
+		NodeName:           c.String("node-name"),
+		RootDir:            c.String("root-dir"),
+		LogDir:             c.String("log-dir"),
+		ContainerdAddress:  c.String("containerd-address"),
+		ContainerdNS:       c.String("containerd-namespace"),
+		ReadOnlyAddress:    c.String("read-only-address"),
+		HealthzAddress:     c.String("healthz-address"),
+		Verbosity:          c.Int("verbosity"),
+	}
+	for _, h := range c.StringSlice("manifest-url-header") {
+		name, value, err := manifest.ParseHeader(h)
+		if err != nil {
+			return nil, fmt.Errorf("--manifest-url-header: %w", err)
+		}
+		cfg.ManifestURLHeaders.Add(name, value)
+	}
+	if msgs := validation.IsDNS1123Subdomain(cfg.NodeName); len(msgs) > 0 {
+		return nil, fmt.Errorf("--node-name %q: %s", cfg.NodeName, strings.Join(msgs, "; "))
+	}
+	for flag, d := range map[string]time.Duration{"file-check-frequency": cfg.FileCheckFrequency, "http-check-frequency": cfg.HTTPCheckFrequency} {
+		if d < 100*time.Millisecond {
+			return nil, fmt.Errorf("--%s %s: must be at least 100ms", flag, d)
+		}
+	}
+	if cfg.Manifests == "" && cfg.ManifestURL == "" {
+		return nil, fmt.Errorf("no manifest source: set --manifests or --manifest-url")
+	}
+	if len(cfg.ManifestURLHeaders) > 0 && cfg.ManifestURL == "" {
+		return nil, fmt.Errorf("--manifest-url-header given without --manifest-url")
+	}
+	if cfg.RootDir == "" || !strings.HasPrefix(cfg.RootDir, "/") {
+		return nil, fmt.Errorf("--root-dir %q: must be an absolute path", cfg.RootDir)
+	}
+	if cfg.LogDir == "" || !strings.HasPrefix(cfg.LogDir, "/") {
+		return nil, fmt.Errorf("--log-dir %q: must be an absolute path", cfg.LogDir)
+	}
+	if err := identifiers.Validate(cfg.ContainerdNS); err != nil {
+		return nil, fmt.Errorf("--containerd-namespace: %w", err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,77 @@
+package manifest
+
+import (
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Parse decodes a manifest, defaults and validates every object in it and
+// gives its pods their static identity. A manifest is used whole or not at
+// all: any error rejects every object in it, so a half-broken file never
+// runs half its pods. Warnings do not reject.
+func Parse(origin string, data []byte, st Static) (*Objects, error) {
+	objs, err := Decode(origin, data)
+	if err != nil {
+		return nil, err
+	}
+	var errs ErrorList
+	names := map[string]string{}
+	for _, pod := range objs.Pods {
+		asWritten := canonical(pod)
+		SetDefaults(pod)
+		perr, warnings := ValidatePod(objs.at(pod, origin), pod)
+		errs = append(errs, perr...)
+		objs.Warnings = append(objs.Warnings, warnings...)
+		if pod.Name != "" && len(dns1123Subdomain(pod.Name)) == 0 {
+			static := StaticName(pod.Name, st.NodeName)
+			for _, msg := range dns1123Subdomain(static) {
+				errs = append(errs, newError(objs.at(pod, origin), describe("Pod", pod.Name), "metadata.name", "runs as %q with the node name appended, which is invalid: %s", static, msg))
+			}
+			key := pod.Namespace + "/" + pod.Name
+			if names[key] != "" {
+				errs = append(errs, newError(origin, describe("Pod", pod.Name), "metadata.name", "pod %s is declared twice in this manifest", key))
+			}
+			names[key] = key
+		}
+		if len(perr) == 0 {
+			st.applyIdentity(pod, asWritten, origin)
+		}
+	}
+	for _, cm := range objs.ConfigMaps {
+		defaultNamespace(&cm.ObjectMeta)
+		errs = append(errs, ValidateConfigMap(objs.at(cm, origin), cm)...)
+	}
+	for _, s := range objs.Secrets {
+		defaultNamespace(&s.ObjectMeta)
+		errs = append(errs, ValidateSecret(objs.at(s, origin), s)...)
+		foldStringData(s)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return objs, nil
+}
+
+func defaultNamespace(m *metav1.ObjectMeta) {
+	if m.Namespace == "" {
+		m.Namespace = "default"
+	}
+}
+
+// foldStringData merges stringData into data, as the apiserver does, and
+// defaults the type to Opaque.
+func foldStringData(s *v1.Secret) {
+	if s.Type == "" {
+		s.Type = v1.SecretTypeOpaque
+	}
+	if len(s.StringData) == 0 {
+		return
+	}
+	if s.Data == nil {
+		s.Data = map[string][]byte{}
+	}
+	for k, v := range s.StringData {
+		s.Data[k] = []byte(v)
+	}
+	s.StringData = nil
+}
