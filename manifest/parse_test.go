@@ -338,3 +338,18 @@ func TestValidateSummary(t *testing.T) {
 		t.Errorf("summary:\n%s", out.String())
 	}
 }
+
+// TestExamplesValidate keeps the bundled examples valid: the README's first
+// command runs them.
+func TestExamplesValidate(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if n := Validate(&out, &errOut, testStatic, "../examples"); n != 0 {
+		t.Fatalf("%d problems in examples/:\n%s", n, errOut.String())
+	}
+	if errOut.Len() > 0 {
+		t.Errorf("warnings in examples/:\n%s", errOut.String())
+	}
+	if !strings.Contains(out.String(), "pod default/web-node1: ok") {
+		t.Errorf("summary:\n%s", out.String())
+	}
+}

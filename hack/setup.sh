@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs and starts what podsup and its tests need on Debian bookworm, as
+# root, on a machine without systemd: containerd, runc, the CNI plugins,
+# iptables, busybox-static (the offline test and example images are built
+# from it), etcd and the registry for later tests, and Chromium for the status
+# page test. Safe to run again: it installs only what is missing and starts
+# containerd only if it is not answering.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+	echo "hack/setup.sh: run as root (podsup runs containers)" >&2
+	exit 1
+fi
+
+packages=(
+	containerd runc containernetworking-plugins iptables iproute2
+	busybox-static procps psmisc e2fsprogs util-linux ca-certificates curl
+)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "installing: ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+	export PATH="$PATH:/usr/local/go/bin"
+fi
+command -v go >/dev/null || { echo "hack/setup.sh: Go is not installed (want /usr/local/go)" >&2; exit 1; }
+
+# containerd, in the background: there is no systemd to start it.
+if ! ctr version >/dev/null 2>&1; then
+	mkdir -p /var/log
+	echo "starting containerd (log: /var/log/containerd.log)"
+	nohup containerd >>/var/log/containerd.log 2>&1 </dev/null &
+	for _ in $(seq 1 60); do
+		ctr version >/dev/null 2>&1 && break
+		sleep 0.5
+	done
+	ctr version >/dev/null 2>&1 || { echo "containerd did not start; see /var/log/containerd.log" >&2; exit 1; }
+fi
