@@ -1,0 +1,130 @@
+package cni
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sort"
+
+	"github.com/containernetworking/cni/libcni"
+)
+
+// delTarget is one CNI DEL to run for a sandbox.
+type delTarget struct {
+	list *libcni.NetworkConfigList
+	rt   *libcni.RuntimeConf
+}
+
+// release gives back everything a sandbox may hold: CNI DEL of each network
+// libcni cached an ADD of, with the configuration of that ADD, then the
+// namespace. With no cache but a namespace, an ADD was cut short before
+// libcni cached it, so DEL runs with the current configuration to release
+// what the plugins got. The namespace goes last and only when every DEL
+// succeeded: while it is there, the sandbox is known to hold something.
+// The caller holds the sandbox's lock.
+func (m *Manager) release(ctx context.Context, sandboxID string, log *slog.Logger) error {
+	nsPath := m.netnsPath(sandboxID)
+	_, err := os.Lstat(nsPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	nsExists := err == nil
+	// DEL gets no namespace once it is gone or no longer pinned (after a
+	// reboot): plugins then release what they hold outside it, IPAM and
+	// iptables, which is what is left to release.
+	delNS := ""
+	if nsExists && m.opts.ns.valid(nsPath) {
+		delNS = nsPath
+	}
+
+	targets, err := m.cachedTargets(sandboxID, delNS)
+	if err != nil {
+		return err
+	}
+	if len(targets) == 0 && nsExists {
+		targets = m.uncachedTargets(sandboxID, delNS)
+	}
+	var errs []error
+	for _, t := range targets {
+		if err := m.cni.DelNetworkList(ctx, t.list, t.rt); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if nsExists {
+		if err := m.opts.ns.remove(nsPath); err != nil {
+			return err
+		}
+	}
+	m.forget(sandboxID)
+	if len(targets) > 0 {
+		log.Info("pod network torn down", "networks", len(targets))
+	}
+	return nil
+}
+
+// cachedTargets are the DELs for what libcni cached of the sandbox, the pod
+// network before loopback (the reverse of ADD).
+func (m *Manager) cachedTargets(sandboxID, netns string) ([]delTarget, error) {
+	atts, err := m.cni.GetCachedAttachments(sandboxID)
+	if err != nil {
+		return nil, fmt.Errorf("read CNI cache: %w", err)
+	}
+	sort.SliceStable(atts, func(i, j int) bool { return atts[i].Network != loopbackName && atts[j].Network == loopbackName })
+	var targets []delTarget
+	for _, a := range atts {
+		list, err := m.cachedList(a)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, delTarget{list: list, rt: &libcni.RuntimeConf{
+			ContainerID:    a.ContainerID,
+			NetNS:          netns,
+			IfName:         a.IfName,
+			Args:           a.CniArgs,
+			CapabilityArgs: a.CapabilityArgs,
+		}})
+	}
+	return targets, nil
+}
+
+// cachedList is the configuration a network was added with. A list whose
+// plugins libcni did not inline (files in a directory beside the list) is
+// not in the cache whole; the loaded one stands in when it has that name.
+func (m *Manager) cachedList(a *libcni.NetworkAttachment) (*libcni.NetworkConfigList, error) {
+	if a.Network == loopbackName {
+		return m.loopback, nil
+	}
+	list, err := libcni.NetworkConfFromBytes(a.Config)
+	if err == nil && len(list.Plugins) > 0 {
+		return list, nil
+	}
+	m.mu.Lock()
+	cur := m.net.list
+	m.mu.Unlock()
+	if cur.Name == a.Network {
+		return cur, nil
+	}
+	if err == nil {
+		err = errors.New("no plugins")
+	}
+	return nil, fmt.Errorf("cached configuration of network %s for %s: %w", a.Network, a.ContainerID, err)
+}
+
+// uncachedTargets are the DELs for a sandbox whose ADD never finished: the
+// current network and loopback, with the only pod detail known here.
+func (m *Manager) uncachedTargets(sandboxID, netns string) []delTarget {
+	m.mu.Lock()
+	cur := m.net.list
+	m.mu.Unlock()
+	args := [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_INFRA_CONTAINER_ID", sandboxID}}
+	return []delTarget{
+		{list: cur, rt: &libcni.RuntimeConf{ContainerID: sandboxID, NetNS: netns, IfName: podIfName, Args: args}},
+		{list: m.loopback, rt: &libcni.RuntimeConf{ContainerID: sandboxID, NetNS: netns, IfName: loopbackIfName, Args: args}},
+	}
+}
