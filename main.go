@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/podsup/podsup/api/client"
 	"github.com/podsup/podsup/daemon"
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/version"
@@ -21,6 +22,7 @@ func main() {
 		Commands: []*cli.Command{
 			daemon.RunCommand(),
 			manifest.ValidateCommand(),
+			client.PodsCommand(),
 			version.Command(),
 		},
 	}

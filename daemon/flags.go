@@ -3,11 +3,13 @@ package daemon
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/containerd/containerd/identifiers"
 	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podsup/podsup/manifest"
@@ -30,6 +32,16 @@ type Config struct {
 	ReadOnlyAddress    string
 	HealthzAddress     string
 	Verbosity          int
+	PauseImage         string
+	CgroupDriver       string
+	LogMaxSize         int64
+	LogMaxFiles        int
+	BackoffInitial     time.Duration
+	BackoffMax         time.Duration
+	NodeIP             string
+	ResolvConf         string
+	ClusterDNS         []string
+	ClusterDomain      string
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -57,6 +69,16 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "read-only-address", Value: "127.0.0.1:10255", Usage: "address of the unauthenticated read-only API; empty disables", EnvVars: envVar("read-only-address")},
 		&cli.StringFlag{Name: "healthz-address", Value: "127.0.0.1:10248", Usage: "address of /healthz; empty disables", EnvVars: envVar("healthz-address")},
 		&cli.IntFlag{Name: "verbosity", Aliases: []string{"v"}, Value: 0, Usage: "log detail: 0 info, 1 debug, 2 debug with source lines", EnvVars: envVar("verbosity")},
+		&cli.StringFlag{Name: "pod-infra-container-image", Usage: "pause image `REF` instead of the one podsup builds itself", EnvVars: envVar("pod-infra-container-image")},
+		&cli.StringFlag{Name: "cgroup-driver", Value: "cgroupfs", Usage: "cgroupfs, or systemd where systemd runs", EnvVars: envVar("cgroup-driver")},
+		&cli.StringFlag{Name: "container-log-max-size", Value: "10Mi", Usage: "size at which a container log is rotated", EnvVars: envVar("container-log-max-size")},
+		&cli.IntFlag{Name: "container-log-max-files", Value: 5, Usage: "log files kept per container instance, the current one included", EnvVars: envVar("container-log-max-files")},
+		&cli.DurationFlag{Name: "restart-backoff-initial", Value: 10 * time.Second, Usage: "first crash-loop back-off, doubled on each crash", EnvVars: envVar("restart-backoff-initial")},
+		&cli.DurationFlag{Name: "restart-backoff-max", Value: 300 * time.Second, Usage: "longest crash-loop back-off", EnvVars: envVar("restart-backoff-max")},
+		&cli.StringFlag{Name: "node-ip", Usage: "the node's IP, reported as hostIP; default: the address of the interface of the default route", EnvVars: envVar("node-ip")},
+		&cli.StringFlag{Name: "resolv-conf", Value: "/etc/resolv.conf", Usage: "resolver configuration pods with dnsPolicy Default get", EnvVars: envVar("resolv-conf")},
+		&cli.StringSliceFlag{Name: "cluster-dns", Usage: "nameserver `IP` for ClusterFirst pods (repeatable); without one they get the host's resolver", EnvVars: envVar("cluster-dns")},
+		&cli.StringFlag{Name: "cluster-domain", Value: "cluster.local", Usage: "DNS domain of the cluster, for search paths", EnvVars: envVar("cluster-domain")},
 	}
 }
 
@@ -77,6 +99,39 @@ func configFrom(c *cli.Context) (*Config, error) {
 		ReadOnlyAddress:    c.String("read-only-address"),
 		HealthzAddress:     c.String("healthz-address"),
 		Verbosity:          c.Int("verbosity"),
+		PauseImage:         c.String("pod-infra-container-image"),
+		CgroupDriver:       c.String("cgroup-driver"),
+		LogMaxFiles:        c.Int("container-log-max-files"),
+		BackoffInitial:     c.Duration("restart-backoff-initial"),
+		BackoffMax:         c.Duration("restart-backoff-max"),
+		NodeIP:             c.String("node-ip"),
+		ResolvConf:         c.String("resolv-conf"),
+		ClusterDNS:         c.StringSlice("cluster-dns"),
+		ClusterDomain:      c.String("cluster-domain"),
+	}
+	size, err := resource.ParseQuantity(c.String("container-log-max-size"))
+	if err != nil || size.Value() < 1024 {
+		return nil, fmt.Errorf("--container-log-max-size %q: want a size of at least 1Ki, such as 10Mi", c.String("container-log-max-size"))
+	}
+	cfg.LogMaxSize = size.Value()
+	if cfg.LogMaxFiles < 2 {
+		return nil, fmt.Errorf("--container-log-max-files %d: must be at least 2", cfg.LogMaxFiles)
+	}
+	if cfg.CgroupDriver != "cgroupfs" && cfg.CgroupDriver != "systemd" {
+		return nil, fmt.Errorf("--cgroup-driver %q: want cgroupfs or systemd", cfg.CgroupDriver)
+	}
+	if cfg.BackoffInitial <= 0 || cfg.BackoffMax < cfg.BackoffInitial {
+		return nil, fmt.Errorf("--restart-backoff-initial %s and --restart-backoff-max %s: want 0 < initial <= max", cfg.BackoffInitial, cfg.BackoffMax)
+	}
+	if cfg.NodeIP != "" {
+		if _, err := netip.ParseAddr(cfg.NodeIP); err != nil {
+			return nil, fmt.Errorf("--node-ip %q: not an IP address", cfg.NodeIP)
+		}
+	}
+	for _, ip := range cfg.ClusterDNS {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			return nil, fmt.Errorf("--cluster-dns %q: not an IP address", ip)
+		}
 	}
 	for _, h := range c.StringSlice("manifest-url-header") {
 		name, value, err := manifest.ParseHeader(h)

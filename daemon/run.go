@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -15,7 +16,11 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/podsup/podsup/api"
+	"github.com/podsup/podsup/events"
 	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/supervisor"
 )
 
 // RunCommand is `podsup run`.
@@ -48,7 +53,8 @@ func newLogger(verbosity int) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-// Run runs podsup until ctx ends or it receives SIGINT or SIGTERM.
+// Run runs podsup until ctx ends or it receives SIGINT or SIGTERM. Its pods
+// keep running after it stops; the next podsup adopts them.
 func Run(ctx context.Context, cfg *Config) error {
 	log := newLogger(cfg.Verbosity)
 	slog.SetDefault(log)
@@ -59,6 +65,27 @@ func Run(ctx context.Context, cfg *Config) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	clk := clock.RealClock{}
+	recorder := events.NewRecorder(events.DefaultCapacity, log, clk)
+
+	var sup *supervisor.Supervisor // set before any task can exit
+	rt, err := runtime.New(cfg.ContainerdAddress,
+		runtime.WithNamespace(cfg.ContainerdNS), runtime.WithRootDir(cfg.RootDir), runtime.WithLogDir(cfg.LogDir),
+		runtime.WithPauseImage(cfg.PauseImage), runtime.WithCgroupDriver(cfg.CgroupDriver),
+		runtime.WithLogRotation(cfg.LogMaxSize, cfg.LogMaxFiles), runtime.WithLogger(log), runtime.WithClock(clk),
+		runtime.WithDNS(runtime.DNSConfig{ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, HostResolvConf: cfg.ResolvConf}),
+		runtime.WithExitHandler(func(key string) { sup.Wake(key) }))
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	hostIP := cfg.NodeIP
+	if hostIP == "" {
+		hostIP = nodeIP()
+	}
+	sup = supervisor.New(rt, supervisor.WithLogger(log), supervisor.WithClock(clk), supervisor.WithEvents(recorder),
+		supervisor.WithBackoff(supervisor.BackoffPolicy{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, ResetAfter: supervisor.DefaultBackoff.ResetAfter}),
+		supervisor.WithNode(hostIP, allocatable()))
 
 	updates := make(chan manifest.Update)
 	sources, err := startSources(ctx, &wg, cfg, log, updates)
@@ -66,22 +93,64 @@ func Run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	deltas := make(chan manifest.Delta)
-	merger := manifest.NewMerger(sources, clock.RealClock{})
-	wg.Add(1)
+	merger := manifest.NewMerger(sources, clk)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		merger.Run(ctx, updates, deltas)
 	}()
-	log.Info("podsup started", "node", cfg.NodeName, "sources", sources)
-	for {
-		select {
-		case <-ctx.Done():
-			log.Info("podsup stopping")
-			return nil
-		case d := <-deltas:
-			logDelta(log, d)
-		}
+	supDone := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		defer close(supDone)
+		sup.Run(ctx, logDeltas(ctx, log, deltas))
+	}()
+	checks := []api.HealthCheck{
+		{Name: "containerd", Check: func() error { return rt.Ping(ctx) }},
+		{Name: "syncloop", Check: sup.Healthy},
 	}
+	serve := func(name, addr string, h http.Handler) {
+		if addr == "" {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := api.Serve(ctx, addr, h, log); err != nil {
+				log.Error("server stopped", "server", name, "address", addr, "err", err)
+				cancel()
+			}
+		}()
+	}
+	serve("read-only", cfg.ReadOnlyAddress, api.ReadOnlyHandler(sup, checks))
+	serve("healthz", cfg.HealthzAddress, api.HealthzHandler(checks))
+	log.Info("podsup started", "node", cfg.NodeName, "node-ip", hostIP, "sources", sources, "containerd", cfg.ContainerdAddress, "namespace", cfg.ContainerdNS)
+	<-ctx.Done()
+	log.Info("podsup stopping; pods keep running")
+	<-supDone
+	return nil
+}
+
+// logDeltas logs each desired-state change and passes the deltas on.
+func logDeltas(ctx context.Context, log *slog.Logger, in <-chan manifest.Delta) <-chan manifest.Delta {
+	out := make(chan manifest.Delta)
+	go func() { // owned by ctx: it ends with it
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case d := <-in:
+				logDelta(log, d)
+				select {
+				case out <- d:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
 
 // startSources starts one goroutine per configured source, owned by wg, and

@@ -2,16 +2,21 @@ package image
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"runtime"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// PauseRef is the reference of the pause image podsup builds itself, so a
-// pod can start on a machine that has never reached a registry.
-const PauseRef = "localhost/podsup/pause:1"
+// PauseRepo is the repository of the pause image podsup builds itself, so a
+// pod can start on a machine that has never reached a registry. Its tag is
+// derived from the image's content, so a podsup with a changed pause image
+// never mistakes an older one for it.
+const PauseRepo = "localhost/podsup/pause"
 
 // PauseImage returns the build of podsup's pause image for this machine's
 // architecture: one static binary of a few hundred bytes that ignores SIGCHLD
@@ -23,11 +28,25 @@ func PauseImage() (*Build, error) {
 	if !ok {
 		return nil, fmt.Errorf("no built-in pause binary for %s; set --pod-infra-container-image", runtime.GOARCH)
 	}
-	return &Build{
-		Ref:    PauseRef,
-		Files:  []File{{Path: "/pause", Mode: 0o755, Data: elf(machine, code)}},
+	b := &Build{
+		Files: []File{
+			{Path: "/pause", Mode: 0o755, Data: elf(machine, code)},
+			// Mount points: the pause container's root is a read-only
+			// snapshot view, in which runc cannot make them.
+			{Path: "/proc", Mode: fs.ModeDir | 0o555},
+			{Path: "/dev", Mode: fs.ModeDir | 0o755},
+			{Path: "/sys", Mode: fs.ModeDir | 0o555},
+			{Path: "/run", Mode: fs.ModeDir | 0o755},
+		},
 		Config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}, StopSignal: "SIGTERM", User: "65535:65535"},
-	}, nil
+	}
+	layer, err := b.layer()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(layer)
+	b.Ref = PauseRepo + ":" + hex.EncodeToString(sum[:6])
+	return b, nil
 }
 
 // elf wraps position-independent machine code in a minimal static ELF64

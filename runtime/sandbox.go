@@ -1,0 +1,341 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/oci"
+	"github.com/containerd/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/logs"
+	"github.com/podsup/podsup/qos"
+)
+
+// cleanupTimeout bounds undo work, which runs on a fresh context because the
+// caller's may be what was cancelled.
+const cleanupTimeout = 30 * time.Second
+
+// shmSize is the size of a pod's shared /dev/shm, as the CRI plugin makes it.
+const shmSize = 64 << 20
+
+// SandboxConfig is what the supervisor decided about a new sandbox.
+type SandboxConfig struct {
+	Attempt int
+	Hash    string
+	// NetNS is the pod's network namespace, set up by the CNI layer. Empty
+	// for a hostNetwork pod, and for a pod whose namespace runc should make
+	// (with only loopback).
+	NetNS string
+	IPs   []string
+}
+
+func podKey(pod *v1.Pod) string { return pod.Namespace + "/" + pod.Name }
+
+// RunSandbox creates and starts a pod's pause container, which holds the
+// pod's namespaces, after writing the pod's /etc files. On failure it undoes
+// everything it did.
+func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig) (_ *Sandbox, retErr error) {
+	ctx = r.Context(ctx)
+	key := podKey(pod)
+	id := SandboxID(key, cfg.Attempt)
+	img, err := r.PauseImage(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: pause image: %v", ErrSandbox, err)
+	}
+	dir := r.PodDir(key)
+	if err := os.MkdirAll(filepath.Join(dir, "termination"), 0o755); err != nil {
+		return nil, fmt.Errorf("%w: pod directory: %v", ErrSandbox, err)
+	}
+	if err := r.writePodFiles(dir, pod, cfg.IPs); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
+	}
+	if !pod.Spec.HostIPC {
+		if err := mountShm(filepath.Join(dir, "shm")); err != nil {
+			return nil, fmt.Errorf("%w: /dev/shm: %v", ErrSandbox, err)
+		}
+	}
+	class := qos.Class(pod)
+	opts := []oci.SpecOpts{
+		oci.WithImageConfig(img),
+		oci.WithRootFSReadonly(),
+		oci.WithCgroup(r.cgroupsPath(key, class, id)),
+		withAnnotation(shimGroupAnnotation, id),
+		withOOMScoreAdj(r.clampOOM(qos.SandboxOOMScoreAdj)),
+		withNoNewPrivileges(true),
+		oci.WithCapabilities(nil),
+		withoutRlimits,
+	}
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		opts = append(opts, withSysctls(sc.Sysctls))
+	}
+	opts = append(opts, sandboxNamespaces(pod, cfg.NetNS)...)
+	if !pod.Spec.HostNetwork {
+		hostname, _ := podHostname(pod, r.dns.ClusterDomain)
+		opts = append(opts, oci.WithHostname(hostname))
+	}
+	labels := map[string]string{
+		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindSandbox, LabelHash: cfg.Hash,
+		LabelAttempt: strconv.Itoa(cfg.Attempt), LabelNetNS: cfg.NetNS, LabelIPs: strings.Join(cfg.IPs, ","),
+		LabelCgroupsPath: r.cgroupsPath(key, class, id),
+	}
+	if pod.Spec.HostNetwork {
+		labels[LabelHostNetwork] = "true"
+	}
+	c, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshotView(id, img),
+		containerd.WithContainerLabels(labels), containerd.WithNewSpec(opts...), containerd.WithRuntime(runcRuntime, nil))
+	if err != nil {
+		return nil, fmt.Errorf("%w: create pause container: %v", ErrSandbox, err)
+	}
+	defer func() {
+		if retErr != nil {
+			r.deleteContainer(c)
+		}
+	}()
+	task, err := c.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create pause task: %v", ErrSandbox, err)
+	}
+	defer func() {
+		if retErr != nil {
+			r.deleteTask(task)
+		}
+	}()
+	exitCh, err := task.Wait(r.Context(r.stopCtx))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		return nil, fmt.Errorf("%w: start pause: %v", ErrSandbox, err)
+	}
+	now := r.clock.Now()
+	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: formatTime(now)}); err != nil {
+		return nil, fmt.Errorf("%w: label pause: %v", ErrSandbox, err)
+	}
+	r.track(key, id, task, nil, exitCh)
+	return &Sandbox{
+		ID: id, PodUID: string(pod.UID), Hash: cfg.Hash, Attempt: cfg.Attempt, Ready: true, CreatedAt: now,
+		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: cfg.IPs,
+	}, nil
+}
+
+// sandboxNamespaces are the pause container's namespaces: its own network
+// (or the one the CNI layer made, or the host's), IPC, UTS and PID, unless
+// the pod shares the host's.
+func sandboxNamespaces(pod *v1.Pod, netns string) []oci.SpecOpts {
+	var opts []oci.SpecOpts
+	switch {
+	case pod.Spec.HostNetwork:
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
+	case netns != "":
+		opts = append(opts, withNamespace(specs.NetworkNamespace, netns))
+	}
+	if pod.Spec.HostIPC {
+		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
+	}
+	if pod.Spec.HostPID {
+		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
+	}
+	return opts
+}
+
+// newContainer creates a container. A container of the same ID left by an
+// attempt that was interrupted (podsup killed between create and start) is
+// removed first: IDs are deterministic, so it cannot be anything else.
+func (r *Runtime) newContainer(ctx context.Context, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
+	c, err := r.client.NewContainer(ctx, id, opts...)
+	if errdefs.IsAlreadyExists(err) {
+		r.log.Info("removing a container left by an interrupted start", "container", id)
+		if old, lerr := r.client.LoadContainer(ctx, id); lerr == nil {
+			r.deleteContainer(old)
+		}
+		c, err = r.client.NewContainer(ctx, id, opts...)
+	}
+	return c, err
+}
+
+// deleteTask kills and deletes a task, on a fresh context.
+func (r *Runtime) deleteTask(task containerd.Task) {
+	ctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
+	defer cancel()
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		r.log.Warn("cannot delete task", "container", task.ID(), "err", err)
+	}
+}
+
+// deleteContainer deletes a container, its task and its snapshot, on a
+// fresh context.
+func (r *Runtime) deleteContainer(c containerd.Container) {
+	ctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
+	defer cancel()
+	if task, err := c.Task(ctx, nil); err == nil {
+		r.deleteTask(task)
+	}
+	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		r.log.Warn("cannot delete container", "container", c.ID(), "err", err)
+	}
+}
+
+// RemoveSandbox kills and deletes a pause container. Its namespaces go with
+// it, except a network namespace made by the CNI layer, which that layer
+// removes. Removing a sandbox that is gone is success.
+func (r *Runtime) RemoveSandbox(ctx context.Context, sb *Sandbox) error {
+	return r.remove(ctx, sb.ID)
+}
+
+// StopSandbox kills and deletes a pause container's task but keeps the
+// container: a finished pod keeps a record of its sandbox (as the kubelet
+// keeps a stopped one) so that it stays finished, with its network freed.
+func (r *Runtime) StopSandbox(ctx context.Context, sb *Sandbox) error {
+	ctx = r.Context(ctx)
+	a := r.untrack(sb.ID)
+	task := taskOf(a)
+	if task == nil {
+		var err error
+		if task, err = r.loadTask(ctx, sb.ID); err != nil || task == nil {
+			return err
+		}
+	}
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete task of %s: %w", sb.ID, err)
+	}
+	return nil
+}
+
+// remove deletes a container and its task, whatever their state.
+func (r *Runtime) remove(ctx context.Context, id string) error {
+	ctx = r.Context(ctx)
+	a := r.untrack(id)
+	c, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		closeAttachment(a)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load %s: %w", id, err)
+	}
+	task := taskOf(a)
+	if task == nil {
+		task, err = c.Task(ctx, nil)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("task of %s: %w", id, err)
+		}
+	}
+	if task != nil {
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete task of %s: %w", id, err)
+		}
+	}
+	closeAttachment(a)
+	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	return nil
+}
+
+func taskOf(a *attachment) containerd.Task {
+	if a == nil {
+		return nil
+	}
+	return a.task
+}
+
+func closeAttachment(a *attachment) {
+	if a != nil {
+		closeLog(a.logs)
+	}
+}
+
+// CleanupPod removes what a pod leaves outside containerd once all its
+// containers are gone: its directory (unmounting its /dev/shm), its logs and
+// its cgroups.
+func (r *Runtime) CleanupPod(ctx context.Context, key, namespace, name string) error {
+	dir := r.PodDir(key)
+	var errs []error
+	if err := unmountShm(filepath.Join(dir, "shm")); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	matches, _ := filepath.Glob(filepath.Join(r.logDir, namespace+"_"+name+"_*"))
+	for _, m := range matches {
+		if err := os.RemoveAll(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.removePodCgroups(key); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// PodDirs lists the pod directories under the root dir by the key recorded
+// in each, so that directories of pods that no longer exist can be found.
+func (r *Runtime) PodDirs() (map[string]string, error) {
+	entries, err := os.ReadDir(r.podsDir())
+	if err != nil {
+		return nil, err
+	}
+	dirs := map[string]string{}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(r.podsDir(), e.Name(), "key"))
+		key := strings.TrimSpace(string(data))
+		if err != nil || PodHash(key) != e.Name() {
+			key = "" // a directory left before its key file was written
+		}
+		dirs[filepath.Join(r.podsDir(), e.Name())] = key
+	}
+	return dirs, nil
+}
+
+// RemovePodDir removes a pod directory found by PodDirs whose pod is gone.
+func (r *Runtime) RemovePodDir(dir string) error {
+	_ = unmountShm(filepath.Join(dir, "shm"))
+	return os.RemoveAll(dir)
+}
+
+// mountShm mounts a pod's shared /dev/shm, a 64 MiB tmpfs.
+func mountShm(path string) error {
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return err
+	}
+	if mounted(path) {
+		return nil
+	}
+	return unix.Mount("shm", path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", shmSize))
+}
+
+func unmountShm(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	return nil
+}
+
+// mounted reports whether path is a mount point: its device differs from
+// its parent's.
+func mounted(path string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(path, &st) != nil || unix.Stat(filepath.Dir(path), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+// logPath is where an instance of a container logs.
+func (r *Runtime) logPath(pod *v1.Pod, name string, attempt int) string {
+	return logs.FilePath(logs.ContainerDir(r.logDir, pod.Namespace, pod.Name, string(pod.UID), name), attempt)
+}

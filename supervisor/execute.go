@@ -1,0 +1,278 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/events"
+	"github.com/podsup/podsup/runtime"
+)
+
+// failure is a container, or the sandbox, whose last start failed: the
+// reason its status shows and when it may be tried again.
+type failure struct {
+	reason, message string
+	count           int
+	at, retryAt     time.Time
+}
+
+// next records another failure and backs off as the kubelet does for image
+// pulls: 10s doubling to 300s.
+func (f *failure) next(reason, message string, now time.Time, p BackoffPolicy) *failure {
+	if f == nil {
+		f = &failure{}
+	}
+	f.count++
+	f.reason, f.message, f.at = reason, message, now
+	delay := p.Initial
+	for i := 1; i < f.count && delay < p.Max; i++ {
+		delay *= 2
+	}
+	f.retryAt = now.Add(min(delay, p.Max))
+	return f
+}
+
+// reasonOf classifies a start error into the status reason a person sees.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, runtime.ErrImageNeverPull):
+		return "ErrImageNeverPull"
+	case errors.Is(err, runtime.ErrImagePull):
+		return "ErrImagePull"
+	case errors.Is(err, runtime.ErrCreateConfig), errors.Is(err, errMissingConfig):
+		return "CreateContainerConfigError"
+	}
+	return "CreateContainerError"
+}
+
+// gracePeriod is how long a pod's containers get to stop.
+func gracePeriod(pod *v1.Pod) time.Duration {
+	if pod == nil || pod.Spec.TerminationGracePeriodSeconds == nil {
+		return 30 * time.Second
+	}
+	return time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+}
+
+// execute carries out a plan. It reports whether it changed anything, so the
+// caller knows to observe again, and returns the first error that stopped it
+// (later syncs retry).
+func (w *podWorker) execute(ctx context.Context, pod *v1.Pod, st *runtime.PodState, a *podActions) (bool, error) {
+	s, key := w.s, w.key
+	changed := false
+	if a.killPod {
+		changed = true
+		if err := w.killPod(ctx, pod, st, a.killReason); err != nil {
+			return true, err
+		}
+		st = &runtime.PodState{Key: key}
+	}
+	if len(a.kill) > 0 {
+		changed = true
+		var stopped []*runtime.Container
+		for _, k := range a.kill {
+			s.events.Eventf(events.Normal, "Killing", key, k.container.Name, "Stopping container %s: %s", k.container.Name, k.reason)
+			stopped = append(stopped, k.container)
+		}
+		if err := w.stopAll(ctx, stopped, gracePeriod(pod)); err != nil {
+			return true, err
+		}
+		// Observe the stopped instances once, for the last state of their
+		// successors.
+		if fresh, err := s.rt.PodState(ctx, key); err == nil {
+			st = fresh
+		}
+	}
+	for _, c := range a.remove {
+		changed = true
+		if err := s.rt.RemoveContainer(ctx, c); err != nil {
+			return true, fmt.Errorf("remove %s: %w", c.ID, err)
+		}
+	}
+	for _, sb := range a.staleSandboxes {
+		changed = true
+		if err := w.removeSandbox(ctx, sb); err != nil {
+			return true, err
+		}
+	}
+	sb := st.Sandbox()
+	if a.createSandbox {
+		changed = true
+		var err error
+		if sb, err = w.createSandbox(ctx, pod, a.sandboxAttempt); err != nil {
+			return true, err
+		}
+	}
+	for _, start := range a.start {
+		changed = true
+		if start.replaces != nil {
+			for _, c := range st.Containers {
+				if c.ID == start.replaces.ID && c.Exit != nil {
+					start.last = c.Exit
+				}
+			}
+			if err := s.rt.RemoveContainer(ctx, start.replaces); err != nil {
+				return true, fmt.Errorf("remove %s: %w", start.replaces.ID, err)
+			}
+		}
+		w.startContainer(ctx, pod, sb, start)
+	}
+	if a.stopSandbox && sb != nil {
+		changed = true
+		if err := s.rt.StopSandbox(ctx, sb); err != nil {
+			return true, fmt.Errorf("stop sandbox: %w", err)
+		}
+		if err := s.net.TearDown(ctx, sb.ID); err != nil {
+			return true, fmt.Errorf("tear down network: %w", err)
+		}
+		w.stopped[sb.ID] = true
+	}
+	return changed, nil
+}
+
+// killPod stops every container of the pod together, within the grace
+// period, then removes them and the pod's sandboxes and networks.
+func (w *podWorker) killPod(ctx context.Context, pod *v1.Pod, st *runtime.PodState, reason string) error {
+	s := w.s
+	if pod != nil && len(st.Sandboxes) > 0 {
+		s.events.Eventf(events.Normal, "SandboxChanged", w.key, "", "Pod sandbox changed (%s); it will be killed and re-created", reason)
+	}
+	grace := gracePeriod(pod)
+	if pod == nil {
+		grace = gracePeriod(w.lastPod)
+	}
+	var running []*runtime.Container
+	for _, c := range st.Containers {
+		if c.State == runtime.StateRunning {
+			s.events.Eventf(events.Normal, "Killing", w.key, c.Name, "Stopping container %s", c.Name)
+			running = append(running, c)
+		}
+	}
+	if err := w.stopAll(ctx, running, grace); err != nil {
+		return err
+	}
+	for _, c := range st.Containers {
+		if err := s.rt.RemoveContainer(ctx, c); err != nil {
+			return fmt.Errorf("remove %s: %w", c.ID, err)
+		}
+	}
+	for _, sb := range st.Sandboxes {
+		if err := w.removeSandbox(ctx, sb); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stopAll stops containers in parallel, as the kubelet does, so a pod takes
+// at most one grace period to stop.
+func (w *podWorker) stopAll(ctx context.Context, cs []*runtime.Container, grace time.Duration) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs))
+	for i, c := range cs {
+		wg.Add(1)
+		go func() { // owned by this call: it waits for all of them
+			defer wg.Done()
+			if err := w.s.rt.StopContainer(ctx, c, grace); err != nil {
+				errs[i] = fmt.Errorf("stop %s: %w", c.ID, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (w *podWorker) removeSandbox(ctx context.Context, sb *runtime.Sandbox) error {
+	if err := w.s.rt.RemoveSandbox(ctx, sb); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", sb.ID, err)
+	}
+	if !sb.HostNetwork {
+		if err := w.s.net.TearDown(ctx, sb.ID); err != nil {
+			return fmt.Errorf("tear down network of %s: %w", sb.ID, err)
+		}
+	}
+	delete(w.stopped, sb.ID)
+	return nil
+}
+
+// createSandbox sets up the pod's network and starts its pause container,
+// undoing the network if the sandbox fails.
+func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int) (_ *runtime.Sandbox, retErr error) {
+	s := w.s
+	id := runtime.SandboxID(w.key, attempt)
+	now := s.clock.Now()
+	fail := func(reason string, err error) error {
+		w.sandboxFailure = w.sandboxFailure.next(reason, err.Error(), now, s.backoff)
+		s.events.Eventf(events.Warning, reason, w.key, "", "%v", err)
+		return err
+	}
+	var netns string
+	var ips []string
+	if !pod.Spec.HostNetwork {
+		var err error
+		if netns, ips, err = s.net.SetUp(ctx, pod, id); err != nil {
+			return nil, fail("FailedCreatePodSandBox", fmt.Errorf("set up the pod network: %w", err))
+		}
+		defer func() {
+			if retErr != nil {
+				cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if err := s.net.TearDown(cctx, id); err != nil {
+					s.log.Warn("cannot undo the pod network", "pod", w.key, "err", err)
+				}
+			}
+		}()
+	}
+	sb, err := s.rt.RunSandbox(ctx, pod, runtime.SandboxConfig{Attempt: attempt, Hash: PodHash(pod), NetNS: netns, IPs: ips})
+	if err != nil {
+		return nil, fail("FailedCreatePodSandBox", err)
+	}
+	w.sandboxFailure = nil
+	return sb, nil
+}
+
+// startContainer starts one instance, recording a failure for the status
+// and the back-off instead of returning it: one container that cannot start
+// must not hold back the others.
+func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime.Sandbox, start startAction) {
+	s, c := w.s, start.container
+	now := s.clock.Now()
+	if sb == nil {
+		return
+	}
+	env, err := resolveEnv(pod, c, s.configObjects(), s.podInfo(sb))
+	if err == nil {
+		_, err = s.rt.StartContainer(ctx, &runtime.ContainerConfig{
+			Pod: pod, Container: c, Init: start.init, Sandbox: sb, Hash: ContainerHash(c),
+			Attempt: start.attempt, Backoff: start.backoff, Last: start.last, Env: env,
+		})
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return // superseded or shutting down: not the container's fault
+		}
+		reason := reasonOf(err)
+		w.failing[c.Name] = w.failing[c.Name].next(reason, err.Error(), now, s.backoff)
+		s.events.Eventf(events.Warning, "Failed", w.key, c.Name, "Error: %s: %v", reason, err)
+		return
+	}
+	delete(w.failing, c.Name)
+	if start.last != nil && start.backoff > 0 {
+		s.events.Eventf(events.Normal, "Restarted", w.key, c.Name, "Restarted container %s after a back-off of %s", c.Name, start.backoff)
+	}
+	s.events.Eventf(events.Normal, "Started", w.key, c.Name, "Started container %s (image %s, restart %d)", c.Name, c.Image, start.attempt)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,66 @@
+package supervisor
+
+import (
+	"context"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/runtime"
+)
+
+// Observer reads what the runtime holds for pods.
+type Observer interface {
+	PodState(ctx context.Context, key string) (*runtime.PodState, error)
+	ListPods(ctx context.Context) (map[string]*runtime.PodState, error)
+}
+
+// Sandboxes creates and removes pod sandboxes and what pods leave behind.
+type Sandboxes interface {
+	RunSandbox(ctx context.Context, pod *v1.Pod, cfg runtime.SandboxConfig) (*runtime.Sandbox, error)
+	StopSandbox(ctx context.Context, sb *runtime.Sandbox) error
+	RemoveSandbox(ctx context.Context, sb *runtime.Sandbox) error
+}
+
+// Containers starts, stops and removes container instances.
+type Containers interface {
+	StartContainer(ctx context.Context, cfg *runtime.ContainerConfig) (*runtime.Container, error)
+	StopContainer(ctx context.Context, c *runtime.Container, grace time.Duration) error
+	RemoveContainer(ctx context.Context, c *runtime.Container) error
+}
+
+// Cleaner removes what a removed pod leaves outside containerd.
+type Cleaner interface {
+	CleanupPod(ctx context.Context, key, namespace, name string) error
+	PodDirs() (map[string]string, error)
+	RemovePodDir(dir string) error
+}
+
+// Runtime is the container runtime as the supervisor uses it; the runtime
+// package's *Runtime implements it.
+type Runtime interface {
+	Observer
+	Sandboxes
+	Containers
+	Cleaner
+}
+
+var _ Runtime = (*runtime.Runtime)(nil)
+
+// Network gives a pod that is not hostNetwork its network namespace and
+// addresses (the cni package), and takes them back.
+type Network interface {
+	SetUp(ctx context.Context, pod *v1.Pod, sandboxID string) (netns string, ips []string, err error)
+	TearDown(ctx context.Context, sandboxID string) error
+}
+
+// NoNetwork lets runc give each pod a network namespace with only loopback.
+type NoNetwork struct{}
+
+// SetUp makes nothing: runc creates the namespace.
+func (NoNetwork) SetUp(context.Context, *v1.Pod, string) (string, []string, error) {
+	return "", nil, nil
+}
+
+// TearDown has nothing to release.
+func (NoNetwork) TearDown(context.Context, string) error { return nil }

@@ -1,0 +1,391 @@
+package supervisor
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/runtime"
+)
+
+// planInput is everything the planner looks at.
+type planInput struct {
+	pod     *v1.Pod // desired; nil when the pod is to be removed
+	state   *runtime.PodState
+	now     time.Time
+	backoff BackoffPolicy
+	// unhealthy are running containers a liveness or startup probe (or a
+	// failed postStart hook) condemned, by container ID, with the reason.
+	unhealthy map[string]string
+	// failing are containers whose last start failed and must wait until
+	// the given time before the next try (image pull back-off and the like).
+	failing map[string]time.Time
+	// sandboxRetry is when a failed sandbox may be tried again.
+	sandboxRetry time.Time
+	// stopped are sandboxes this worker already stopped because their pod
+	// finished, so they are not stopped again on every sync.
+	stopped map[string]bool
+}
+
+// startAction starts one instance of a container.
+type startAction struct {
+	container *v1.Container
+	init      bool
+	attempt   int
+	backoff   time.Duration
+	last      *runtime.Termination
+	// replaces is a running instance this start follows once it is killed;
+	// its termination becomes the new instance's last state.
+	replaces *runtime.Container
+}
+
+// killAction stops a running container and removes it.
+type killAction struct {
+	container *runtime.Container
+	reason    string
+}
+
+// podActions is what one sync of a pod does, in this order: kill the whole
+// pod, kill and remove single containers, create the sandbox, start
+// containers, and for a finished pod remove its sandbox.
+type podActions struct {
+	killPod        bool // stop and remove every container and sandbox
+	killReason     string
+	createSandbox  bool
+	sandboxAttempt int
+	kill           []killAction
+	remove         []*runtime.Container // dead instances nobody needs
+	staleSandboxes []*runtime.Sandbox   // sandboxes older than the current one
+	start          []startAction
+	// stopSandbox stops the sandbox of a finished pod and frees its
+	// network; its record stays, so the pod stays finished.
+	stopSandbox bool
+	// backingOff are containers waiting out a crash-loop back-off, with the
+	// time they restart, for the status (CrashLoopBackOff).
+	backingOff map[string]time.Time
+	// requeue is when the pod needs another look even if nothing happens.
+	requeue time.Time
+}
+
+func (a *podActions) wakeAt(t time.Time) {
+	if a.requeue.IsZero() || t.Before(a.requeue) {
+		a.requeue = t
+	}
+}
+
+// shouldRestart applies the restart policy to an instance that ended.
+func shouldRestart(policy v1.RestartPolicy, exit *runtime.Termination) bool {
+	switch policy {
+	case v1.RestartPolicyAlways:
+		return true
+	case v1.RestartPolicyOnFailure:
+		return exit == nil || exit.ExitCode != 0
+	}
+	return false
+}
+
+func dead(c *runtime.Container) bool {
+	return c.State == runtime.StateExited || c.State == runtime.StateUnknown
+}
+
+// sandboxAttemptOf reads the attempt from a sandbox ID (<hash>_pause.<n>).
+func sandboxAttemptOf(id string) int {
+	i := strings.LastIndexByte(id, '.')
+	if i < 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(id[i+1:])
+	return n
+}
+
+// currentSandboxID is the newest sandbox's ID, or, when no sandbox is left
+// (a finished pod), the newest one its containers name.
+func currentSandboxID(st *runtime.PodState) string {
+	if sb := st.Sandbox(); sb != nil {
+		return sb.ID
+	}
+	id, best := "", -1
+	for _, c := range st.Containers {
+		if n := sandboxAttemptOf(c.SandboxID); n > best {
+			id, best = c.SandboxID, n
+		}
+	}
+	return id
+}
+
+// finished reports whether a pod has run to completion: its restart policy
+// restarts none of its containers, every one has run in the sandbox of the
+// current spec and ended, and none is to be restarted.
+func finished(pod *v1.Pod, st *runtime.PodState, sandboxID string) bool {
+	if pod.Spec.RestartPolicy == v1.RestartPolicyAlways || sandboxID == "" {
+		return false
+	}
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		latest := st.Latest(sandboxID, c.Name)
+		if latest != nil && dead(latest) && latest.Exit.ExitCode != 0 && pod.Spec.RestartPolicy == v1.RestartPolicyNever {
+			return true // a failed init container fails a Never pod
+		}
+	}
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		latest := st.Latest(sandboxID, c.Name)
+		if latest == nil || !dead(latest) || latest.Hash != ContainerHash(c) || shouldRestart(pod.Spec.RestartPolicy, latest.Exit) {
+			return false
+		}
+	}
+	return true
+}
+
+// containerSpecChanged reports whether an app container's newest instance in
+// the sandbox was made from another spec than the desired one.
+func containerSpecChanged(pod *v1.Pod, st *runtime.PodState, sandboxID string) bool {
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if latest := st.Latest(sandboxID, c.Name); latest != nil && latest.Hash != ContainerHash(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// ran reports whether any container of the sandbox has started.
+func ran(st *runtime.PodState, sandboxID string) bool {
+	for _, c := range st.Containers {
+		if c.SandboxID == sandboxID && !c.StartedAt.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// nextAttempt is the restart count of a container's next instance: one more
+// than its newest instance in any sandbox, so counts carry over a sandbox
+// that is re-created, as the kubelet's do.
+func nextAttempt(st *runtime.PodState, name string) (int, *runtime.Termination) {
+	var newest *runtime.Container
+	for _, c := range st.Containers {
+		if c.Name == name && (newest == nil || sandboxAttemptOf(c.SandboxID) > sandboxAttemptOf(newest.SandboxID) ||
+			(c.SandboxID == newest.SandboxID && c.Attempt > newest.Attempt)) {
+			newest = c
+		}
+	}
+	if newest == nil {
+		return 0, nil
+	}
+	return newest.Attempt + 1, newest.Exit
+}
+
+// computePodActions decides what one sync does. It is a pure function of
+// its input, so every decision is tested with tables.
+func computePodActions(in planInput) podActions {
+	a := podActions{backingOff: map[string]time.Time{}}
+	st := in.state
+	if in.pod == nil {
+		a.killPod, a.killReason = len(st.Sandboxes)+len(st.Containers) > 0, "the pod was removed from its source"
+		return a
+	}
+	pod := in.pod
+	podHash := PodHash(pod)
+	sb := st.Sandbox()
+	current := currentSandboxID(st)
+
+	if sb == nil || !sb.Ready || sb.Hash != podHash {
+		reason := ""
+		switch {
+		case sb != nil && sb.Hash != podHash, containerSpecChanged(pod, st, current):
+			reason = "the pod's spec changed"
+		case len(st.Containers) > 0 && (finished(pod, st, current) || (pod.Spec.RestartPolicy == v1.RestartPolicyNever && ran(st, current))):
+			// A finished pod stays finished, and a Never pod whose sandbox
+			// died has failed, as with the kubelet.
+			a.stopSandbox = sb != nil && !in.stopped[sb.ID]
+			return a
+		case sb != nil:
+			reason = "the pod sandbox died"
+		case len(st.Containers) > 0:
+			reason = "the pod sandbox is gone"
+		}
+		if in.now.Before(in.sandboxRetry) {
+			a.wakeAt(in.sandboxRetry)
+			return a
+		}
+		a.killPod, a.killReason = reason != "", reason
+		a.createSandbox = true
+		for _, s := range st.Sandboxes {
+			a.sandboxAttempt = max(a.sandboxAttempt, s.Attempt+1)
+		}
+		for _, c := range st.Containers {
+			a.sandboxAttempt = max(a.sandboxAttempt, sandboxAttemptOf(c.SandboxID)+1)
+		}
+		a.start = firstStarts(pod, st, in)
+		return a
+	}
+
+	// The sandbox is fine. Anything of older sandboxes goes.
+	for _, c := range st.Containers {
+		if c.SandboxID != sb.ID {
+			a.dispose(c, "it belongs to a replaced pod sandbox")
+		}
+	}
+	a.staleSandboxes = st.Sandboxes[1:]
+	if a.planInit(pod, st, sb, in) {
+		a.planApps(pod, st, sb, in)
+	}
+	a.planOrphans(pod, st, sb)
+	if len(a.start) == 0 && len(a.kill) == 0 && finished(pod, st, sb.ID) {
+		a.stopSandbox = !in.stopped[sb.ID]
+	}
+	return a
+}
+
+// firstStarts are the starts in a new sandbox: the first init container, or
+// every app container when there are none.
+func firstStarts(pod *v1.Pod, st *runtime.PodState, in planInput) []startAction {
+	if len(pod.Spec.InitContainers) > 0 {
+		if retry, ok := in.failing[pod.Spec.InitContainers[0].Name]; ok && in.now.Before(retry) {
+			return nil
+		}
+		c := &pod.Spec.InitContainers[0]
+		attempt, last := nextAttempt(st, c.Name)
+		return []startAction{{container: c, init: true, attempt: attempt, last: last}}
+	}
+	var starts []startAction
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if retry, ok := in.failing[c.Name]; ok && in.now.Before(retry) {
+			continue
+		}
+		attempt, last := nextAttempt(st, c.Name)
+		starts = append(starts, startAction{container: c, attempt: attempt, last: last})
+	}
+	return starts
+}
+
+// dispose kills a running container or removes a dead one.
+func (a *podActions) dispose(c *runtime.Container, reason string) {
+	if c.State == runtime.StateRunning {
+		a.kill = append(a.kill, killAction{container: c, reason: reason})
+	} else {
+		a.remove = append(a.remove, c)
+	}
+}
+
+// planInit runs the init containers in order, each to completion. It
+// reports whether they have all completed, so the app containers may start.
+func (a *podActions) planInit(pod *v1.Pod, st *runtime.PodState, sb *runtime.Sandbox, in planInput) bool {
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		latest := st.Latest(sb.ID, c.Name)
+		a.removeOlder(st, sb.ID, latest)
+		switch {
+		case latest == nil:
+			if retry, ok := in.failing[c.Name]; ok && in.now.Before(retry) {
+				a.wakeAt(retry)
+				return false
+			}
+			attempt, last := nextAttempt(st, c.Name)
+			a.start = append(a.start, startAction{container: c, init: true, attempt: attempt, last: last})
+			return false
+		case latest.State == runtime.StateCreated:
+			a.remove = append(a.remove, latest)
+			a.start = append(a.start, startAction{container: c, init: true, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff})
+			return false
+		case latest.State == runtime.StateRunning:
+			return false
+		case latest.Exit.ExitCode == 0:
+			continue
+		case pod.Spec.RestartPolicy == v1.RestartPolicyNever:
+			return false // the pod has failed
+		default:
+			a.restartAfterBackoff(c, latest, true, in)
+			return false
+		}
+	}
+	return true
+}
+
+// planApps keeps each app container running as its spec and the restart
+// policy say.
+func (a *podActions) planApps(pod *v1.Pod, st *runtime.PodState, sb *runtime.Sandbox, in planInput) {
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		latest := st.Latest(sb.ID, c.Name)
+		a.removeOlder(st, sb.ID, latest)
+		hash := ContainerHash(c)
+		switch {
+		case latest == nil:
+			if retry, ok := in.failing[c.Name]; ok && in.now.Before(retry) {
+				a.wakeAt(retry)
+				continue
+			}
+			attempt, last := nextAttempt(st, c.Name)
+			a.start = append(a.start, startAction{container: c, attempt: attempt, last: last})
+		case latest.State == runtime.StateCreated:
+			// Created but never started: a start that was interrupted.
+			a.remove = append(a.remove, latest)
+			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff})
+		case latest.State == runtime.StateRunning && latest.Hash != hash:
+			a.kill = append(a.kill, killAction{container: latest, reason: "its spec changed"})
+			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, replaces: latest})
+		case latest.State == runtime.StateRunning:
+			if reason, bad := in.unhealthy[latest.ID]; bad {
+				a.kill = append(a.kill, killAction{container: latest, reason: reason})
+				if pod.Spec.RestartPolicy != v1.RestartPolicyNever {
+					a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, replaces: latest})
+				}
+			}
+		case latest.Hash != hash:
+			// A changed spec runs, whatever the restart policy.
+			a.remove = append(a.remove, latest)
+			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, last: latest.Exit})
+		case shouldRestart(pod.Spec.RestartPolicy, latest.Exit):
+			a.restartAfterBackoff(c, latest, false, in)
+		}
+	}
+}
+
+// restartAfterBackoff restarts an exited instance now, or, while it is in
+// crash-loop back-off, records when it will be.
+func (a *podActions) restartAfterBackoff(c *v1.Container, latest *runtime.Container, init bool, in planInput) {
+	delay := in.backoff.delay(latest)
+	at := latest.Exit.FinishedAt.Add(delay)
+	if in.now.Before(at) {
+		a.backingOff[c.Name] = at
+		a.wakeAt(at)
+		return
+	}
+	a.remove = append(a.remove, latest)
+	a.start = append(a.start, startAction{container: c, init: init, attempt: latest.Attempt + 1, backoff: delay, last: latest.Exit})
+}
+
+// removeOlder removes dead instances older than the newest one; their logs
+// stay for the previous-instance log.
+func (a *podActions) removeOlder(st *runtime.PodState, sandboxID string, latest *runtime.Container) {
+	if latest == nil {
+		return
+	}
+	for _, c := range st.Containers {
+		if c.SandboxID == sandboxID && c.Name == latest.Name && c.Attempt < latest.Attempt {
+			a.dispose(c, "a newer instance exists")
+		}
+	}
+}
+
+// planOrphans removes containers of the sandbox that the spec no longer has.
+func (a *podActions) planOrphans(pod *v1.Pod, st *runtime.PodState, sb *runtime.Sandbox) {
+	names := map[string]bool{}
+	for _, c := range pod.Spec.InitContainers {
+		names[c.Name] = true
+	}
+	for _, c := range pod.Spec.Containers {
+		names[c.Name] = true
+	}
+	for _, c := range st.Containers {
+		if c.SandboxID == sb.ID && !names[c.Name] {
+			a.dispose(c, fmt.Sprintf("container %q was removed from the pod", c.Name))
+		}
+	}
+}

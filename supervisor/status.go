@@ -1,0 +1,238 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podsup/podsup/qos"
+	"github.com/podsup/podsup/runtime"
+)
+
+// ProbeResults are what the health package knows of a container instance.
+// A container without a readiness probe is ready once it runs (and, with a
+// startup probe, once that has succeeded).
+type ProbeResults interface {
+	// Ready reports whether the container passes its readiness probe.
+	Ready(pod *v1.Pod, c *v1.Container, id string) bool
+	// Started reports whether the container passed its startup probe.
+	Started(pod *v1.Pod, c *v1.Container, id string) bool
+}
+
+// alwaysReady is the probe results when no prober is configured.
+type alwaysReady struct{}
+
+func (alwaysReady) Ready(*v1.Pod, *v1.Container, string) bool   { return true }
+func (alwaysReady) Started(*v1.Pod, *v1.Container, string) bool { return true }
+
+// statusInput is what a pod's status is computed from.
+type statusInput struct {
+	pod      *v1.Pod
+	state    *runtime.PodState
+	now      time.Time
+	plan     *podActions
+	failing  map[string]*failure
+	sandbox  *failure
+	probes   ProbeResults
+	hostIP   string
+	previous *v1.PodStatus // for condition transition times
+}
+
+// computeStatus is the pod's status as the kubelet would report it.
+func computeStatus(in statusInput) v1.PodStatus {
+	pod, st := in.pod, in.state
+	sbID := currentSandboxID(st)
+	status := v1.PodStatus{QOSClass: qos.Class(pod), HostIP: in.hostIP}
+	if in.hostIP != "" {
+		status.HostIPs = []v1.HostIP{{IP: in.hostIP}}
+	}
+	sb := st.Sandbox()
+	if sb != nil {
+		start := metav1.NewTime(sb.CreatedAt)
+		status.StartTime = &start
+		ips := sb.IPs
+		if pod.Spec.HostNetwork && in.hostIP != "" {
+			ips = []string{in.hostIP}
+		}
+		for _, ip := range ips {
+			status.PodIPs = append(status.PodIPs, v1.PodIP{IP: ip})
+		}
+		if len(ips) > 0 {
+			status.PodIP = ips[0]
+		}
+	}
+	initPending := false
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		cs := containerStatus(in, c, sbID, true, initPending)
+		status.InitContainerStatuses = append(status.InitContainerStatuses, cs)
+		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
+			if !(cs.State.Waiting != nil && cs.LastTerminationState.Terminated != nil && cs.LastTerminationState.Terminated.ExitCode == 0) {
+				initPending = true
+			}
+		}
+	}
+	allReady := len(pod.Spec.Containers) > 0
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		cs := containerStatus(in, c, sbID, false, initPending)
+		status.ContainerStatuses = append(status.ContainerStatuses, cs)
+		allReady = allReady && cs.Ready
+	}
+	status.Phase = phase(pod, status.InitContainerStatuses, status.ContainerStatuses)
+	if sb == nil && in.sandbox != nil && status.Phase == v1.PodPending {
+		status.Reason, status.Message = in.sandbox.reason, in.sandbox.message
+	}
+	terminal := status.Phase == v1.PodSucceeded || status.Phase == v1.PodFailed
+	cond := func(t v1.PodConditionType, ok bool, reason string) {
+		c := v1.PodCondition{Type: t, Status: v1.ConditionFalse, Reason: reason}
+		if ok {
+			c.Status, c.Reason = v1.ConditionTrue, ""
+		}
+		c.LastTransitionTime = transitionTime(in.previous, t, c.Status, in.now)
+		status.Conditions = append(status.Conditions, c)
+	}
+	cond(v1.PodReadyToStartContainers, sb != nil && sb.Ready, "")
+	cond(v1.PodInitialized, !initPending, "ContainersNotInitialized")
+	readyReason := "ContainersNotReady"
+	if terminal {
+		readyReason = "PodCompleted"
+	}
+	cond(v1.ContainersReady, allReady && !terminal, readyReason)
+	cond(v1.PodReady, allReady && !terminal, readyReason)
+	cond(v1.PodScheduled, true, "")
+	return status
+}
+
+// transitionTime keeps a condition's transition time while its status holds.
+func transitionTime(prev *v1.PodStatus, t v1.PodConditionType, s v1.ConditionStatus, now time.Time) metav1.Time {
+	if prev != nil {
+		for _, c := range prev.Conditions {
+			if c.Type == t && c.Status == s {
+				return c.LastTransitionTime
+			}
+		}
+	}
+	return metav1.NewTime(now)
+}
+
+func terminated(t *runtime.Termination) *v1.ContainerStateTerminated {
+	return &v1.ContainerStateTerminated{
+		ExitCode: t.ExitCode, Reason: t.Reason, Message: t.Message,
+		StartedAt: metav1.NewTime(t.StartedAt), FinishedAt: metav1.NewTime(t.FinishedAt),
+		ContainerID: "containerd://" + t.ID,
+	}
+}
+
+// containerStatus is one container's status: its newest instance's state,
+// the previous instance's end, its restart count and readiness.
+func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPending bool) v1.ContainerStatus {
+	cs := v1.ContainerStatus{Name: c.Name, Image: c.Image}
+	latest := in.state.Latest(sbID, c.Name)
+	if latest == nil {
+		if attempt, last := nextAttempt(in.state, c.Name); last != nil {
+			cs.RestartCount = int32(attempt)
+			cs.LastTerminationState.Terminated = terminated(last)
+		}
+		reason, msg := "ContainerCreating", ""
+		if !init && initPending {
+			reason = "PodInitializing"
+		}
+		if f := in.failing[c.Name]; f != nil {
+			reason, msg = f.reason, f.message
+			if f.reason == "ErrImagePull" && in.now.After(f.at) {
+				reason, msg = "ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message)
+			}
+		}
+		cs.State.Waiting = &v1.ContainerStateWaiting{Reason: reason, Message: msg}
+		return cs
+	}
+	cs.RestartCount = int32(latest.Attempt)
+	cs.ContainerID = "containerd://" + latest.ID
+	cs.ImageID = latest.ImageRef
+	if latest.Last != nil {
+		cs.LastTerminationState.Terminated = terminated(latest.Last)
+	}
+	switch latest.State {
+	case runtime.StateCreated:
+		cs.State.Waiting = &v1.ContainerStateWaiting{Reason: "ContainerCreating"}
+	case runtime.StateRunning:
+		cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(latest.StartedAt)}
+		started := in.probes.Started(in.pod, c, latest.ID)
+		cs.Started = &started
+		cs.Ready = !init && started && in.probes.Ready(in.pod, c, latest.ID)
+	default:
+		f := false
+		cs.Started = &f
+		if at, ok := in.plan.backingOff[c.Name]; ok {
+			cs.LastTerminationState.Terminated = terminated(latest.Exit)
+			cs.State.Waiting = &v1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", at.Sub(latest.Exit.FinishedAt).Round(time.Second), c.Name, in.pod.Name)}
+		} else {
+			cs.State.Terminated = terminated(latest.Exit)
+		}
+	}
+	return cs
+}
+
+// phase is the kubelet's: Pending until every container has run (and every
+// init container completed), Running while any runs or will be restarted,
+// then Succeeded or Failed by how they ended.
+func phase(pod *v1.Pod, inits, apps []v1.ContainerStatus) v1.PodPhase {
+	policy := pod.Spec.RestartPolicy
+	pendingInit, failedInit := 0, 0
+	for _, s := range inits {
+		switch {
+		case s.State.Running != nil:
+			pendingInit++
+		case s.State.Terminated != nil && s.State.Terminated.ExitCode != 0:
+			failedInit++
+		case s.State.Terminated != nil:
+		case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
+			if s.LastTerminationState.Terminated.ExitCode != 0 {
+				failedInit++
+			}
+		default:
+			pendingInit++
+		}
+	}
+	running, waiting, stopped, succeeded := 0, 0, 0, 0
+	for _, s := range apps {
+		switch {
+		case s.State.Running != nil:
+			running++
+		case s.State.Terminated != nil:
+			stopped++
+			if s.State.Terminated.ExitCode == 0 {
+				succeeded++
+			}
+		case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
+			stopped++
+		default:
+			waiting++
+		}
+	}
+	switch {
+	case failedInit > 0 && policy == v1.RestartPolicyNever:
+		return v1.PodFailed
+	case pendingInit > 0 || failedInit > 0:
+		return v1.PodPending
+	case waiting > 0:
+		return v1.PodPending
+	case running > 0:
+		return v1.PodRunning
+	case stopped == len(apps) && len(apps) > 0:
+		switch {
+		case policy == v1.RestartPolicyAlways:
+			return v1.PodRunning
+		case stopped == succeeded:
+			return v1.PodSucceeded
+		case policy == v1.RestartPolicyNever:
+			return v1.PodFailed
+		}
+		return v1.PodRunning
+	}
+	return v1.PodPending
+}

@@ -1,0 +1,343 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/podsup/podsup/events"
+	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/runtime"
+)
+
+// Defaults of the supervisor.
+const (
+	// DefaultResync is how often each pod is looked at even when nothing
+	// happens, to catch what no event reported.
+	DefaultResync = 10 * time.Second
+	// housekeeping is how often the supervisor retries work that failed and
+	// proves it is alive to /healthz.
+	housekeeping = 5 * time.Second
+)
+
+// Supervisor keeps the desired pods running: one worker per pod.
+type Supervisor struct {
+	rt          Runtime
+	net         Network
+	probes      ProbeResults
+	unhealthyFn func(podKey string) map[string]string
+	clock       clock.WithTicker
+	log         *slog.Logger
+	events      *events.Recorder
+	backoff     BackoffPolicy
+	resync      time.Duration
+	retry       time.Duration
+	hostIP      string
+	allocatable v1.ResourceList
+	onStatus    []func(key string, pod *v1.Pod)
+	onNetworkGC func(ctx context.Context, live map[string]bool) error
+
+	wg sync.WaitGroup // workers
+
+	mu            sync.Mutex
+	workers       map[string]*podWorker
+	pods          map[string]*v1.Pod // published: each desired pod with its status
+	config        ConfigObjects
+	sourcesReady  bool
+	orphansDone   bool
+	lastHeartbeat time.Time
+	containerdErr error
+}
+
+// Option configures a Supervisor.
+type Option func(*Supervisor)
+
+// WithNetwork sets the pod network (the cni package); by default runc gives
+// each pod a namespace with loopback only.
+func WithNetwork(n Network) Option { return func(s *Supervisor) { s.net = n } }
+
+// WithNetworkGC is called once the live sandboxes are known at start-up, to
+// release what dead ones left.
+func WithNetworkGC(f func(ctx context.Context, live map[string]bool) error) Option {
+	return func(s *Supervisor) { s.onNetworkGC = f }
+}
+
+// WithProbes sets where readiness and startup results come from.
+func WithProbes(p ProbeResults) Option { return func(s *Supervisor) { s.probes = p } }
+
+// WithUnhealthy sets where containers condemned by a liveness or startup
+// probe come from, by pod key: container ID to reason.
+func WithUnhealthy(f func(podKey string) map[string]string) Option {
+	return func(s *Supervisor) { s.unhealthyFn = f }
+}
+
+// WithClock sets the clock.
+func WithClock(c clock.WithTicker) Option { return func(s *Supervisor) { s.clock = c } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Supervisor) { s.log = l } }
+
+// WithEvents sets the event recorder.
+func WithEvents(r *events.Recorder) Option { return func(s *Supervisor) { s.events = r } }
+
+// WithBackoff sets the crash-loop back-off.
+func WithBackoff(p BackoffPolicy) Option { return func(s *Supervisor) { s.backoff = p } }
+
+// WithResync sets how often every pod is looked at.
+func WithResync(d time.Duration) Option { return func(s *Supervisor) { s.resync = d } }
+
+// WithNode sets the node's IP and allocatable resources, for pod status and
+// the downward API.
+func WithNode(hostIP string, allocatable v1.ResourceList) Option {
+	return func(s *Supervisor) { s.hostIP, s.allocatable = hostIP, allocatable }
+}
+
+// WithStatusListener is called, without locks held, whenever a pod's
+// published status changes; pod is nil when the pod is gone.
+func WithStatusListener(f func(key string, pod *v1.Pod)) Option {
+	return func(s *Supervisor) { s.onStatus = append(s.onStatus, f) }
+}
+
+// New returns a supervisor running pods on rt.
+func New(rt Runtime, opts ...Option) *Supervisor {
+	s := &Supervisor{
+		rt: rt, net: NoNetwork{}, probes: alwaysReady{}, clock: clock.RealClock{}, log: slog.Default(),
+		backoff: DefaultBackoff, resync: DefaultResync, retry: 2 * time.Second,
+		workers: map[string]*podWorker{}, pods: map[string]*v1.Pod{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.events == nil {
+		s.events = events.NewRecorder(events.DefaultCapacity, s.log, s.clock)
+	}
+	return s
+}
+
+// Run applies desired-state deltas until ctx ends. Then it stops its workers
+// and returns; the pods keep running, and are adopted, not restarted, when
+// podsup starts again.
+func (s *Supervisor) Run(ctx context.Context, deltas <-chan manifest.Delta) {
+	tick := s.clock.NewTicker(housekeeping)
+	defer tick.Stop()
+	defer s.wg.Wait()
+	s.heartbeat()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-deltas:
+			s.apply(ctx, d)
+		case <-tick.C():
+			s.maybeCollectOrphans(ctx)
+		}
+		s.heartbeat()
+	}
+}
+
+func (s *Supervisor) heartbeat() {
+	s.mu.Lock()
+	s.lastHeartbeat = s.clock.Now()
+	s.mu.Unlock()
+}
+
+// apply hands each changed pod to its worker.
+func (s *Supervisor) apply(ctx context.Context, d manifest.Delta) {
+	s.mu.Lock()
+	s.config = ConfigObjects{ConfigMaps: d.ConfigMaps, Secrets: d.Secrets}
+	for _, ch := range d.Changes {
+		key := manifest.PodKey(ch.Pod)
+		if ch.Kind == manifest.Remove {
+			s.desireLocked(ctx, key, nil)
+		} else {
+			s.desireLocked(ctx, key, ch.Pod)
+		}
+	}
+	if d.SourcesReady {
+		s.sourcesReady = true
+	}
+	s.mu.Unlock()
+	s.maybeCollectOrphans(ctx)
+}
+
+// desireLocked sets a pod's desired state, starting its worker if needed.
+func (s *Supervisor) desireLocked(ctx context.Context, key string, pod *v1.Pod) {
+	if w := s.workers[key]; w != nil {
+		w.update(pod)
+		return
+	}
+	w := newPodWorker(s, key, pod)
+	s.workers[key] = w
+	s.wg.Add(1)
+	go w.run(ctx)
+}
+
+// workerDone retires a worker whose pod is removed, unless a new desired
+// state arrived meanwhile.
+func (s *Supervisor) workerDone(w *podWorker) bool {
+	s.mu.Lock()
+	w.mu.Lock()
+	if w.desired != nil {
+		w.mu.Unlock()
+		s.mu.Unlock()
+		return false
+	}
+	w.mu.Unlock()
+	delete(s.workers, w.key)
+	_, published := s.pods[w.key]
+	delete(s.pods, w.key)
+	listeners := s.onStatus
+	s.mu.Unlock()
+	if published {
+		for _, f := range listeners {
+			f(w.key, nil)
+		}
+	}
+	return true
+}
+
+// maybeCollectOrphans removes, once every source has reported, the pods
+// that containerd holds and no source declares, and pod directories with no
+// pod. It retries on the housekeeping tick until it succeeds.
+func (s *Supervisor) maybeCollectOrphans(ctx context.Context) {
+	s.mu.Lock()
+	due := s.sourcesReady && !s.orphansDone
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	pods, err := s.rt.ListPods(ctx)
+	if err != nil {
+		s.setContainerdDown(err)
+		s.log.Warn("cannot list pods to find orphans; will retry", "err", err)
+		return
+	}
+	dirs, err := s.rt.PodDirs()
+	if err != nil {
+		s.log.Warn("cannot list pod directories", "err", err)
+	}
+	s.mu.Lock()
+	live := map[string]bool{}
+	for key, st := range pods {
+		if _, desired := s.workers[key]; !desired {
+			s.log.Info("removing a pod no source declares", "pod", key)
+			s.desireLocked(ctx, key, nil)
+		}
+		for _, sb := range st.Sandboxes {
+			live[sb.ID] = true
+		}
+	}
+	for dir, key := range dirs {
+		_, hasWorker := s.workers[key]
+		if _, inContainerd := pods[key]; key == "" || (!hasWorker && !inContainerd) {
+			if err := s.rt.RemovePodDir(dir); err != nil {
+				s.log.Warn("cannot remove an orphaned pod directory", "dir", dir, "err", err)
+			}
+		}
+	}
+	s.orphansDone = true
+	s.mu.Unlock()
+	if s.onNetworkGC != nil {
+		if err := s.onNetworkGC(ctx, live); err != nil {
+			s.log.Warn("cannot release the networks of dead sandboxes", "err", err)
+		}
+	}
+}
+
+func (s *Supervisor) setContainerdDown(err error) {
+	s.mu.Lock()
+	s.containerdErr = err
+	s.mu.Unlock()
+}
+
+// Healthy returns nil while the supervisor's loop runs and containerd
+// answers its workers, for /healthz.
+func (s *Supervisor) Healthy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if age := s.clock.Since(s.lastHeartbeat); age > 3*housekeeping {
+		errs = append(errs, fmt.Errorf("the sync loop last ran %s ago", age.Round(time.Second)))
+	}
+	if s.containerdErr != nil {
+		errs = append(errs, fmt.Errorf("containerd: %w", s.containerdErr))
+	}
+	return errors.Join(errs...)
+}
+
+// SourcesReady reports whether every manifest source has reported once.
+func (s *Supervisor) SourcesReady() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sourcesReady
+}
+
+// publish records a pod's status and tells the listeners.
+func (s *Supervisor) publish(key string, pod *v1.Pod, status v1.PodStatus, _ *runtime.PodState) {
+	p := pod.DeepCopy()
+	p.Status = status
+	s.mu.Lock()
+	s.pods[key] = p
+	listeners := s.onStatus
+	s.mu.Unlock()
+	for _, f := range listeners {
+		f(key, p)
+	}
+}
+
+// Pods returns every desired pod with its latest status, sorted by key.
+// The caller must not modify them.
+func (s *Supervisor) Pods() []*v1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*v1.Pod, 0, len(s.pods))
+	for _, p := range s.pods {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return manifest.PodKey(out[i]) < manifest.PodKey(out[j]) })
+	return out
+}
+
+// Pod returns one pod with its status, or nil.
+func (s *Supervisor) Pod(key string) *v1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pods[key]
+}
+
+// Wake makes a pod's worker look at it now (a task exited, a probe failed).
+func (s *Supervisor) Wake(key string) {
+	s.mu.Lock()
+	w := s.workers[key]
+	s.mu.Unlock()
+	if w != nil {
+		w.notify()
+	}
+}
+
+// Events returns the recorder the supervisor reports to.
+func (s *Supervisor) Events() *events.Recorder { return s.events }
+
+func (s *Supervisor) configObjects() ConfigObjects {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.config
+}
+
+func (s *Supervisor) podInfo(sb *runtime.Sandbox) podInfo {
+	return podInfo{ips: sb.IPs, hostIP: s.hostIP, allocatable: s.allocatable}
+}
+
+func (s *Supervisor) unhealthy(key string) map[string]string {
+	if s.unhealthyFn == nil {
+		return nil
+	}
+	return s.unhealthyFn(key)
+}

@@ -1,0 +1,188 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// podWorker keeps one pod as desired. The supervisor hands it the latest
+// desired state through a one-slot mailbox; the worker's goroutine does
+// everything else, so a pod's containers are only ever touched by one
+// goroutine.
+type podWorker struct {
+	key string
+	s   *Supervisor
+
+	mu         sync.Mutex
+	desired    *v1.Pod // the latest desired pod; nil once it is to be removed
+	generation int     // bumped by every update, so a sync knows it is stale
+	cancelSync context.CancelFunc
+	wake       chan struct{} // size 1: a pending wake-up is never lost, never doubled
+
+	// Owned by the worker goroutine.
+	lastPod        *v1.Pod // the last desired pod, for its grace period once removed
+	failing        map[string]*failure
+	sandboxFailure *failure
+	stopped        map[string]bool
+	status         *v1.PodStatus
+}
+
+func newPodWorker(s *Supervisor, key string, pod *v1.Pod) *podWorker {
+	return &podWorker{key: key, s: s, desired: pod, wake: make(chan struct{}, 1),
+		failing: map[string]*failure{}, stopped: map[string]bool{}}
+}
+
+// update hands the worker a new desired state (nil removes the pod). A sync
+// in progress for an older state is cancelled: the newest state wins.
+func (w *podWorker) update(pod *v1.Pod) {
+	w.mu.Lock()
+	w.desired = pod
+	w.generation++
+	if w.cancelSync != nil {
+		w.cancelSync()
+	}
+	w.mu.Unlock()
+	w.notify()
+}
+
+// notify wakes the worker without ever blocking.
+func (w *podWorker) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *podWorker) latest() (*v1.Pod, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.desired, w.generation
+}
+
+// run syncs the pod whenever it is woken, when a back-off expires, and every
+// resync period, until ctx ends or the pod is removed.
+func (w *podWorker) run(ctx context.Context) {
+	defer w.s.wg.Done()
+	timer := w.s.clock.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-timer.C():
+		}
+		pod, gen := w.latest()
+		syncCtx, cancel := context.WithCancel(ctx)
+		w.mu.Lock()
+		if gen != w.generation {
+			w.mu.Unlock()
+			cancel()
+			w.notify()
+			continue
+		}
+		w.cancelSync = cancel
+		w.mu.Unlock()
+		next, err := w.sync(syncCtx, pod)
+		cancel()
+		w.mu.Lock()
+		w.cancelSync = nil
+		w.mu.Unlock()
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			w.s.log.Warn("pod sync failed; will retry", "pod", w.key, "err", err)
+			next = w.s.clock.Now().Add(w.s.retry)
+		}
+		if pod == nil && err == nil && w.s.workerDone(w) {
+			return
+		}
+		delay := w.s.resync
+		if !next.IsZero() {
+			delay = min(max(next.Sub(w.s.clock.Now()), 0), delay)
+		}
+		timer.Stop()
+		timer.Reset(delay)
+	}
+}
+
+// sync observes the pod, plans, executes and publishes its status. It
+// returns when the pod next needs a look (zero: the resync period).
+func (w *podWorker) sync(ctx context.Context, pod *v1.Pod) (time.Time, error) {
+	s := w.s
+	st, err := s.rt.PodState(ctx, w.key)
+	if err != nil {
+		s.setContainerdDown(err)
+		return time.Time{}, err
+	}
+	s.setContainerdDown(nil)
+	if pod != nil {
+		w.lastPod = pod
+	}
+	now := s.clock.Now()
+	in := planInput{pod: pod, state: st, now: now, backoff: s.backoff, unhealthy: s.unhealthy(w.key),
+		failing: map[string]time.Time{}, stopped: w.stopped}
+	for name, f := range w.failing {
+		in.failing[name] = f.retryAt
+	}
+	if w.sandboxFailure != nil {
+		in.sandboxRetry = w.sandboxFailure.retryAt
+	}
+	plan := computePodActions(in)
+	changed, execErr := w.execute(ctx, pod, st, &plan)
+	if pod == nil {
+		if execErr != nil {
+			return time.Time{}, execErr
+		}
+		if err := s.rt.CleanupPod(ctx, w.key, w.lastNamespace(), w.lastName()); err != nil {
+			return time.Time{}, err
+		}
+		return time.Time{}, nil
+	}
+	if changed {
+		if fresh, err := s.rt.PodState(ctx, w.key); err == nil {
+			st = fresh
+		}
+	}
+	status := computeStatus(statusInput{pod: pod, state: st, now: s.clock.Now(), plan: &plan, failing: w.failing,
+		sandbox: w.sandboxFailure, probes: s.probes, hostIP: s.hostIP, previous: w.status})
+	w.status = &status
+	s.publish(w.key, pod, status, st)
+	next := plan.requeue
+	for _, f := range w.failing {
+		if next.IsZero() || f.retryAt.Before(next) {
+			next = f.retryAt
+		}
+	}
+	if f := w.sandboxFailure; f != nil && (next.IsZero() || f.retryAt.Before(next)) {
+		next = f.retryAt
+	}
+	return next, execErr
+}
+
+func (w *podWorker) lastNamespace() string {
+	if w.lastPod != nil {
+		return w.lastPod.Namespace
+	}
+	ns, _, _ := cutKey(w.key)
+	return ns
+}
+
+func (w *podWorker) lastName() string {
+	if w.lastPod != nil {
+		return w.lastPod.Name
+	}
+	_, name, _ := cutKey(w.key)
+	return name
+}
+
+func cutKey(key string) (string, string, bool) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return "", key, false
+}
