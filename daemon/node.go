@@ -87,4 +87,3 @@ func memTotal() int64 {
 	}
 	return 0
 }
-

@@ -13,8 +13,8 @@ import (
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/protobuf"
 )
 
 // maxTerminationMessage bounds a termination message, as the kubelet does.

@@ -71,10 +71,14 @@ func WithRootDir(dir string) Option { return func(r *Runtime) error { r.rootDir 
 func WithLogDir(dir string) Option { return func(r *Runtime) error { r.logDir = dir; return nil } }
 
 // WithPauseImage replaces the built-in pause image (--pod-infra-container-image).
-func WithPauseImage(ref string) Option { return func(r *Runtime) error { r.pauseRef = ref; return nil } }
+func WithPauseImage(ref string) Option {
+	return func(r *Runtime) error { r.pauseRef = ref; return nil }
+}
 
 // WithSnapshotter sets the containerd snapshotter.
-func WithSnapshotter(s string) Option { return func(r *Runtime) error { r.snapshotter = s; return nil } }
+func WithSnapshotter(s string) Option {
+	return func(r *Runtime) error { r.snapshotter = s; return nil }
+}
 
 // WithCgroupDriver sets "cgroupfs" (the default) or "systemd".
 func WithCgroupDriver(d string) Option {
