@@ -26,8 +26,9 @@ func (r *Runtime) podCgroup(key string, class v1.PodQOSClass) string {
 // the same hierarchy.
 func (r *Runtime) cgroupsPath(key string, class v1.PodQOSClass, id string) string {
 	if r.cgroupDriver == "systemd" {
-		slice := fmt.Sprintf("podsup-%s-pod%s.slice", strings.ToLower(string(class)), PodHash(key))
-		return slice + ":podsup:" + id
+		ns := strings.ReplaceAll(strings.TrimPrefix(r.cgroupParent, "/"), "-", "_")
+		slice := fmt.Sprintf("%s-%s-pod%s.slice", ns, strings.ToLower(string(class)), PodHash(key))
+		return slice + ":" + ns + ":" + id
 	}
 	return filepath.Join(r.podCgroup(key, class), id)
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
+	containerdlog "github.com/containerd/log"
+	"github.com/sirupsen/logrus"
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/image"
@@ -21,9 +23,8 @@ import (
 
 // Defaults of the runtime layer.
 const (
-	DefaultSnapshotter  = "overlayfs"
-	DefaultCgroupParent = "/podsup"
-	runcRuntime         = "io.containerd.runc.v2"
+	DefaultSnapshotter = "overlayfs"
+	runcRuntime        = "io.containerd.runc.v2"
 	// shimGroupAnnotation makes the runc v2 shim serve every container of a
 	// pod from one process, as the CRI plugin does: one shim per pod.
 	shimGroupAnnotation = "io.containerd.runc.v2.group"
@@ -122,7 +123,7 @@ func WithExitHandler(f func(podKey string)) Option {
 func New(address string, opts ...Option) (*Runtime, error) {
 	r := &Runtime{
 		namespace: "podsup", snapshotter: DefaultSnapshotter, rootDir: "/var/lib/podsup", logDir: "/var/log/pods",
-		cgroupDriver: "cgroupfs", cgroupParent: DefaultCgroupParent, logMaxSize: 10 << 20, logMaxFiles: 5,
+		cgroupDriver: "cgroupfs", logMaxSize: 10 << 20, logMaxFiles: 5,
 		clock: clock.RealClock{}, log: slog.Default(), onExit: func(string) {},
 		dns:      DNSConfig{HostResolvConf: "/etc/resolv.conf", ClusterDomain: "cluster.local"},
 		attached: map[string]*attachment{},
@@ -132,6 +133,11 @@ func New(address string, opts ...Option) (*Runtime, error) {
 			return nil, err
 		}
 	}
+	// Pods of another podsup, in another containerd namespace, must never
+	// share a cgroup with these: the parent is named after the namespace,
+	// /podsup by default.
+	r.cgroupParent = "/" + r.namespace
+	quietContainerdLogs(r.log)
 	client, err := containerd.New(address, containerd.WithDefaultNamespace(r.namespace), containerd.WithDefaultRuntime(runcRuntime))
 	if err != nil {
 		return nil, fmt.Errorf("containerd client for %s: %w", address, err)
@@ -188,7 +194,7 @@ func (r *Runtime) Close() error {
 	r.wg.Wait()
 	r.mu.Lock()
 	for id, a := range r.attached {
-		a.logs.Close()
+		closeLog(a.logs)
 		delete(r.attached, id)
 	}
 	r.mu.Unlock()
@@ -274,4 +280,20 @@ func (r *Runtime) PauseImage(ctx context.Context) (containerd.Image, error) {
 	}
 	r.log.Info("building the pause image", "image", b.Ref)
 	return b.Import(ctx, r.client, r.snapshotter)
+}
+
+// quietContainerdLogs sends the containerd client's own logging (logrus, as
+// "trying next host" during pulls) to podsup's logger at debug level, so it
+// neither floods standard output nor escapes the log format.
+func quietContainerdLogs(log *slog.Logger) {
+	l := containerdlog.L.Logger
+	l.SetOutput(slogWriter{log})
+	l.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true, DisableQuote: true})
+}
+
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Debug("containerd client", "log", strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -20,6 +20,10 @@ type failure struct {
 	reason, message string
 	count           int
 	at, retryAt     time.Time
+	// shown is set once a status has reported the failure: a pull error is
+	// ErrImagePull in the status of the sync it happened in, and
+	// ImagePullBackOff while the retry waits, as the kubelet shows them.
+	shown bool
 }
 
 // next records another failure and backs off as the kubelet does for image
@@ -29,7 +33,7 @@ func (f *failure) next(reason, message string, now time.Time, p BackoffPolicy) *
 		f = &failure{}
 	}
 	f.count++
-	f.reason, f.message, f.at = reason, message, now
+	f.reason, f.message, f.at, f.shown = reason, message, now, false
 	delay := p.Initial
 	for i := 1; i < f.count && delay < p.Max; i++ {
 		delay *= 2

@@ -142,7 +142,7 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 		}
 		if f := in.failing[c.Name]; f != nil {
 			reason, msg = f.reason, f.message
-			if f.reason == "ErrImagePull" && in.now.After(f.at) {
+			if f.reason == "ErrImagePull" && f.shown {
 				reason, msg = "ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message)
 			}
 		}

@@ -152,8 +152,15 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod) (time.Time, error) {
 	s.publish(w.key, pod, status, st)
 	next := plan.requeue
 	for _, f := range w.failing {
-		if next.IsZero() || f.retryAt.Before(next) {
-			next = f.retryAt
+		wake := f.retryAt
+		if !f.shown {
+			// Look again shortly, so the status moves on from ErrImagePull
+			// to ImagePullBackOff while the retry waits.
+			wake = minTime(wake, f.at.Add(time.Second))
+		}
+		f.shown = true
+		if next.IsZero() || wake.Before(next) {
+			next = wake
 		}
 	}
 	if f := w.sandboxFailure; f != nil && (next.IsZero() || f.retryAt.Before(next)) {
@@ -185,4 +192,11 @@ func cutKey(key string) (string, string, bool) {
 		}
 	}
 	return "", key, false
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

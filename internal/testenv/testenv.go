@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,6 +153,35 @@ func Purge(client *containerd.Client, ns string) error {
 	}
 	if err := client.NamespaceService().Delete(ctx, ns); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("delete namespace: %w", err))
+	}
+	if err := RemoveCgroups("/" + ns); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveCgroups removes a cgroup subtree from every hierarchy, deepest
+// first; podsup names its cgroup parent after its containerd namespace.
+func RemoveCgroups(parent string) error {
+	hierarchies, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		return nil
+	}
+	var errs []error
+	for _, h := range hierarchies {
+		root := filepath.Join("/sys/fs/cgroup", h.Name(), parent)
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
