@@ -65,4 +65,3 @@ func parsePodCIDR(s string) (netip.Prefix, error) {
 	}
 	return p, nil
 }
-

@@ -164,8 +164,10 @@ func checkList(list *libcni.NetworkConfigList) error {
 // builtinNetwork is the network of an edge box with no CNI configuration: a
 // bridge that is the pods' gateway and masquerades their traffic, host-local
 // addresses from the pod CIDR kept under the root directory (where GC can
-// count and release them), and portmap for hostPorts, with SNAT so that a
-// hostPort answers on the host's own addresses.
+// count and release them), and portmap for hostPorts. Portmap's SNAT makes
+// a hostPort answer on every host address, 127.0.0.1 included (it sets
+// route_localnet on the bridge and masquerades local sources), and from pods,
+// their own included, which hairpin mode lets back in through the bridge.
 func builtinNetwork(o *options, podCIDR netip.Prefix) (*network, error) {
 	defaultRoute := "0.0.0.0/0"
 	if podCIDR.Addr().Is6() {

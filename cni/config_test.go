@@ -88,9 +88,11 @@ func TestLoadNetwork(t *testing.T) {
 			wantTypes: []string{"fake", "fakeportmap"},
 		},
 		{
-			name:      "a symlink is followed, a directory skipped",
-			files:     map[string]string{"target/x.conflist": fakeConflist, "00-dir.conflist/x": ""},
-			setup:     func(t *testing.T, dir string) { symlink(t, filepath.Join(dir, "target/x.conflist"), filepath.Join(dir, "50-link.conflist")) },
+			name:  "a symlink is followed, a directory skipped",
+			files: map[string]string{"target/x.conflist": fakeConflist, "00-dir.conflist/x": ""},
+			setup: func(t *testing.T, dir string) {
+				symlink(t, filepath.Join(dir, "target/x.conflist"), filepath.Join(dir, "50-link.conflist"))
+			},
 			wantFile:  "50-link.conflist",
 			wantTypes: []string{"fake", "fakeportmap"},
 		},

@@ -39,5 +39,13 @@
 // deleting files: their host-local directory may be shared with another
 // runtime using the same configuration.
 //
+// A plugin that is not installed is found before anything is created. One
+// removed after its pods were set up makes their DEL fail: TearDown returns
+// the error and keeps the namespace, and a later call (or GC) finishes once
+// the plugin is back. A namespace that vanished without a reboot (unmounted
+// by hand) gets DEL without a namespace: addresses and portmap's rules are
+// released, but the bridge plugin finds its masquerade rules through the
+// pod's interface, so those stay until the next reboot.
+//
 // One Manager owns a root directory; two processes must not share one.
 package cni

@@ -239,9 +239,15 @@ func (f *fakePlugins) summary() []string {
 // held lists the attachments added and not deleted.
 func (f *fakePlugins) held() []string {
 	f.t.Helper()
-	entries, err := os.ReadDir(filepath.Join(f.dir, "held"))
+	return dirNames(f.t, filepath.Join(f.dir, "held"))
+}
+
+// dirNames lists a directory's entries, sorted; a missing one has none.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	var out []string
 	for _, e := range entries {

@@ -80,9 +80,8 @@ func (m *Manager) gcCandidates() ([]string, error) {
 // the built-in network still naming it: one whose cache entry and namespace
 // were lost, so no DEL knows of it.
 func (m *Manager) gcSandbox(ctx context.Context, id string) error {
-	log := m.log.With("sandbox", id)
 	if err := validateSandboxID(id); err != nil {
-		log.Warn("cni gc: ignoring an entry that names no sandbox", "err", err)
+		m.log.Warn("gc: ignoring an entry that names no sandbox", "err", err)
 		return nil
 	}
 	unlock, ok := m.locks.tryLock(id)
@@ -93,7 +92,7 @@ func (m *Manager) gcSandbox(ctx context.Context, id string) error {
 	if m.ownedHere(id) {
 		return nil
 	}
-	if err := m.release(ctx, id, log); err != nil {
+	if err := m.release(ctx, id, ""); err != nil {
 		return fmt.Errorf("cni gc: sandbox %s: %w", id, err)
 	}
 	n, err := releaseAllocations(m.opts.ipamDir(), id)
@@ -101,9 +100,8 @@ func (m *Manager) gcSandbox(ctx context.Context, id string) error {
 		return fmt.Errorf("cni gc: sandbox %s: %w", id, err)
 	}
 	if n > 0 {
-		log.Warn("cni gc: released addresses that no DEL knew of", "count", n)
+		m.log.Warn("gc: released addresses that no DEL knew of", "sandbox", id, "count", n)
 	}
-	log.Info("cni gc: released the network of a sandbox that is gone")
 	return nil
 }
 

@@ -2,7 +2,6 @@ package cni
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -153,14 +152,7 @@ func TestGCReleasesOrphanAllocations(t *testing.T) {
 	if err := m.GC(context.Background(), map[string]bool{"live1": true}); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := os.ReadDir(ipam)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left []string
-	for _, e := range entries {
-		left = append(left, e.Name())
-	}
+	left := dirNames(t, ipam)
 	if want := []string{"10.86.0.8", "last_reserved_ip.0", "lock"}; !reflect.DeepEqual(left, want) {
 		t.Errorf("left %v, want %v", left, want)
 	}

@@ -128,7 +128,7 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 	}
 	// Whatever is there is left from an attempt that did not finish (podsup
 	// killed mid-setup) or from before a reboot, which took the namespace.
-	if err := m.release(ctx, p.SandboxID, log); err != nil {
+	if err := m.release(ctx, p.SandboxID, p.pod()); err != nil {
 		return nil, fail(fmt.Errorf("clean up an earlier attempt: %w", err))
 	}
 	n, err := m.currentNetwork()
@@ -223,7 +223,7 @@ func (m *Manager) TearDown(ctx context.Context, sandboxID string) error {
 	}
 	unlock := m.locks.lock(sandboxID)
 	defer unlock()
-	if err := m.release(ctx, sandboxID, m.log.With("sandbox", sandboxID)); err != nil {
+	if err := m.release(ctx, sandboxID, ""); err != nil {
 		return fmt.Errorf("tear down network of sandbox %s: %w", sandboxID, err)
 	}
 	return nil

@@ -57,15 +57,7 @@ func (h *harness) manager(opts ...Option) *Manager {
 // namespaces lists the namespace files under the root.
 func (h *harness) namespaces() []string {
 	h.t.Helper()
-	entries, err := os.ReadDir(filepath.Join(h.root, "netns"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		h.t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
+	return dirNames(h.t, filepath.Join(h.root, "netns"))
 }
 
 // cached lists libcni's cache entries as "network/ifname/container".

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"sort"
 
@@ -24,8 +23,9 @@ type delTarget struct {
 // libcni cached it, so DEL runs with the current configuration to release
 // what the plugins got. The namespace goes last and only when every DEL
 // succeeded: while it is there, the sandbox is known to hold something.
-// The caller holds the sandbox's lock.
-func (m *Manager) release(ctx context.Context, sandboxID string, log *slog.Logger) error {
+// The caller holds the sandbox's lock; pod names the pod in logs when the
+// caller knows it, else the cache does.
+func (m *Manager) release(ctx context.Context, sandboxID, pod string) error {
 	nsPath := m.netnsPath(sandboxID)
 	_, err := os.Lstat(nsPath)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -47,6 +47,13 @@ func (m *Manager) release(ctx context.Context, sandboxID string, log *slog.Logge
 	if len(targets) == 0 && nsExists {
 		targets = m.uncachedTargets(sandboxID, delNS)
 	}
+	log := m.log.With("sandbox", sandboxID)
+	if pod == "" && len(targets) > 0 {
+		pod = podOf(targets[0].rt.Args)
+	}
+	if pod != "" {
+		log = log.With("pod", pod)
+	}
 	var errs []error
 	for _, t := range targets {
 		if err := m.cni.DelNetworkList(ctx, t.list, t.rt); err != nil {
@@ -66,6 +73,23 @@ func (m *Manager) release(ctx context.Context, sandboxID string, log *slog.Logge
 		log.Info("pod network torn down", "networks", len(targets))
 	}
 	return nil
+}
+
+// podOf names the pod of CNI args, or is empty.
+func podOf(args [][2]string) string {
+	var namespace, name string
+	for _, a := range args {
+		switch a[0] {
+		case "K8S_POD_NAMESPACE":
+			namespace = a[1]
+		case "K8S_POD_NAME":
+			name = a[1]
+		}
+	}
+	if name == "" {
+		return ""
+	}
+	return namespace + "/" + name
 }
 
 // cachedTargets are the DELs for what libcni cached of the sandbox, the pod

@@ -17,7 +17,7 @@ func TestRuntimeConf(t *testing.T) {
 		{HostPort: 8080, ContainerPort: 80, Protocol: "TCP"},
 		{HostPort: 5353, ContainerPort: 53, Protocol: "udp", HostIP: "127.0.0.1"},
 		{HostPort: 0, ContainerPort: 9090, Protocol: "tcp"}, // no hostPort: skipped
-		{HostPort: 7000, ContainerPort: 7000},                // protocol defaults to tcp
+		{HostPort: 7000, ContainerPort: 7000},               // protocol defaults to tcp
 	}
 	rt := runtimeConf(p, "/run/ns/sb1")
 	if rt.ContainerID != "sb1" || rt.NetNS != "/run/ns/sb1" || rt.IfName != "eth0" {
@@ -73,13 +73,17 @@ func TestPodNetworkValidate(t *testing.T) {
 			wantErr: "PortMappings[0].ContainerPort",
 		},
 		{
-			name:    "unknown protocol",
-			edit:    func(p *PodNetwork) { p.PortMappings = []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "icmp"}} },
+			name: "unknown protocol",
+			edit: func(p *PodNetwork) {
+				p.PortMappings = []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "icmp"}}
+			},
 			wantErr: `PortMappings[0].Protocol "icmp"`,
 		},
 		{
-			name:    "bad host IP",
-			edit:    func(p *PodNetwork) { p.PortMappings = []PortMapping{{HostPort: 80, ContainerPort: 80, HostIP: "localhost"}} },
+			name: "bad host IP",
+			edit: func(p *PodNetwork) {
+				p.PortMappings = []PortMapping{{HostPort: 80, ContainerPort: 80, HostIP: "localhost"}}
+			},
 			wantErr: `PortMappings[0].HostIP "localhost"`,
 		},
 		{
