@@ -32,9 +32,9 @@ func (m *Manager) release(ctx context.Context, sandboxID, pod string) error {
 		return fmt.Errorf("network namespace: %w", err)
 	}
 	nsExists := err == nil
-	// DEL gets no namespace once it is gone or no longer pinned (after a
-	// reboot): plugins then release what they hold outside it, IPAM and
-	// iptables, which is what is left to release.
+	// DEL gets no namespace once it is gone or no longer pins one (after a
+	// reboot): plugins then release what they keep outside it, such as
+	// addresses, which is what a reboot leaves behind.
 	delNS := ""
 	if nsExists && m.opts.ns.valid(nsPath) {
 		delNS = nsPath
