@@ -137,6 +137,9 @@ func (r *Runtime) containerFrom(rec containers.Container, proc *tasktypes.Proces
 		c.Exit = r.termination(c, l, proc)
 	default:
 		c.State, c.Pid = StateRunning, proc.Pid
+		if c.StartedAt.IsZero() {
+			c.StartedAt = rec.CreatedAt // killed between start and label
+		}
 	}
 	return c
 }

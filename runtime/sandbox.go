@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/oci"
+	"github.com/containerd/containerd/snapshots"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
@@ -157,13 +158,70 @@ func sandboxNamespaces(pod *v1.Pod, netns string) []oci.SpecOpts {
 func (r *Runtime) newContainer(ctx context.Context, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
 	c, err := r.client.NewContainer(ctx, id, opts...)
 	if errdefs.IsAlreadyExists(err) {
-		r.log.Info("removing a container left by an interrupted start", "container", id)
+		// podsup was killed mid-way through an earlier start: either the
+		// container record or only its snapshot is left.
+		r.log.Info("removing what an interrupted start left", "container", id)
 		if old, lerr := r.client.LoadContainer(ctx, id); lerr == nil {
 			r.deleteContainer(old)
+		}
+		if err := r.client.SnapshotService(r.snapshotter).Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			r.log.Warn("cannot remove a leftover snapshot", "snapshot", id, "err", err)
 		}
 		c, err = r.client.NewContainer(ctx, id, opts...)
 	}
 	return c, err
+}
+
+// RemoveOrphanSnapshots removes the writable snapshots and views of
+// podsup's containers that no container uses: what a podsup killed between
+// preparing a snapshot and creating its container leaves. Only snapshots
+// older than minAge are touched, so a start in progress keeps its own;
+// prefix, when set, limits the sweep to one pod's (its hash and "_").
+func (r *Runtime) RemoveOrphanSnapshots(ctx context.Context, prefix string, minAge time.Duration) error {
+	ctx = r.Context(ctx)
+	recs, err := r.client.ContainerService().List(ctx)
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	used := map[string]bool{}
+	for _, rec := range recs {
+		used[rec.SnapshotKey] = true
+	}
+	sn := r.client.SnapshotService(r.snapshotter)
+	var orphans []string
+	now := r.clock.Now()
+	err = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted && !used[info.Name] && strings.HasPrefix(info.Name, prefix) &&
+			isPodsupID(info.Name) && now.Sub(info.Created) >= minAge {
+			orphans = append(orphans, info.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	var errs []error
+	for _, key := range orphans {
+		r.log.Info("removing an orphaned snapshot", "snapshot", key)
+		if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove snapshot %s: %w", key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isPodsupID reports whether a name has the shape of podsup's container IDs:
+// twelve hex digits of a pod hash, then "_".
+func isPodsupID(name string) bool {
+	if len(name) < 14 || name[12] != '_' {
+		return false
+	}
+	for _, r := range name[:12] {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // deleteTask kills and deletes a task, on a fresh context.
@@ -277,6 +335,9 @@ func (r *Runtime) CleanupPod(ctx context.Context, key, namespace, name string) e
 		}
 	}
 	if err := r.removePodCgroups(key); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.RemoveOrphanSnapshots(ctx, PodHash(key)+"_", 0); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

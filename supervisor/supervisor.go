@@ -53,6 +53,7 @@ type Supervisor struct {
 	sourcesReady  bool
 	orphansDone   bool
 	lastHeartbeat time.Time
+	lastSweep     time.Time
 	containerdErr error
 }
 
@@ -137,6 +138,7 @@ func (s *Supervisor) Run(ctx context.Context, deltas <-chan manifest.Delta) {
 			s.apply(ctx, d)
 		case <-tick.C():
 			s.maybeCollectOrphans(ctx)
+			s.sweepSnapshots(ctx)
 		}
 		s.heartbeat()
 	}
@@ -247,6 +249,29 @@ func (s *Supervisor) maybeCollectOrphans(ctx context.Context) {
 	if s.onNetworkGC != nil {
 		if err := s.onNetworkGC(ctx, live); err != nil {
 			s.log.Warn("cannot release the networks of dead sandboxes", "err", err)
+		}
+	}
+}
+
+// snapshotSweep is how often, and orphanSnapshotAge how old, snapshots
+// without a container are swept: far longer than any start takes.
+const (
+	snapshotSweep     = time.Minute
+	orphanSnapshotAge = 2 * time.Minute
+)
+
+// sweepSnapshots removes snapshots no container uses, once a minute.
+func (s *Supervisor) sweepSnapshots(ctx context.Context) {
+	now := s.clock.Now()
+	s.mu.Lock()
+	due := now.Sub(s.lastSweep) >= snapshotSweep
+	if due {
+		s.lastSweep = now
+	}
+	s.mu.Unlock()
+	if due {
+		if err := s.rt.RemoveOrphanSnapshots(ctx, "", orphanSnapshotAge); err != nil {
+			s.log.Warn("cannot sweep orphaned snapshots", "err", err)
 		}
 	}
 }

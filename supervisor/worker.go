@@ -29,6 +29,7 @@ type podWorker struct {
 	sandboxFailure *failure
 	stopped        map[string]bool
 	status         *v1.PodStatus
+	lastErr        string // the last sync failure logged
 }
 
 func newPodWorker(s *Supervisor, key string, pod *v1.Pod) *podWorker {
@@ -93,8 +94,16 @@ func (w *podWorker) run(ctx context.Context) {
 		w.cancelSync = nil
 		w.mu.Unlock()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-			w.s.log.Warn("pod sync failed; will retry", "pod", w.key, "err", err)
+			// A lasting failure (containerd down) is logged once, not on
+			// every retry.
+			if msg := err.Error(); msg != w.lastErr {
+				w.s.log.Warn("pod sync failed; will retry", "pod", w.key, "err", err)
+				w.lastErr = msg
+			}
 			next = w.s.clock.Now().Add(w.s.retry)
+		} else if err == nil && w.lastErr != "" {
+			w.s.log.Info("pod sync works again", "pod", w.key)
+			w.lastErr = ""
 		}
 		if pod == nil && err == nil && w.s.workerDone(w) {
 			return

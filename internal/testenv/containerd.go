@@ -1,0 +1,137 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd"
+)
+
+// Containerd is a containerd daemon of a test's own, so the test can stop
+// and start it without disturbing anything else.
+type Containerd struct {
+	t       testing.TB
+	dir     string
+	Address string
+	cmd     *exec.Cmd
+	log     *os.File
+}
+
+// StartContainerd starts a private containerd (its own root, state and
+// socket; the CRI plugin off) and stops it when the test ends.
+func StartContainerd(t testing.TB) *Containerd {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "a private containerd needs root")
+	}
+	if _, err := exec.LookPath("containerd"); err != nil {
+		Unavailable(t, "containerd is not installed")
+	}
+	// The socket path must stay short: unix socket paths are limited.
+	dir, err := os.MkdirTemp("/run", "podsup-ctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Containerd{t: t, dir: dir, Address: filepath.Join(dir, "c.sock")}
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Address, c.Address+".ttrpc")
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.log, err = os.Create(filepath.Join(dir, "containerd.log")); err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() {
+		c.purge()
+		c.Stop()
+		c.log.Close()
+		// Overlay snapshots of stopped containers are mounted no more.
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("remove %s: %v", dir, err)
+		}
+	})
+	return c
+}
+
+// Start starts the daemon and waits until it answers.
+func (c *Containerd) Start() {
+	c.t.Helper()
+	c.cmd = exec.Command("containerd", "--config", filepath.Join(c.dir, "config.toml"))
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		client, err := containerd.New(c.Address, containerd.WithTimeout(time.Second))
+		if err == nil {
+			_, err = client.Version(context.Background())
+			client.Close()
+			if err == nil {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("private containerd did not start; see %s", c.log.Name())
+}
+
+// Stop stops the daemon with SIGTERM. Shims, and so containers, keep running.
+func (c *Containerd) Stop() {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+	c.cmd = nil
+}
+
+// Client connects to the private daemon.
+func (c *Containerd) Client() *containerd.Client {
+	c.t.Helper()
+	client, err := containerd.New(c.Address)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { client.Close() })
+	return client
+}
+
+// purge removes every namespace's containers so no shim outlives the test.
+func (c *Containerd) purge() {
+	if c.cmd == nil {
+		c.Start()
+	}
+	client, err := containerd.New(c.Address)
+	if err != nil {
+		return
+	}
+	defer client.Close()
+	nss, _ := client.NamespaceService().List(context.Background())
+	for _, ns := range nss {
+		if err := Purge(client, ns); err != nil {
+			c.t.Logf("purge %s: %v", ns, err)
+		}
+	}
+}
