@@ -42,6 +42,7 @@ type Config struct {
 	ResolvConf         string
 	ClusterDNS         []string
 	ClusterDomain      string
+	Profiling          bool
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -79,6 +80,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "resolv-conf", Value: "/etc/resolv.conf", Usage: "resolver configuration pods with dnsPolicy Default get", EnvVars: envVar("resolv-conf")},
 		&cli.StringSliceFlag{Name: "cluster-dns", Usage: "nameserver `IP` for ClusterFirst pods (repeatable); without one they get the host's resolver", EnvVars: envVar("cluster-dns")},
 		&cli.StringFlag{Name: "cluster-domain", Value: "cluster.local", Usage: "DNS domain of the cluster, for search paths", EnvVars: envVar("cluster-domain")},
+		&cli.BoolFlag{Name: "profiling", Usage: "serve Go's pprof profiles under /debug/pprof on the read-only address", EnvVars: envVar("profiling")},
 	}
 }
 
@@ -108,6 +110,7 @@ func configFrom(c *cli.Context) (*Config, error) {
 		ResolvConf:         c.String("resolv-conf"),
 		ClusterDNS:         c.StringSlice("cluster-dns"),
 		ClusterDomain:      c.String("cluster-domain"),
+		Profiling:          c.Bool("profiling"),
 	}
 	size, err := resource.ParseQuantity(c.String("container-log-max-size"))
 	if err != nil || size.Value() < 1024 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -122,7 +123,11 @@ func Run(ctx context.Context, cfg *Config) error {
 			}
 		}()
 	}
-	serve("read-only", cfg.ReadOnlyAddress, api.ReadOnlyHandler(sup, checks))
+	readOnly := api.ReadOnlyHandler(sup, checks)
+	if cfg.Profiling {
+		readOnly = withProfiling(readOnly)
+	}
+	serve("read-only", cfg.ReadOnlyAddress, readOnly)
 	serve("healthz", cfg.HealthzAddress, api.HealthzHandler(checks))
 	log.Info("podsup started", "node", cfg.NodeName, "node-ip", hostIP, "sources", sources, "containerd", cfg.ContainerdAddress, "namespace", cfg.ContainerdNS)
 	<-ctx.Done()
@@ -196,4 +201,15 @@ func logDelta(log *slog.Logger, d manifest.Delta) {
 	for _, p := range d.Problems {
 		log.Debug("manifest problem", "origin", p.Origin, "err", fmt.Sprint(p.Err))
 	}
+}
+
+// withProfiling adds Go's pprof handlers under /debug/pprof/.
+func withProfiling(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }

@@ -21,9 +21,15 @@ import (
 
 // Defaults of the directory source.
 const (
-	// DefaultQuiet is how long a file must stay untouched after an event
-	// before it is read: long enough to cover every step of an editor's save.
+	// DefaultQuiet is how long a file that is still open for writing, empty
+	// or missing must stay untouched before it is acted on: long enough to
+	// cover every step of an editor's save.
 	DefaultQuiet = 250 * time.Millisecond
+	// DefaultSettle is how long after its last event a file is first looked
+	// at. A file that no process holds open for writing and that is not
+	// empty is complete (whole writes, renames into place), so it is read
+	// then, without waiting out the quiet period.
+	DefaultSettle = 25 * time.Millisecond
 	// DefaultMaxWriterWait bounds how long a file still open for writing by
 	// another process is waited for before it is read anyway.
 	DefaultMaxWriterWait = 10 * time.Second
@@ -60,6 +66,7 @@ type DirSource struct {
 	dir        string
 	static     Static
 	resync     time.Duration
+	settle     time.Duration
 	quiet      time.Duration
 	maxWait    time.Duration
 	clock      clock.WithTicker
@@ -89,7 +96,8 @@ type DirOption func(*DirSource)
 // WithResync sets the full re-list period (--file-check-frequency).
 func WithResync(d time.Duration) DirOption { return func(s *DirSource) { s.resync = d } }
 
-// WithQuiet sets how long a file must be untouched before it is read.
+// WithQuiet sets how long a file that is open for writing, empty or missing
+// must be untouched before it is acted on.
 func WithQuiet(d time.Duration) DirOption { return func(s *DirSource) { s.quiet = d } }
 
 // WithClock sets the clock, for tests.
@@ -107,7 +115,7 @@ func withWriterCheck(f func(string) bool) DirOption {
 func NewDirSource(dir string, st Static, opts ...DirOption) *DirSource {
 	s := &DirSource{
 		dir: dir, static: st,
-		resync: 20 * time.Second, quiet: DefaultQuiet, maxWait: DefaultMaxWriterWait,
+		resync: 20 * time.Second, settle: DefaultSettle, quiet: DefaultQuiet, maxWait: DefaultMaxWriterWait,
 		clock: clock.RealClock{}, log: slog.Default(), openWriter: openForWriting,
 		files: map[string]*fileState{}, ignored: map[string]bool{},
 	}
@@ -219,7 +227,7 @@ func (s *DirSource) Run(ctx context.Context, out chan<- Update) {
 				p = &pendingRead{first: now}
 				pending[name] = p
 			}
-			p.due = now.Add(s.quiet)
+			p.last, p.due = now, now.Add(s.settle)
 			rearm()
 			continue
 		case err, ok := <-errs:
@@ -245,11 +253,16 @@ func (s *DirSource) Run(ctx context.Context, out chan<- Update) {
 	}
 }
 
-type pendingRead struct{ first, due time.Time }
+// pendingRead is a file waiting to be read: when its first and last events
+// came, and when to look at it next.
+type pendingRead struct{ first, last, due time.Time }
 
-// readDue reads each pending file whose quiet period is over, unless another
+// readDue reads each pending file whose time has come, unless another
 // process still has it open for writing (a slow writer or an editor
-// mid-save), in which case it waits another quiet period, up to maxWait.
+// mid-save), or it is empty or missing (truncated before being written, or
+// renamed away before the new one is written): then it waits until it has
+// been quiet for the quiet period (up to maxWait for a writer), so no pod is
+// ever built from, or removed because of, a half-written file.
 func (s *DirSource) readDue(pending map[string]*pendingRead) {
 	now := s.clock.Now()
 	for name, p := range pending {
@@ -257,20 +270,34 @@ func (s *DirSource) readDue(pending map[string]*pendingRead) {
 			continue
 		}
 		path := filepath.Join(s.dir, name)
+		quietFor := now.Sub(p.last)
 		if now.Sub(p.first) < s.maxWait && s.openWriter(path) {
 			p.due = now.Add(s.quiet)
 			continue
 		}
-		// A file that vanished may be mid-save (renamed to a backup before
-		// the new one is written): give it a few quiet periods to return
-		// before its pods are stopped.
-		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) && s.files[name] != nil && now.Sub(p.first) < removeGrace*s.quiet {
+		if quietFor < s.quiet && (isEmpty(path) || (missing(path) && s.files[name] != nil)) {
+			p.due = p.last.Add(s.quiet)
+			continue
+		}
+		// A vanished file gets a few quiet periods more to come back.
+		if missing(path) && s.files[name] != nil && now.Sub(p.first) < removeGrace*s.quiet {
 			p.due = now.Add(s.quiet)
 			continue
 		}
 		delete(pending, name)
 		s.read(name)
 	}
+}
+
+func missing(path string) bool {
+	_, err := os.Lstat(path)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// isEmpty reports whether path is a regular file of zero bytes.
+func isEmpty(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && info.Mode().IsRegular() && info.Size() == 0
 }
 
 // relist reads every manifest in the directory and forgets files that are

@@ -128,6 +128,20 @@ func TestWritePatterns(t *testing.T) {
 			f.WriteString(c)
 			f.Close()
 		}},
+		{"truncate and close, write later", func(h *dirHarness, c string) {
+			// Two separate opens, as "> f; cat x >> f" in a script: the
+			// empty file between them must not remove the pod.
+			if err := os.Truncate(h.path("web.yaml"), 0); err != nil {
+				h.t.Fatal(err)
+			}
+			time.Sleep(quietForTests / 2)
+			f, err := os.OpenFile(h.path("web.yaml"), os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			f.WriteString(c)
+			f.Close()
+		}},
 		{"slow writer pausing mid-file", func(h *dirHarness, c string) {
 			// The pause is longer than the quiet period: only the check for
 			// processes holding the file open for writing prevents a read of

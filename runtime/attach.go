@@ -3,10 +3,10 @@ package runtime
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/containerd/containerd"
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
@@ -27,18 +27,6 @@ func (r *Runtime) newLogWriter(path string) (*logs.Writer, error) {
 	return logs.NewWriter(path, logs.WithMaxSize(r.logMaxSize), logs.WithMaxFiles(r.logMaxFiles), logs.WithClock(r.clock), logs.WithLogger(r.log))
 }
 
-// streams are the cio options that send a task's output to w.
-func streams(w *logs.Writer, tty bool, stdin io.Reader) []cio.Opt {
-	if w == nil {
-		return []cio.Opt{cio.WithStreams(nil, io.Discard, io.Discard)}
-	}
-	opts := []cio.Opt{cio.WithStreams(stdin, w.Stream("stdout"), w.Stream("stderr"))}
-	if tty {
-		opts = append(opts, cio.WithTerminal)
-	}
-	return opts
-}
-
 // adopt follows a task that this process did not start: after podsup
 // restarts, output that accumulated in the FIFOs while it was away is read
 // into the log and the exit monitor is started again.
@@ -55,25 +43,20 @@ func (r *Runtime) adopt(ctx context.Context, key string, rec containers.Containe
 		return err
 	}
 	var lw *logs.Writer
-	attach := cio.NewAttach(streams(nil, false, nil)...)
+	var attach cio.Attach // a sandbox has no output
 	if path := rec.Labels[LabelLogPath]; path != "" {
 		if lw, err = r.newLogWriter(path); err != nil {
 			return err
 		}
-		attach = cio.NewAttach(streams(lw, rec.Labels[labelTTY] == "true", nil)...)
+		attach = logAttach(lw)
 	}
 	task, err := c.Task(ctx, attach)
 	if err != nil {
 		closeLog(lw)
 		return fmt.Errorf("load task: %w", err)
 	}
-	exitCh, err := task.Wait(r.Context(r.stopCtx))
-	if err != nil {
-		closeLog(lw)
-		return fmt.Errorf("wait for task: %w", err)
-	}
 	r.log.Debug("adopted task", "pod", key, "container", rec.ID)
-	r.track(key, rec.ID, task, lw, exitCh)
+	r.track(key, rec.ID, task, lw)
 	return nil
 }
 
@@ -84,8 +67,9 @@ func closeLog(w *logs.Writer) {
 }
 
 // track records a followed task and starts its exit monitor, owned by the
-// runtime and stopped by untrack or Close.
-func (r *Runtime) track(key, id string, task containerd.Task, lw *logs.Writer, exitCh <-chan containerd.ExitStatus) {
+// runtime and stopped by untrack or Close. Callers track a new task before
+// starting it, so its exit is waited for from the start.
+func (r *Runtime) track(key, id string, task containerd.Task, lw *logs.Writer) {
 	ctx, cancel := context.WithCancel(r.stopCtx)
 	r.mu.Lock()
 	if r.closed {
@@ -97,7 +81,7 @@ func (r *Runtime) track(key, id string, task containerd.Task, lw *logs.Writer, e
 	r.attached[id] = &attachment{task: task, logs: lw, cancel: cancel}
 	r.wg.Add(1)
 	r.mu.Unlock()
-	go r.monitor(ctx, key, id, task, exitCh)
+	go r.monitor(ctx, key, id)
 }
 
 // untrack stops following a task and returns it, or nil if it was not
@@ -114,41 +98,35 @@ func (r *Runtime) untrack(id string) *attachment {
 	return a
 }
 
-// monitor waits for one task to exit and wakes its pod's worker. If the
-// wait breaks because containerd went away, it waits again, with backoff,
-// once containerd is back, and wakes the worker so it can look for what it
-// missed.
-func (r *Runtime) monitor(ctx context.Context, key, id string, task containerd.Task, exitCh <-chan containerd.ExitStatus) {
+// monitor waits for one task to exit and wakes its pod's worker. It is the
+// task's only goroutine: it makes containerd's Wait call itself rather than
+// through the client's Task.Wait, which adds one. A task stays in containerd
+// until podsup deletes it, so an exit before the call is still reported. If
+// the call breaks because containerd went away, it calls again, with
+// backoff, and wakes the worker so it can look for what it missed.
+func (r *Runtime) monitor(ctx context.Context, key, id string) {
 	defer r.wg.Done()
+	ctx = r.Context(ctx)
 	delay := 500 * time.Millisecond
 	for {
+		_, err := r.client.TaskService().Wait(ctx, &tasks.WaitRequest{ContainerID: id})
+		switch {
+		case err == nil:
+			r.log.Debug("task exited", "pod", key, "container", id)
+			r.onExit(key)
+			return
+		case ctx.Err() != nil:
+			return
+		case errdefs.IsNotFound(errdefs.FromGRPC(err)):
+			r.onExit(key)
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case st := <-exitCh:
-			if st.Error() == nil {
-				r.log.Debug("task exited", "pod", key, "container", id, "code", st.ExitCode())
-				r.onExit(key)
-				return
-			}
+		case <-r.clock.After(delay):
 		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-r.clock.After(delay):
-			}
-			delay = min(2*delay, 30*time.Second)
-			ch, err := task.Wait(r.Context(ctx))
-			if err == nil {
-				exitCh = ch
-				r.onExit(key)
-				break
-			}
-			if errdefs.IsNotFound(err) {
-				r.onExit(key)
-				return
-			}
-		}
+		delay = min(2*delay, 30*time.Second)
+		r.onExit(key)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/oci"
 	"github.com/moby/sys/signal"
@@ -111,33 +110,17 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 			r.deleteContainer(container)
 		}
 	}()
-	var stdin *os.File
-	if c.Stdin {
-		// Held open and never written: a container that reads stdin waits
-		// rather than reading end-of-file, as with the kubelet when nobody
-		// attaches.
-		rd, wr, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("%w: stdin: %v", ErrCreate, err)
-		}
-		defer wr.Close()
-		stdin = rd
-		defer rd.Close()
-	}
-	var stdinReader = stdinOf(stdin)
-	task, err := container.NewTask(ctx, cio.NewCreator(append(streams(lw, c.TTY, stdinReader), cio.WithFIFODir(r.fifoDir()))...))
+	task, err := container.NewTask(ctx, logCreator(r.fifoDir(), lw, c.TTY, c.Stdin))
 	if err != nil {
 		return nil, fmt.Errorf("%w: create task: %v", ErrCreate, err)
 	}
 	defer func() {
 		if retErr != nil {
+			r.untrack(id)
 			r.deleteTask(task)
 		}
 	}()
-	exitCh, err := task.Wait(r.Context(r.stopCtx))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCreate, err)
-	}
+	r.track(key, id, task, lw)
 	if err := task.Start(ctx); err != nil {
 		return nil, fmt.Errorf("%w: start: %v", ErrCreate, err)
 	}
@@ -145,20 +128,11 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	if _, err := container.SetLabels(ctx, map[string]string{LabelStartedAt: formatTime(started)}); err != nil {
 		return nil, fmt.Errorf("%w: label started container: %v", ErrCreate, err)
 	}
-	r.track(key, id, task, lw, exitCh)
 	return &Container{
 		ID: id, SandboxID: sb.ID, Name: c.Name, Init: cfg.Init, Hash: cfg.Hash, Attempt: cfg.Attempt, State: StateRunning,
 		Pid: task.Pid(), Backoff: cfg.Backoff, CreatedAt: started, StartedAt: started, Image: c.Image, ImageRef: img.Name(),
 		LogPath: logPath, StopSignal: imgSpec.Config.StopSignal, Last: cfg.Last,
 	}, nil
-}
-
-// stdinOf avoids handing cio a typed nil.
-func stdinOf(f *os.File) interface{ Read([]byte) (int, error) } {
-	if f == nil {
-		return nil
-	}
-	return f
 }
 
 // containerSpecOpts composes the OCI spec of one container.

@@ -194,6 +194,9 @@ func (r *Runtime) Close() error {
 	r.wg.Wait()
 	r.mu.Lock()
 	for id, a := range r.attached {
+		// Stop copying but keep the FIFOs: the shim's own reader keeps the
+		// container going, and the next podsup attaches to them.
+		detachIO(a.task.IO())
 		closeLog(a.logs)
 		delete(r.attached, id)
 	}

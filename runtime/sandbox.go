@@ -114,10 +114,12 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 			r.deleteTask(task)
 		}
 	}()
-	exitCh, err := task.Wait(r.Context(r.stopCtx))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
-	}
+	r.track(key, id, task, nil)
+	defer func() {
+		if retErr != nil {
+			r.untrack(id)
+		}
+	}()
 	if err := task.Start(ctx); err != nil {
 		return nil, fmt.Errorf("%w: start pause: %v", ErrSandbox, err)
 	}
@@ -125,7 +127,6 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: formatTime(now)}); err != nil {
 		return nil, fmt.Errorf("%w: label pause: %v", ErrSandbox, err)
 	}
-	r.track(key, id, task, nil, exitCh)
 	return &Sandbox{
 		ID: id, PodUID: string(pod.UID), Hash: cfg.Hash, Attempt: cfg.Attempt, Ready: true, CreatedAt: now,
 		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: cfg.IPs,

@@ -92,12 +92,6 @@ func (w *podWorker) execute(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 			st = fresh
 		}
 	}
-	for _, c := range a.remove {
-		changed = true
-		if err := s.rt.RemoveContainer(ctx, c); err != nil {
-			return true, fmt.Errorf("remove %s: %w", c.ID, err)
-		}
-	}
 	for _, sb := range a.staleSandboxes {
 		changed = true
 		if err := w.removeSandbox(ctx, sb); err != nil {
@@ -112,6 +106,10 @@ func (w *podWorker) execute(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 			return true, err
 		}
 	}
+	// New instances are created before the ones they replace are removed:
+	// if podsup dies in between, both are left and the next sync removes
+	// the older, so the restart count is never lost.
+	remove := a.remove
 	for _, start := range a.start {
 		changed = true
 		if start.replaces != nil {
@@ -120,11 +118,15 @@ func (w *podWorker) execute(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 					start.last = c.Exit
 				}
 			}
-			if err := s.rt.RemoveContainer(ctx, start.replaces); err != nil {
-				return true, fmt.Errorf("remove %s: %w", start.replaces.ID, err)
-			}
+			remove = append(remove, start.replaces)
 		}
 		w.startContainer(ctx, pod, sb, start)
+	}
+	for _, c := range remove {
+		changed = true
+		if err := s.rt.RemoveContainer(ctx, c); err != nil {
+			return true, fmt.Errorf("remove %s: %w", c.ID, err)
+		}
 	}
 	if a.stopSandbox && sb != nil {
 		changed = true

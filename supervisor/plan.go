@@ -290,7 +290,8 @@ func (a *podActions) planInit(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 			a.start = append(a.start, startAction{container: c, init: true, attempt: attempt, last: last})
 			return false
 		case latest.State == runtime.StateCreated:
-			a.remove = append(a.remove, latest)
+			// An interrupted start: starting the same attempt again (the
+			// same ID) replaces what it left.
 			a.start = append(a.start, startAction{container: c, init: true, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff})
 			return false
 		case latest.State == runtime.StateRunning:
@@ -325,7 +326,7 @@ func (a *podActions) planApps(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 			a.start = append(a.start, startAction{container: c, attempt: attempt, last: last})
 		case latest.State == runtime.StateCreated:
 			// Created but never started: a start that was interrupted.
-			a.remove = append(a.remove, latest)
+			// Starting the same attempt again (the same ID) replaces it.
 			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff})
 		case latest.State == runtime.StateRunning && latest.Hash != hash:
 			a.kill = append(a.kill, killAction{container: latest, reason: "its spec changed"})

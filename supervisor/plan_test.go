@@ -195,7 +195,7 @@ func TestComputePodActions(t *testing.T) {
 		{"sandbox died, Never: the pod has failed", never, observed(never).sandbox(0, false).running("app", 0), nil, "stopSandbox"},
 		{"removed pod", nil, observed(always).sandbox(0, true).running("app", 0), nil, "killPod"},
 		{"removed pod with nothing left", nil, observed(always), nil, "nothing"},
-		{"interrupted start: remove and start again", always, observed(always).sandbox(0, true).add("app", 2, runtime.StateCreated, nil, 20*time.Second).running("side", 0), nil, "remove app#2, start app#2(after 20s)"},
+		{"interrupted start: remove and start again", always, observed(always).sandbox(0, true).add("app", 2, runtime.StateCreated, nil, 20*time.Second).running("side", 0), nil, "start app#2(after 20s)"},
 		{"older instances are removed", always, observed(always).sandbox(0, true).exited("app", 0, 1, time.Hour, 0).running("app", 1).running("side", 0), nil, "remove app#0"},
 		{"container dropped from the spec", always, observed(always).sandbox(0, true).running("app", 0).running("side", 0).running("gone", 0), nil, "kill gone#0"},
 		{"leftover sandbox of an interrupted re-creation", always, observed(always).sandbox(1, true).staleSandbox(0).running("app", 0).running("side", 0), nil, "removeSandbox#0"},

@@ -1,0 +1,318 @@
+// Command bench measures how long podsup takes from writing manifests to
+// every container running, for 1 and for 50 pods, against the floor: the same
+// containers (a pause sandbox and one app container per pod, the same images,
+// snapshotter and shim grouping, with output to FIFOs) created directly with
+// the containerd client, all pods in parallel. It prints both, their ratio,
+// and podsup's resident memory with the pods running. Run as root with
+// containerd running:
+//
+//	go run ./hack/bench [-pods 1,50] [-rounds 3]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/podsup/podsup/image"
+	"github.com/podsup/podsup/internal/testenv"
+	"github.com/podsup/podsup/runtime"
+)
+
+func main() {
+	podsFlag := flag.String("pods", "1,50", "pod counts to measure")
+	rounds := flag.Int("rounds", 3, "measurements per pod count; the median is printed")
+	flag.Parse()
+	if err := run(*podsFlag, *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(podsFlag string, rounds int) error {
+	bin, err := buildPodsup()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(bin))
+	client, err := containerd.New(testenv.Address())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	fmt.Printf("%-6s %-12s %-12s %-7s %s\n", "pods", "floor", "podsup", "ratio", "podsup RSS")
+	for _, f := range strings.Split(podsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-pods %q: want counts such as 1,50", podsFlag)
+		}
+		var floors, ups []time.Duration
+		var rss int64
+		for r := 0; r < rounds; r++ {
+			fl, err := measureFloor(client, n)
+			if err != nil {
+				return fmt.Errorf("floor: %w", err)
+			}
+			up, kb, err := measurePodsup(client, bin, n)
+			if err != nil {
+				return fmt.Errorf("podsup: %w", err)
+			}
+			floors, ups, rss = append(floors, fl), append(ups, up), max(rss, kb)
+		}
+		fl, up := median(floors), median(ups)
+		fmt.Printf("%-6d %-12s %-12s %-7.2f %.1f MiB\n", n, fl.Round(time.Millisecond), up.Round(time.Millisecond), float64(up)/float64(fl), float64(rss)/1024)
+	}
+	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2]
+}
+
+func buildPodsup() (string, error) {
+	dir, err := os.MkdirTemp("", "podsup-bench-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "podsup")
+	// Built as podsup is shipped: static and stripped.
+	cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build podsup: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// namespace makes a fresh containerd namespace with the images imported.
+func namespace(client *containerd.Client) (context.Context, string, containerd.Image, containerd.Image, error) {
+	ns := fmt.Sprintf("podsup-bench-%d", time.Now().UnixNano())
+	ctx := namespaces.WithNamespace(context.Background(), ns)
+	bb, err := testenv.Busybox()
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	busybox, err := bb.Import(ctx, client, testenv.Snapshotter)
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	pb, err := image.PauseImage()
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	pause, err := pb.Import(ctx, client, testenv.Snapshotter)
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	return ctx, ns, pause, busybox, nil
+}
+
+// measureFloor starts n pods directly through the containerd client.
+func measureFloor(client *containerd.Client, n int) (time.Duration, error) {
+	ctx, ns, pause, busybox, err := namespace(client)
+	if err != nil {
+		return 0, err
+	}
+	defer testenv.Purge(client, ns)
+	fifos, err := os.MkdirTemp("", "bench-fifo-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(fifos)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = floorPod(ctx, client, pause, busybox, fmt.Sprintf("pod%d", i), fifos)
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for _, err := range errs {
+		if err != nil {
+			return 0, err
+		}
+	}
+	return took, nil
+}
+
+func floorPod(ctx context.Context, client *containerd.Client, pause, busybox containerd.Image, name, fifos string) error {
+	sbID := name + "_pause"
+	sb, err := client.NewContainer(ctx, sbID, containerd.WithImage(pause), containerd.WithNewSnapshotView(sbID, pause),
+		containerd.WithNewSpec(oci.WithImageConfig(pause), oci.WithRootFSReadonly(), oci.WithHostname(name),
+			oci.WithAnnotations(map[string]string{"io.containerd.runc.v2.group": sbID})))
+	if err != nil {
+		return err
+	}
+	sbTask, err := sb.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return err
+	}
+	if err := sbTask.Start(ctx); err != nil {
+		return err
+	}
+	proc := func(ns string) string { return fmt.Sprintf("/proc/%d/ns/%s", sbTask.Pid(), ns) }
+	id := name + "_app"
+	c, err := client.NewContainer(ctx, id, containerd.WithImage(busybox), containerd.WithNewSnapshot(id, busybox),
+		containerd.WithNewSpec(oci.WithImageConfig(busybox), oci.WithProcessArgs("sleep", "3600"),
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: proc("net")}),
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: proc("ipc")}),
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.UTSNamespace, Path: proc("uts")}),
+			oci.WithAnnotations(map[string]string{"io.containerd.runc.v2.group": sbID})))
+	if err != nil {
+		return err
+	}
+	task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(fifos)))
+	if err != nil {
+		return err
+	}
+	return task.Start(ctx)
+}
+
+// measurePodsup writes n manifests into the directory of a running podsup
+// and returns the time until the last container started, and podsup's RSS
+// in KiB with them running.
+func measurePodsup(client *containerd.Client, bin string, n int) (time.Duration, int64, error) {
+	ctx, ns, _, _, err := namespace(client)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer testenv.Purge(client, ns)
+	dir, err := os.MkdirTemp("", "bench-podsup-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		entries, _ := os.ReadDir(filepath.Join(dir, "root", "pods"))
+		for _, e := range entries {
+			syscall.Unmount(filepath.Join(dir, "root", "pods", e.Name(), "shm"), syscall.MNT_DETACH)
+		}
+		os.RemoveAll(dir)
+	}()
+	manifests := filepath.Join(dir, "manifests")
+	os.MkdirAll(manifests, 0o755)
+	ro := freeAddr()
+	cmd := exec.Command(bin, "run", "--manifests", manifests, "--root-dir", filepath.Join(dir, "root"), "--log-dir", filepath.Join(dir, "logs"),
+		"--containerd-namespace", ns, "--node-name", "bench", "--read-only-address", ro, "--healthz-address", "")
+	logFile, _ := os.Create(filepath.Join(dir, "podsup.log"))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	if err := waitHTTP("http://" + ro + "/pods"); err != nil {
+		return 0, 0, err
+	}
+	// Write each manifest whole, as configuration tools do: to a temporary
+	// name and renamed into place.
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		m := fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: pod%d}\nspec:\n  containers:\n  - {name: app, image: %s, command: [sleep, \"3600\"]}\n", i, testenv.BusyboxRef)
+		tmp := filepath.Join(manifests, fmt.Sprintf(".pod%d.yaml.tmp", i))
+		if err := os.WriteFile(tmp, []byte(m), 0o644); err != nil {
+			return 0, 0, err
+		}
+		if err := os.Rename(tmp, filepath.Join(manifests, fmt.Sprintf("pod%d.yaml", i))); err != nil {
+			return 0, 0, err
+		}
+	}
+	var last time.Time
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("%d pods not running within 5 minutes; see %s", n, logFile.Name())
+		}
+		done, latest, err := started(ctx, client, n)
+		if err != nil {
+			return 0, 0, err
+		}
+		if done {
+			last = latest
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // let it settle before reading its memory
+	return last.Sub(start), rssKiB(cmd.Process.Pid), nil
+}
+
+// started reports whether n app containers run, and the latest start.
+func started(ctx context.Context, client *containerd.Client, n int) (bool, time.Time, error) {
+	cs, err := client.Containers(ctx, fmt.Sprintf("labels.%q==%q", runtime.LabelKind, "container"))
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	var latest time.Time
+	count := 0
+	for _, c := range cs {
+		labels, err := c.Labels(ctx)
+		if err != nil {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, labels[runtime.LabelStartedAt])
+		if err != nil {
+			continue
+		}
+		count++
+		if t.After(latest) {
+			latest = t
+		}
+	}
+	return count >= n, latest, nil
+}
+
+func rssKiB(pid int) int64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return kb
+		}
+	}
+	return 0
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitHTTP(url string) error {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("%s did not answer", url)
+}
