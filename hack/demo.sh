@@ -9,7 +9,7 @@ source hack/setup.sh
 
 work=/tmp/podsup-demo
 mkdir -p "$work"
-go build -o "$work/podsup" .
+CGO_ENABLED=0 go build -ldflags "-s -w" -o "$work/podsup" .
 go run ./hack/mkimage -o "$work/busybox.tar" -ref localhost/podsup/busybox:1 >/dev/null
 ctr -n podsup images import "$work/busybox.tar" >/dev/null
 
