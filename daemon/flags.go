@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/manifest"
 )
 
@@ -43,6 +45,9 @@ type Config struct {
 	ClusterDNS         []string
 	ClusterDomain      string
 	Profiling          bool
+	CNIConfDir         string
+	CNIBinDirs         []string
+	PodCIDR            string
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -80,6 +85,9 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "resolv-conf", Value: "/etc/resolv.conf", Usage: "resolver configuration pods with dnsPolicy Default get", EnvVars: envVar("resolv-conf")},
 		&cli.StringSliceFlag{Name: "cluster-dns", Usage: "nameserver `IP` for ClusterFirst pods (repeatable); without one they get the host's resolver", EnvVars: envVar("cluster-dns")},
 		&cli.StringFlag{Name: "cluster-domain", Value: "cluster.local", Usage: "DNS domain of the cluster, for search paths", EnvVars: envVar("cluster-domain")},
+		&cli.StringFlag{Name: "cni-conf-dir", Value: cni.DefaultConfDir, Usage: "`DIR` whose first network configuration list pods use; with none, podsup's built-in bridge network", EnvVars: envVar("cni-conf-dir")},
+		&cli.StringFlag{Name: "cni-bin-dir", Value: strings.Join(cni.DefaultBinDirs(), ":"), Usage: "colon-separated directories of CNI plugins", EnvVars: envVar("cni-bin-dir")},
+		&cli.StringFlag{Name: "pod-cidr", Value: cni.DefaultPodCIDR, Usage: "address range of the built-in network (unused with a configuration in --cni-conf-dir)", EnvVars: envVar("pod-cidr")},
 		&cli.BoolFlag{Name: "profiling", Usage: "serve Go's pprof profiles under /debug/pprof on the read-only address", EnvVars: envVar("profiling")},
 	}
 }
@@ -111,6 +119,9 @@ func configFrom(c *cli.Context) (*Config, error) {
 		ClusterDNS:         c.StringSlice("cluster-dns"),
 		ClusterDomain:      c.String("cluster-domain"),
 		Profiling:          c.Bool("profiling"),
+		CNIConfDir:         c.String("cni-conf-dir"),
+		CNIBinDirs:         filepath.SplitList(c.String("cni-bin-dir")),
+		PodCIDR:            c.String("pod-cidr"),
 	}
 	size, err := resource.ParseQuantity(c.String("container-log-max-size"))
 	if err != nil || size.Value() < 1024 {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/api"
+	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/events"
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/runtime"
@@ -84,7 +85,13 @@ func Run(ctx context.Context, cfg *Config) error {
 	if hostIP == "" {
 		hostIP = nodeIP()
 	}
+	network, err := cni.New(cni.WithConfDir(cfg.CNIConfDir), cni.WithBinDirs(cfg.CNIBinDirs), cni.WithRootDir(cfg.RootDir),
+		cni.WithPodCIDR(cfg.PodCIDR), cni.WithLogger(log), cni.WithClock(clk))
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
 	sup = supervisor.New(rt, supervisor.WithLogger(log), supervisor.WithClock(clk), supervisor.WithEvents(recorder),
+		supervisor.WithNetwork(cniNetwork{network}), supervisor.WithNetworkGC(network.GC),
 		supervisor.WithBackoff(supervisor.BackoffPolicy{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, ResetAfter: supervisor.DefaultBackoff.ResetAfter}),
 		supervisor.WithNode(hostIP, allocatable()))
 
@@ -129,7 +136,8 @@ func Run(ctx context.Context, cfg *Config) error {
 	}
 	serve("read-only", cfg.ReadOnlyAddress, readOnly)
 	serve("healthz", cfg.HealthzAddress, api.HealthzHandler(checks))
-	log.Info("podsup started", "node", cfg.NodeName, "node-ip", hostIP, "sources", sources, "containerd", cfg.ContainerdAddress, "namespace", cfg.ContainerdNS)
+	log.Info("podsup started", "node", cfg.NodeName, "node-ip", hostIP, "sources", sources, "containerd", cfg.ContainerdAddress,
+		"namespace", cfg.ContainerdNS, "network", network.Network())
 	<-ctx.Done()
 	log.Info("podsup stopping; pods keep running")
 	<-supDone

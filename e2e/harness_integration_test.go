@@ -81,11 +81,18 @@ func newEnvWith(t *testing.T, address string, client *containerd.Client) *env {
 		if t.Failed() {
 			e.keepLogs()
 		}
-		// A pod still running holds its /dev/shm mount in the root dir.
+		// A pod still running holds its /dev/shm and network namespace
+		// mounts in the root dir, and the namespace directory is a mount
+		// point of its own.
 		entries, _ := os.ReadDir(filepath.Join(e.root, "pods"))
 		for _, d := range entries {
 			syscall.Unmount(filepath.Join(e.root, "pods", d.Name(), "shm"), syscall.MNT_DETACH)
 		}
+		netns, _ := os.ReadDir(filepath.Join(e.root, "netns"))
+		for _, d := range netns {
+			syscall.Unmount(filepath.Join(e.root, "netns", d.Name()), syscall.MNT_DETACH)
+		}
+		syscall.Unmount(filepath.Join(e.root, "netns"), syscall.MNT_DETACH)
 	})
 	return e
 }
