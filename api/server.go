@@ -15,11 +15,35 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podsup/podsup/health"
 )
 
 // PodLister is where the API reads pods from (the supervisor).
 type PodLister interface {
 	Pods() []*v1.Pod
+	Pod(key string) *v1.Pod
+}
+
+// ProbeReporter is where the API reads probe results from (the health
+// package).
+type ProbeReporter interface {
+	Probes(podKey string) []health.ProbeStatus
+}
+
+// Sources are what the API reports on.
+type Sources struct {
+	Pods   PodLister
+	Probes ProbeReporter // may be nil
+}
+
+// PodStatus is a pod's status with what the kubelet keeps elsewhere: the
+// latest result of each probe, with the output of a failed one.
+type PodStatus struct {
+	Namespace string               `json:"namespace"`
+	Name      string               `json:"name"`
+	Status    v1.PodStatus         `json:"status"`
+	Probes    []health.ProbeStatus `json:"probes"`
 }
 
 // HealthCheck is one named check of /healthz.
@@ -37,13 +61,33 @@ const (
 	maxHeaderBytes    = 64 << 10
 )
 
-// ReadOnlyHandler serves the unauthenticated read-only port: /pods and
-// /healthz.
-func ReadOnlyHandler(pods PodLister, checks []HealthCheck) http.Handler {
+// ReadOnlyHandler serves the unauthenticated read-only port: /pods, a pod's
+// status with its probes, and /healthz.
+func ReadOnlyHandler(src Sources, checks []HealthCheck) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /pods", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, PodList(pods.Pods())) })
+	mux.HandleFunc("GET /pods", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, PodList(src.Pods.Pods())) })
+	mux.HandleFunc("GET /pods/{namespace}/{name}/status", func(w http.ResponseWriter, r *http.Request) {
+		key := r.PathValue("namespace") + "/" + r.PathValue("name")
+		pod := src.Pods.Pod(key)
+		if pod == nil {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("pod %s not found", key))
+			return
+		}
+		st := PodStatus{Namespace: pod.Namespace, Name: pod.Name, Status: pod.Status, Probes: []health.ProbeStatus{}}
+		if src.Probes != nil {
+			if probes := src.Probes.Probes(key); probes != nil {
+				st.Probes = probes
+			}
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
 	mux.Handle("GET /healthz", HealthzHandler(checks))
 	return mux
+}
+
+// writeError answers with a JSON error, as the kubelet's Status object.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": msg, "code": code})
 }
 
 // PodList wraps pods as a v1 PodList, as the kubelet's /pods returns them.

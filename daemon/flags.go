@@ -48,6 +48,7 @@ type Config struct {
 	CNIConfDir         string
 	CNIBinDirs         []string
 	PodCIDR            string
+	SyncFrequency      time.Duration
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -88,6 +89,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cni-conf-dir", Value: cni.DefaultConfDir, Usage: "`DIR` whose first network configuration list pods use; with none, podsup's built-in bridge network", EnvVars: envVar("cni-conf-dir")},
 		&cli.StringFlag{Name: "cni-bin-dir", Value: strings.Join(cni.DefaultBinDirs(), ":"), Usage: "colon-separated directories of CNI plugins", EnvVars: envVar("cni-bin-dir")},
 		&cli.StringFlag{Name: "pod-cidr", Value: cni.DefaultPodCIDR, Usage: "address range of the built-in network (unused with a configuration in --cni-conf-dir)", EnvVars: envVar("pod-cidr")},
+		&cli.DurationFlag{Name: "sync-frequency", Value: time.Minute, Usage: "how often every pod is looked at when nothing happens to it", EnvVars: envVar("sync-frequency")},
 		&cli.BoolFlag{Name: "profiling", Usage: "serve Go's pprof profiles under /debug/pprof on the read-only address", EnvVars: envVar("profiling")},
 	}
 }
@@ -122,6 +124,10 @@ func configFrom(c *cli.Context) (*Config, error) {
 		CNIConfDir:         c.String("cni-conf-dir"),
 		CNIBinDirs:         filepath.SplitList(c.String("cni-bin-dir")),
 		PodCIDR:            c.String("pod-cidr"),
+		SyncFrequency:      c.Duration("sync-frequency"),
+	}
+	if cfg.SyncFrequency < time.Second {
+		return nil, fmt.Errorf("--sync-frequency %s: must be at least 1s", cfg.SyncFrequency)
 	}
 	size, err := resource.ParseQuantity(c.String("container-log-max-size"))
 	if err != nil || size.Value() < 1024 {

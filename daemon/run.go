@@ -15,11 +15,13 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/api"
 	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/events"
+	"github.com/podsup/podsup/health"
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/runtime"
 	"github.com/podsup/podsup/supervisor"
@@ -90,10 +92,21 @@ func Run(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
+	probes := health.New(execer{rt}, health.WithClock(clk), health.WithLogger(log), health.WithEvents(recorder),
+		health.WithChangeHandler(func(key string) { sup.Wake(key) }))
+	defer probes.Stop()
 	sup = supervisor.New(rt, supervisor.WithLogger(log), supervisor.WithClock(clk), supervisor.WithEvents(recorder),
 		supervisor.WithNetwork(cniNetwork{network}), supervisor.WithNetworkGC(network.GC),
+		supervisor.WithProbes(probes), supervisor.WithHooks(probes), supervisor.WithUnhealthy(condemned(probes)),
+		supervisor.WithStatusListener(func(key string, pod *v1.Pod) {
+			if pod == nil {
+				probes.Remove(key)
+			} else {
+				probes.Sync(pod)
+			}
+		}),
 		supervisor.WithBackoff(supervisor.BackoffPolicy{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, ResetAfter: supervisor.DefaultBackoff.ResetAfter}),
-		supervisor.WithNode(hostIP, allocatable()))
+		supervisor.WithNode(hostIP, allocatable()), supervisor.WithResync(cfg.SyncFrequency))
 
 	updates := make(chan manifest.Update)
 	sources, err := startSources(ctx, &wg, cfg, log, updates)
@@ -130,7 +143,7 @@ func Run(ctx context.Context, cfg *Config) error {
 			}
 		}()
 	}
-	readOnly := api.ReadOnlyHandler(sup, checks)
+	readOnly := api.ReadOnlyHandler(api.Sources{Pods: sup, Probes: probes}, checks)
 	if cfg.Profiling {
 		readOnly = withProfiling(readOnly)
 	}

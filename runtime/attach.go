@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podsup/podsup/logs"
 )
@@ -18,7 +19,8 @@ import (
 // into the container's log and waits for its exit.
 type attachment struct {
 	task   containerd.Task
-	logs   *logs.Writer // nil for sandboxes
+	logs   *logs.Writer   // nil for sandboxes
+	proc   *specs.Process // the container's process spec, cached for Exec
 	cancel context.CancelFunc
 }
 

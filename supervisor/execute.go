@@ -78,12 +78,16 @@ func (w *podWorker) execute(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 	}
 	if len(a.kill) > 0 {
 		changed = true
-		var stopped []*runtime.Container
+		var stops []stop
 		for _, k := range a.kill {
 			s.events.Eventf(events.Normal, "Killing", key, k.container.Name, "Stopping container %s: %s", k.container.Name, k.reason)
-			stopped = append(stopped, k.container)
+			grace := gracePeriod(pod)
+			if k.grace != nil {
+				grace = time.Duration(*k.grace) * time.Second
+			}
+			stops = append(stops, stop{k.container, grace})
 		}
-		if err := w.stopAll(ctx, stopped, gracePeriod(pod)); err != nil {
+		if err := w.stopAll(ctx, pod, st, stops); err != nil {
 			return true, err
 		}
 		// Observe the stopped instances once, for the last state of their
@@ -152,14 +156,17 @@ func (w *podWorker) killPod(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 	if pod == nil {
 		grace = gracePeriod(w.lastPod)
 	}
-	var running []*runtime.Container
+	var running []stop
 	for _, c := range st.Containers {
 		if c.State == runtime.StateRunning {
 			s.events.Eventf(events.Normal, "Killing", w.key, c.Name, "Stopping container %s", c.Name)
-			running = append(running, c)
+			running = append(running, stop{c, grace})
 		}
 	}
-	if err := w.stopAll(ctx, running, grace); err != nil {
+	if pod == nil {
+		pod = w.lastPod
+	}
+	if err := w.stopAll(ctx, pod, st, running); err != nil {
 		return err
 	}
 	for _, c := range st.Containers {
@@ -175,22 +182,77 @@ func (w *podWorker) killPod(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 	return nil
 }
 
+// stop is a container to stop within a grace period.
+type stop struct {
+	c     *runtime.Container
+	grace time.Duration
+}
+
 // stopAll stops containers in parallel, as the kubelet does, so a pod takes
-// at most one grace period to stop.
-func (w *podWorker) stopAll(ctx context.Context, cs []*runtime.Container, grace time.Duration) error {
+// at most one grace period to stop. Each container's preStop handler runs
+// first, inside its grace period.
+func (w *podWorker) stopAll(ctx context.Context, pod *v1.Pod, st *runtime.PodState, stops []stop) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(cs))
-	for i, c := range cs {
+	errs := make([]error, len(stops))
+	for i, s := range stops {
 		wg.Add(1)
 		go func() { // owned by this call: it waits for all of them
 			defer wg.Done()
-			if err := w.s.rt.StopContainer(ctx, c, grace); err != nil {
-				errs[i] = fmt.Errorf("stop %s: %w", c.ID, err)
+			grace := w.preStop(ctx, pod, st, s.c, s.grace)
+			if err := w.s.rt.StopContainer(ctx, s.c, grace); err != nil {
+				errs[i] = fmt.Errorf("stop %s: %w", s.c.ID, err)
 			}
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// minGraceAfterPreStop is the least left for the stop signal after a
+// preStop handler, as the kubelet gives it.
+const minGraceAfterPreStop = 2 * time.Second
+
+// preStop runs a container's preStop handler, if it has one, within its
+// grace period, and returns the grace period left for the stop signal.
+func (w *podWorker) preStop(ctx context.Context, pod *v1.Pod, st *runtime.PodState, c *runtime.Container, grace time.Duration) time.Duration {
+	spec := containerSpec(pod, c.Name)
+	if spec == nil || spec.Lifecycle == nil || spec.Lifecycle.PreStop == nil || grace <= 0 {
+		return grace
+	}
+	start := w.s.clock.Now()
+	if err := w.s.hooks.RunHook(ctx, spec, c.ID, podIP(pod, st, w.s.hostIP), spec.Lifecycle.PreStop, grace); err != nil {
+		w.s.events.Eventf(events.Warning, "FailedPreStopHook", w.key, c.Name, "PreStopHook failed: %v", err)
+	}
+	return max(grace-w.s.clock.Since(start), minGraceAfterPreStop)
+}
+
+// containerSpec finds a container of the pod by name.
+func containerSpec(pod *v1.Pod, name string) *v1.Container {
+	if pod == nil {
+		return nil
+	}
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return &pod.Spec.InitContainers[i]
+		}
+	}
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			return &pod.Spec.Containers[i]
+		}
+	}
+	return nil
+}
+
+// podIP is where hooks reach the pod: its IP, or the host's.
+func podIP(pod *v1.Pod, st *runtime.PodState, hostIP string) string {
+	if pod != nil && pod.Spec.HostNetwork {
+		return hostIP
+	}
+	if sb := st.Sandbox(); sb != nil && len(sb.IPs) > 0 {
+		return sb.IPs[0]
+	}
+	return "127.0.0.1"
 }
 
 func (w *podWorker) removeSandbox(ctx context.Context, sb *runtime.Sandbox) error {
@@ -252,8 +314,9 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 		return
 	}
 	env, err := resolveEnv(pod, c, s.configObjects(), s.podInfo(sb))
+	var started *runtime.Container
 	if err == nil {
-		_, err = s.rt.StartContainer(ctx, &runtime.ContainerConfig{
+		started, err = s.rt.StartContainer(ctx, &runtime.ContainerConfig{
 			Pod: pod, Container: c, Init: start.init, Sandbox: sb, Hash: ContainerHash(c),
 			Attempt: start.attempt, Backoff: start.backoff, Last: start.last, Env: env,
 		})
@@ -272,6 +335,28 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 		s.events.Eventf(events.Normal, "Restarted", w.key, c.Name, "Restarted container %s after a back-off of %s", c.Name, start.backoff)
 	}
 	s.events.Eventf(events.Normal, "Started", w.key, c.Name, "Started container %s (image %s, restart %d)", c.Name, c.Image, start.attempt)
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		w.postStart(ctx, pod, sb, c, started)
+	}
+}
+
+// postStartTimeout bounds a postStart handler; the kubelet waits for one
+// indefinitely.
+const postStartTimeout = 2 * time.Minute
+
+// postStart runs the container's postStart handler right after its start;
+// if it fails, the container is killed and restarts as its pod's policy says.
+func (w *podWorker) postStart(ctx context.Context, pod *v1.Pod, sb *runtime.Sandbox, c *v1.Container, started *runtime.Container) {
+	st := &runtime.PodState{Sandboxes: []*runtime.Sandbox{sb}}
+	err := w.s.hooks.RunHook(ctx, c, started.ID, podIP(pod, st, w.s.hostIP), c.Lifecycle.PostStart, postStartTimeout)
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	w.s.events.Eventf(events.Warning, "FailedPostStartHook", w.key, c.Name, "PostStartHook failed: %v", err)
+	w.s.events.Eventf(events.Normal, "Killing", w.key, c.Name, "Stopping container %s: its postStart hook failed", c.Name)
+	if err := w.s.rt.StopContainer(ctx, started, gracePeriod(pod)); err != nil {
+		w.s.log.Warn("cannot stop a container whose postStart hook failed", "pod", w.key, "container", c.Name, "err", err)
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -65,3 +65,23 @@ func (NoNetwork) SetUp(context.Context, *v1.Pod, string) (string, []string, erro
 
 // TearDown has nothing to release.
 func (NoNetwork) TearDown(context.Context, string) error { return nil }
+
+// Condemned is a running container a liveness or startup probe failed: it is
+// killed, with the probe's grace period when it sets one, and restarted as
+// the restart policy says.
+type Condemned struct {
+	Reason             string
+	GracePeriodSeconds *int64
+}
+
+// Hooks runs lifecycle handlers (the health package).
+type Hooks interface {
+	RunHook(ctx context.Context, c *v1.Container, containerID, podIP string, h *v1.LifecycleHandler, timeout time.Duration) error
+}
+
+// noHooks runs no handler: without a hook runner, hooks are ignored.
+type noHooks struct{}
+
+func (noHooks) RunHook(context.Context, *v1.Container, string, string, *v1.LifecycleHandler, time.Duration) error {
+	return nil
+}

@@ -17,9 +17,9 @@ type planInput struct {
 	state   *runtime.PodState
 	now     time.Time
 	backoff BackoffPolicy
-	// unhealthy are running containers a liveness or startup probe (or a
-	// failed postStart hook) condemned, by container ID, with the reason.
-	unhealthy map[string]string
+	// unhealthy are running containers a liveness or startup probe
+	// condemned, by container ID.
+	unhealthy map[string]Condemned
 	// failing are containers whose last start failed and must wait until
 	// the given time before the next try (image pull back-off and the like).
 	failing map[string]time.Time
@@ -46,6 +46,7 @@ type startAction struct {
 type killAction struct {
 	container *runtime.Container
 	reason    string
+	grace     *int64 // a probe's own grace period, when it sets one
 }
 
 // podActions is what one sync of a pod does, in this order: kill the whole
@@ -332,8 +333,8 @@ func (a *podActions) planApps(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 			a.kill = append(a.kill, killAction{container: latest, reason: "its spec changed"})
 			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, replaces: latest})
 		case latest.State == runtime.StateRunning:
-			if reason, bad := in.unhealthy[latest.ID]; bad {
-				a.kill = append(a.kill, killAction{container: latest, reason: reason})
+			if verdict, bad := in.unhealthy[latest.ID]; bad {
+				a.kill = append(a.kill, killAction{container: latest, reason: verdict.Reason, grace: verdict.GracePeriodSeconds})
 				if pod.Spec.RestartPolicy != v1.RestartPolicyNever {
 					a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, replaces: latest})
 				}

@@ -200,10 +200,10 @@ func TestComputePodActions(t *testing.T) {
 		{"container dropped from the spec", always, observed(always).sandbox(0, true).running("app", 0).running("side", 0).running("gone", 0), nil, "kill gone#0"},
 		{"leftover sandbox of an interrupted re-creation", always, observed(always).sandbox(1, true).staleSandbox(0).running("app", 0).running("side", 0), nil, "removeSandbox#0"},
 		{"liveness failure, Always: restart", always, observed(always).sandbox(0, true).running("app", 0).running("side", 0), func(in *planInput) {
-			in.unhealthy = map[string]string{in.state.Containers[0].ID: "liveness probe failed"}
+			in.unhealthy = map[string]Condemned{in.state.Containers[0].ID: {Reason: "liveness probe failed"}}
 		}, "kill app#0, start app#1"},
 		{"liveness failure, Never: stop only", never, observed(never).sandbox(0, true).running("app", 0), func(in *planInput) {
-			in.unhealthy = map[string]string{in.state.Containers[0].ID: "liveness probe failed"}
+			in.unhealthy = map[string]Condemned{in.state.Containers[0].ID: {Reason: "liveness probe failed"}}
 		}, "kill app#0"},
 		{"sandbox failed recently: wait", always, observed(always), func(in *planInput) { in.sandboxRetry = t0.Add(8 * time.Second) }, "requeue +8s"},
 		{"image pull backing off: wait for it", always, observed(always).sandbox(0, true).running("side", 0), func(in *planInput) {

@@ -20,8 +20,9 @@ import (
 // Defaults of the supervisor.
 const (
 	// DefaultResync is how often each pod is looked at even when nothing
-	// happens, to catch what no event reported.
-	DefaultResync = 10 * time.Second
+	// happens, to catch what no event reported: the kubelet's
+	// --sync-frequency. Exits, probe results and retries wake a pod sooner.
+	DefaultResync = time.Minute
 	// housekeeping is how often the supervisor retries work that failed and
 	// proves it is alive to /healthz.
 	housekeeping = 5 * time.Second
@@ -32,7 +33,8 @@ type Supervisor struct {
 	rt          Runtime
 	net         Network
 	probes      ProbeResults
-	unhealthyFn func(podKey string) map[string]string
+	hooks       Hooks
+	unhealthyFn func(podKey string) map[string]Condemned
 	clock       clock.WithTicker
 	log         *slog.Logger
 	events      *events.Recorder
@@ -74,10 +76,13 @@ func WithNetworkGC(f func(ctx context.Context, live map[string]bool) error) Opti
 func WithProbes(p ProbeResults) Option { return func(s *Supervisor) { s.probes = p } }
 
 // WithUnhealthy sets where containers condemned by a liveness or startup
-// probe come from, by pod key: container ID to reason.
-func WithUnhealthy(f func(podKey string) map[string]string) Option {
+// probe come from, by pod key and container ID.
+func WithUnhealthy(f func(podKey string) map[string]Condemned) Option {
 	return func(s *Supervisor) { s.unhealthyFn = f }
 }
+
+// WithHooks sets what runs postStart and preStop handlers.
+func WithHooks(h Hooks) Option { return func(s *Supervisor) { s.hooks = h } }
 
 // WithClock sets the clock.
 func WithClock(c clock.WithTicker) Option { return func(s *Supervisor) { s.clock = c } }
@@ -109,7 +114,7 @@ func WithStatusListener(f func(key string, pod *v1.Pod)) Option {
 // New returns a supervisor running pods on rt.
 func New(rt Runtime, opts ...Option) *Supervisor {
 	s := &Supervisor{
-		rt: rt, net: NoNetwork{}, probes: alwaysReady{}, clock: clock.RealClock{}, log: slog.Default(),
+		rt: rt, net: NoNetwork{}, probes: alwaysReady{}, hooks: noHooks{}, clock: clock.RealClock{}, log: slog.Default(),
 		backoff: DefaultBackoff, resync: DefaultResync, retry: 2 * time.Second,
 		workers: map[string]*podWorker{}, pods: map[string]*v1.Pod{},
 	}
@@ -360,7 +365,7 @@ func (s *Supervisor) podInfo(sb *runtime.Sandbox) podInfo {
 	return podInfo{ips: sb.IPs, hostIP: s.hostIP, allocatable: s.allocatable}
 }
 
-func (s *Supervisor) unhealthy(key string) map[string]string {
+func (s *Supervisor) unhealthy(key string) map[string]Condemned {
 	if s.unhealthyFn == nil {
 		return nil
 	}

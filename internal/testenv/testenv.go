@@ -262,3 +262,32 @@ func ImportBusybox(t testing.TB, ctx context.Context, client *containerd.Client)
 	}
 	return img
 }
+
+// GRPCHealthRef is the test image with busybox and a gRPC health server at
+// /grpchealth (see internal/testenv/grpchealth).
+const GRPCHealthRef = "podsup.test/grpchealth:1"
+
+// ImportGRPCHealth builds the gRPC health server from source, statically, and
+// imports the busybox image with it added into ctx's namespace.
+func ImportGRPCHealth(t testing.TB, ctx context.Context, client *containerd.Client) {
+	t.Helper()
+	b, err := Busybox()
+	if err != nil {
+		Unavailable(t, "busybox test image: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "grpchealth")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/podsup/podsup/internal/testenv/grpchealth")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build grpchealth: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Ref = GRPCHealthRef
+	b.Files = append(b.Files, image.File{Path: "/grpchealth", Mode: 0o755, Data: data})
+	if _, err := b.Import(ctx, client, Snapshotter); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,140 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// ErrExecTimeout is a command run by Exec that outlived its timeout and was
+// killed.
+var ErrExecTimeout = errors.New("timed out")
+
+// ErrNotRunning is an Exec in a container that has no running task.
+var ErrNotRunning = errors.New("container is not running")
+
+// maxExecOutput bounds the output Exec returns.
+const maxExecOutput = 10 << 10
+
+var execSeq atomic.Uint64
+
+// Exec runs cmd in a running container the way its own process runs (user,
+// environment, working directory), kills it at timeout, and returns its
+// exit code and up to 10 KiB of its output. The shim writes the output to a
+// file itself: podsup copies nothing, so frequent exec probes cost it
+// little.
+func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout time.Duration) (int, []byte, error) {
+	ctx = r.Context(ctx)
+	task, proc, err := r.execTarget(ctx, id)
+	if err != nil {
+		return -1, nil, err
+	}
+	p := *proc
+	p.Args, p.Terminal, p.ConsoleSize = cmd, false, nil
+	execID := fmt.Sprintf("exec-%d", execSeq.Add(1))
+	out := filepath.Join(r.execDir, id+"-"+execID)
+	defer os.Remove(out)
+	process, err := task.Exec(ctx, execID, &p, cio.LogFile(out))
+	if err != nil {
+		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	deleted := false
+	defer func() {
+		if !deleted {
+			cctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
+			defer cancel()
+			process.Delete(cctx, containerd.WithProcessKill)
+		}
+	}()
+	statusC, err := process.Wait(ctx)
+	if err != nil {
+		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	if err := process.Start(ctx); err != nil {
+		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	timer := r.clock.NewTimer(timeout)
+	defer timer.Stop()
+	code, timedOut := -1, false
+	select {
+	case st := <-statusC:
+		code = int(st.ExitCode())
+	case <-timer.C():
+		timedOut = true
+	case <-ctx.Done():
+		timedOut = true
+	}
+	if timedOut {
+		// Kill it at the deadline, and every process it started.
+		_ = process.Kill(r.Context(context.Background()), syscall.SIGKILL, containerd.WithKillAll)
+		select {
+		case <-statusC:
+		case <-r.clock.After(killTimeout):
+		}
+	}
+	// Output is complete once the process is deleted.
+	cctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
+	process.Delete(cctx, containerd.WithProcessKill)
+	cancel()
+	deleted = true
+	output := readHead(out, maxExecOutput)
+	if timedOut {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return -1, output, ctx.Err()
+		}
+		return -1, output, ErrExecTimeout
+	}
+	return code, output, nil
+}
+
+// execTarget returns a running container's task and process spec, cached
+// for the tasks this process follows.
+func (r *Runtime) execTarget(ctx context.Context, id string) (containerd.Task, *specs.Process, error) {
+	r.mu.Lock()
+	a := r.attached[id]
+	r.mu.Unlock()
+	if a != nil && a.proc != nil {
+		return a.task, a.proc, nil
+	}
+	c, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %v", ErrNotRunning, id, err)
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil || spec.Process == nil {
+		return nil, nil, fmt.Errorf("spec of %s: %w", id, err)
+	}
+	task := taskOf(a)
+	if task == nil {
+		if task, err = c.Task(ctx, nil); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: %v", ErrNotRunning, id, err)
+		}
+	}
+	if a != nil {
+		r.mu.Lock()
+		a.proc = spec.Process
+		r.mu.Unlock()
+	}
+	return task, spec.Process, nil
+}
+
+// readHead reads at most n bytes of a file.
+func readHead(path string, n int64) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	data, _ := io.ReadAll(io.LimitReader(f, n))
+	return data
+}
