@@ -49,6 +49,7 @@ type Config struct {
 	CNIBinDirs         []string
 	PodCIDR            string
 	SyncFrequency      time.Duration
+	Mirror             MirrorConfig
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -60,7 +61,7 @@ func envVar(flag string) []string {
 // runFlags are the flags of `podsup run`. Names follow the kubelet's where it
 // has one, so scripts and habits carry over.
 func runFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML `FILE` of settings, keyed by flag name; flags and environment variables override it", EnvVars: envVar("config")},
 		&cli.StringFlag{Name: "manifests", Aliases: []string{"pod-manifest-path"}, Value: "/etc/kubernetes/manifests", Usage: "`DIR` of static pod manifests; empty disables", EnvVars: envVar("manifests")},
 		&cli.StringFlag{Name: "manifest-url", Usage: "`URL` polled for manifests", EnvVars: envVar("manifest-url")},
@@ -91,7 +92,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pod-cidr", Value: cni.DefaultPodCIDR, Usage: "address range of the built-in network (unused with a configuration in --cni-conf-dir)", EnvVars: envVar("pod-cidr")},
 		&cli.DurationFlag{Name: "sync-frequency", Value: time.Minute, Usage: "how often every pod is looked at when nothing happens to it", EnvVars: envVar("sync-frequency")},
 		&cli.BoolFlag{Name: "profiling", Usage: "serve Go's pprof profiles under /debug/pprof on the read-only address", EnvVars: envVar("profiling")},
-	}
+	}, mirrorFlags()...)
 }
 
 // configFrom reads and checks the flags.
@@ -128,6 +129,10 @@ func configFrom(c *cli.Context) (*Config, error) {
 	}
 	if cfg.SyncFrequency < time.Second {
 		return nil, fmt.Errorf("--sync-frequency %s: must be at least 1s", cfg.SyncFrequency)
+	}
+	var err error
+	if cfg.Mirror, err = mirrorConfigFrom(c); err != nil {
+		return nil, err
 	}
 	size, err := resource.ParseQuantity(c.String("container-log-max-size"))
 	if err != nil || size.Value() < 1024 {

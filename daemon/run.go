@@ -95,6 +95,11 @@ func Run(ctx context.Context, cfg *Config) error {
 	probes := health.New(execer{rt}, health.WithClock(clk), health.WithLogger(log), health.WithEvents(recorder),
 		health.WithChangeHandler(func(key string) { sup.Wake(key) }))
 	defer probes.Stop()
+	mirrors, err := newMirrors(cfg, mirrorDeps{log: log, clock: clk, events: recorder, hostIP: hostIP, runtimeVersion: rt.Version,
+		ready: func() error { return sup.Healthy() }, sourcesReady: func() bool { return sup.SourcesReady() }})
+	if err != nil {
+		return err
+	}
 	sup = supervisor.New(rt, supervisor.WithLogger(log), supervisor.WithClock(clk), supervisor.WithEvents(recorder),
 		supervisor.WithNetwork(cniNetwork{network}), supervisor.WithNetworkGC(network.GC),
 		supervisor.WithProbes(probes), supervisor.WithHooks(probes), supervisor.WithUnhealthy(condemned(probes)),
@@ -105,8 +110,10 @@ func Run(ctx context.Context, cfg *Config) error {
 				probes.Sync(pod)
 			}
 		}),
+		supervisor.WithStatusListener(mirrors.Update),
 		supervisor.WithBackoff(supervisor.BackoffPolicy{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, ResetAfter: supervisor.DefaultBackoff.ResetAfter}),
 		supervisor.WithNode(hostIP, allocatable()), supervisor.WithResync(cfg.SyncFrequency))
+	mirrors.Start(ctx, &wg)
 
 	updates := make(chan manifest.Update)
 	sources, err := startSources(ctx, &wg, cfg, log, updates)

@@ -1,0 +1,232 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Ports are a control plane's ports, all on 127.0.0.1.
+type Ports struct {
+	EtcdClient, EtcdPeer, APIServer int
+}
+
+// Cluster is a control plane of a test's own: its directory (certificates,
+// etcd's data, logs), ports and kubeconfigs.
+type Cluster struct {
+	t      testing.TB
+	Bin    Binaries
+	PKI    *PKI
+	Dir    string
+	Ports  Ports
+	Server string // https://127.0.0.1:<port>
+	Admin  string // kubeconfig of a system:masters user
+
+	etcd, apiserver *exec.Cmd
+}
+
+// NewCluster prepares a control plane: programs, certificates, free ports
+// and the admin kubeconfig. Start runs it; a test that runs it otherwise
+// (as static pods) uses EtcdArgs and APIServerArgs.
+func NewCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Bin: Build(t), Dir: t.TempDir()}
+	var err error
+	if c.PKI, err = NewPKI(filepath.Join(c.Dir, "pki")); err != nil {
+		t.Fatal(err)
+	}
+	c.Ports = Ports{EtcdClient: freePort(t), EtcdPeer: freePort(t), APIServer: freePort(t)}
+	c.Server = fmt.Sprintf("https://127.0.0.1:%d", c.Ports.APIServer)
+	if c.Admin, err = c.PKI.Kubeconfig("admin", c.Server, "admin", "system:masters"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Start runs etcd and kube-apiserver on the host, waits until the
+// apiserver is ready, and stops both when the test ends.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	c := NewCluster(t)
+	t.Cleanup(func() {
+		stop(c.apiserver)
+		stop(c.etcd)
+		if t.Failed() {
+			t.Logf("control plane logs:\n%s\n%s", tail(c.logPath("etcd"), 2000), tail(c.logPath("kube-apiserver"), 4000))
+		}
+	})
+	c.etcd = c.run("etcd", c.Bin.Etcd, EtcdArgs(filepath.Join(c.Dir, "etcd"), c.Ports)...)
+	c.StartAPIServer()
+	return c
+}
+
+// StartAPIServer starts the apiserver again after StopAPIServer, and waits
+// until it is ready.
+func (c *Cluster) StartAPIServer() {
+	c.t.Helper()
+	c.apiserver = c.run("kube-apiserver", c.Bin.APIServer, APIServerArgs(c.PKI.Dir, c.Ports)...)
+	c.WaitReady(2 * time.Minute)
+}
+
+// StopAPIServer stops the apiserver; etcd keeps its data.
+func (c *Cluster) StopAPIServer() {
+	stop(c.apiserver)
+	c.apiserver = nil
+}
+
+// EtcdArgs are the arguments of a single-member etcd on 127.0.0.1.
+func EtcdArgs(dataDir string, p Ports) []string {
+	client := fmt.Sprintf("http://127.0.0.1:%d", p.EtcdClient)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", p.EtcdPeer)
+	return []string{"--name=test", "--data-dir=" + dataDir,
+		"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+		"--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer, "--initial-cluster=test=" + peer}
+}
+
+// APIServerArgs are the arguments of a kube-apiserver on 127.0.0.1 with
+// the certificates of pkiDir, as kubeadm configures it: client certificates,
+// the Node and RBAC authorizers, and NodeRestriction.
+func APIServerArgs(pkiDir string, p Ports) []string {
+	pki := func(name string) string { return filepath.Join(pkiDir, name) }
+	return []string{
+		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(p.APIServer),
+		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", p.EtcdClient),
+		"--tls-cert-file=" + pki("apiserver.crt"), "--tls-private-key-file=" + pki("apiserver.key"),
+		"--client-ca-file=" + pki("ca.crt"),
+		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + pki("sa.pub"), "--service-account-signing-key-file=" + pki("sa.key"),
+		"--service-cluster-ip-range=10.96.0.0/12", "--allow-privileged=true",
+		"--endpoint-reconciler-type=none", "--profiling=false",
+	}
+}
+
+// NodeKubeconfig writes the kubeconfig of a node: a client certificate for
+// system:node:<node> in system:nodes, what the Node authorizer and
+// NodeRestriction recognise.
+func (c *Cluster) NodeKubeconfig(node string) string {
+	c.t.Helper()
+	path, err := c.PKI.Kubeconfig("node-"+node, c.Server, "system:node:"+node, "system:nodes")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+// Client is a client of the admin.
+func (c *Cluster) Client() kubernetes.Interface {
+	c.t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Admin)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg.Timeout = 10 * time.Second
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return client
+}
+
+// Kubectl runs kubectl as the admin and returns its output.
+func (c *Cluster) Kubectl(args ...string) (string, error) {
+	cmd := exec.Command(c.Bin.Kubectl, append([]string{"--kubeconfig", c.Admin, "--request-timeout=10s"}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("kubectl %v: %v: %s", args, err, errOut.String())
+	}
+	return out.String(), nil
+}
+
+// WaitReady waits until the apiserver answers /readyz and has made the
+// namespace of node leases.
+func (c *Cluster) WaitReady(timeout time.Duration) {
+	c.t.Helper()
+	client := c.Client()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err == nil {
+			_, err = client.CoreV1().Namespaces().Get(ctx, "kube-node-lease", metav1.GetOptions{})
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("apiserver %s not ready within %s: %v\n%s", c.Server, timeout, err, tail(c.logPath("kube-apiserver"), 4000))
+}
+
+func (c *Cluster) logPath(name string) string { return filepath.Join(c.Dir, name+".log") }
+
+// run starts a program of the control plane in a process group of its own,
+// appending its output to its log.
+func (c *Cluster) run(name, bin string, args ...string) *exec.Cmd {
+	c.t.Helper()
+	log, err := os.OpenFile(c.logPath(name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	log.Close() // the child has its own descriptor
+	return cmd
+}
+
+// stop stops a process with SIGTERM, and SIGKILL after 10 s.
+func stop(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// tail is the last n bytes of a file.
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(data) > n {
+		data = data[len(data)-n:]
+	}
+	return fmt.Sprintf("== %s\n%s", path, data)
+}

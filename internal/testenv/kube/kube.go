@@ -1,0 +1,205 @@
+// Package kube gives integration tests a real control plane: Debian's etcd
+// and a kube-apiserver built from the k8s.io/kubernetes module, with the Node
+// authorizer and NodeRestriction, certificates made on the spot, and Debian's
+// kubectl to look at it as a user would.
+//
+// The kube-apiserver is built once per machine into
+// $PODSUP_TEST_CACHE/kube-<version> (default /var/cache/podsup-test), under
+// a file lock so that test packages running in parallel build it once; the
+// build module is ./build, whose go.mod pins the version. Nothing built is
+// committed.
+//
+// Version v1.37.2 is the newest k8s.io/kubernetes release whose apiserver
+// works with etcd 3.4 (Debian bookworm's etcd-server 3.4.23), checked by
+// the tests that use it.
+package kube
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podsup/podsup/internal/testenv"
+)
+
+// Version is the Kubernetes release of the kube-apiserver, as pinned by
+// build/go.mod.
+const Version = "v1.37.2"
+
+// Binaries are the programs of a control plane.
+type Binaries struct {
+	APIServer string // kube-apiserver, static (CGO_ENABLED=0)
+	Etcd      string // Debian's etcd
+	Kubectl   string // Debian's kubectl
+}
+
+// CacheDir is where built programs are kept across runs.
+func CacheDir() string {
+	if d := os.Getenv("PODSUP_TEST_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/podsup-test"
+}
+
+// Build returns the control plane's programs, building or fetching what
+// the cache lacks. The first build takes minutes; later calls take none.
+func Build(t testing.TB) Binaries {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testenv.Unavailable(t, "the control plane harness needs root")
+	}
+	dir := filepath.Join(CacheDir(), "kube-"+Version)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lock(filepath.Join(dir, ".lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	b := Binaries{
+		APIServer: filepath.Join(dir, "kube-apiserver"),
+		Etcd:      "/usr/bin/etcd",
+		Kubectl:   filepath.Join(dir, "kubectl-root", "usr", "bin", "kubectl"),
+	}
+	if err := buildAPIServer(t, b.APIServer); err != nil {
+		testenv.Unavailable(t, "build kube-apiserver %s: %v", Version, err)
+	}
+	if err := aptInstall("etcd-server", b.Etcd); err != nil {
+		testenv.Unavailable(t, "etcd: %v", err)
+	}
+	if err := fetchKubectl(dir, b.Kubectl); err != nil {
+		testenv.Unavailable(t, "kubectl: %v", err)
+	}
+	return b
+}
+
+// lock takes an exclusive lock on path, waiting for it.
+func lock(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// buildModule is the directory of the build module, next to this file.
+func buildModule() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "build")
+}
+
+// buildAPIServer builds kube-apiserver into out unless the binary there was
+// built from the same go.sum. It builds into a temporary file and renames
+// it into place, so a build that dies leaves nothing half-written.
+func buildAPIServer(t testing.TB, out string) error {
+	mod := buildModule()
+	sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256(sum)
+	stamp := hex.EncodeToString(h[:8])
+	if got, err := os.ReadFile(out + ".stamp"); err == nil && string(got) == stamp {
+		if _, err := os.Stat(out); err == nil {
+			return nil
+		}
+	}
+	t.Logf("building kube-apiserver %s into %s (once per machine; takes minutes)", Version, out)
+	start := time.Now()
+	major, minor, _ := strings.Cut(strings.TrimPrefix(Version, "v"), ".")
+	minor, _, _ = strings.Cut(minor, ".")
+	pkg := "k8s.io/component-base/version"
+	ldflags := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean",
+		pkg, Version, pkg, major, pkg, minor, pkg)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out+".tmp", "k8s.io/kubernetes/cmd/kube-apiserver")
+	cmd.Dir = mod
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off")
+	if output, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(out + ".tmp")
+		return fmt.Errorf("%v\n%s", err, output)
+	}
+	if err := os.Rename(out+".tmp", out); err != nil {
+		return err
+	}
+	t.Logf("built kube-apiserver in %s", time.Since(start).Round(time.Second))
+	return os.WriteFile(out+".stamp", []byte(stamp), 0o644)
+}
+
+// aptInstall installs a Debian package unless path, one of its files, is
+// there.
+func aptInstall(pkg, path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	install := func() ([]byte, error) {
+		cmd := exec.Command("apt-get", "install", "-y", "-qq", "--no-install-recommends", pkg)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		return cmd.CombinedOutput()
+	}
+	if _, err := install(); err == nil {
+		return nil
+	}
+	if out, err := exec.Command("apt-get", "update", "-qq").CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get update: %v\n%s", err, out)
+	}
+	if out, err := install(); err != nil {
+		return fmt.Errorf("apt-get install %s: %v\n%s", pkg, err, out)
+	}
+	return nil
+}
+
+// fetchKubectl unpacks Debian's kubernetes-client into the cache without
+// installing it: on hosts with another kubectl package (Google Cloud SDK's),
+// the two conflict over /usr/bin/kubectl.
+func fetchKubectl(dir, path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	tmp, err := os.MkdirTemp(dir, "apt-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	os.Chmod(tmp, 0o755) // apt downloads as _apt where it can
+	download := func() ([]byte, error) {
+		cmd := exec.Command("apt-get", "download", "-qq", "kubernetes-client")
+		cmd.Dir = tmp
+		return cmd.CombinedOutput()
+	}
+	if _, err := download(); err != nil {
+		if out, err := exec.Command("apt-get", "update", "-qq").CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get update: %v\n%s", err, out)
+		}
+		if out, err := download(); err != nil {
+			return fmt.Errorf("apt-get download kubernetes-client: %v\n%s", err, out)
+		}
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "kubernetes-client_*.deb"))
+	if len(debs) != 1 {
+		return errors.New("apt-get download kubernetes-client left no package")
+	}
+	root := filepath.Join(dir, "kubectl-root")
+	os.RemoveAll(root)
+	if out, err := exec.Command("dpkg", "-x", debs[0], root).CombinedOutput(); err != nil {
+		return fmt.Errorf("dpkg -x: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("kubernetes-client has no %s", strings.TrimPrefix(path, root))
+	}
+	return nil
+}
