@@ -23,6 +23,11 @@ func main() {
 			daemon.RunCommand(),
 			manifest.ValidateCommand(),
 			client.PodsCommand(),
+			client.DescribeCommand(),
+			client.LogsCommand(),
+			client.EventsCommand(),
+			client.ApplyCommand(),
+			client.DeleteCommand(),
 			version.Command(),
 		},
 	}

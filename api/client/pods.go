@@ -1,15 +1,13 @@
-// Package client is podsup's command line for a running podsup: it reads
-// the API and prints what it finds the way kubectl would.
 package client
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"slices"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,96 +19,166 @@ import (
 	"github.com/podsup/podsup/manifest"
 )
 
-// DefaultServer is where the commands find podsup unless --server says
-// otherwise: its read-only port.
-const DefaultServer = "http://127.0.0.1:10255"
-
-// maxResponse bounds what the client reads from a server.
-const maxResponse = 64 << 20
-
-func serverFlag() cli.Flag {
-	return &cli.StringFlag{Name: "server", Value: DefaultServer, Usage: "podsup's API `URL`", EnvVars: []string{"PODSUP_SERVER"}}
-}
-
-// getJSON fetches path from the server into v.
-func getJSON(ctx context.Context, server, path string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(server, "/")+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach podsup at %s: %w", server, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s%s: %s: %s", server, path, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return json.Unmarshal(body, v)
-}
-
-// PodsCommand is `podsup pods`, like `kubectl get pods`.
+// PodsCommand is `podsup pods`, like `kubectl get pods`: every pod, or
+// those of -n's namespace, and with -w the rows that change.
 func PodsCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "pods",
-		Usage: "list pods, as kubectl get pods does",
-		Flags: []cli.Flag{
-			serverFlag(),
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "wide, json or yaml"},
-		},
-		Action: func(c *cli.Context) error {
-			var list v1.PodList
-			if err := getJSON(c.Context, c.String("server"), "/pods", &list); err != nil {
-				return cli.Exit("podsup pods: "+err.Error(), 1)
-			}
-			return printPods(c.App.Writer, &list, c.String("output"), time.Now())
-		},
+		Name:      "pods",
+		Usage:     "list pods, as kubectl get pods does",
+		ArgsUsage: "[POD...]",
+		Flags: withConn(
+			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "list only the pods of `NAMESPACE` (default: all)"},
+			&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "list the pods of every namespace (the default)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "`FORMAT`: wide, json or yaml"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "after the list, print pods as they change"},
+		),
+		Action: action("pods", runPods),
 	}
 }
 
+func runPods(cmd *command) error {
+	output := cmd.cli.String("output")
+	if !validOutput(output) {
+		return usagef("-o %q: want wide, json or yaml", output)
+	}
+	if cmd.cli.Bool("all-namespaces") {
+		cmd.namespace = ""
+	}
+	f := podFilter{namespace: cmd.namespace, names: cmd.args}
+	for _, arg := range cmd.args {
+		if _, _, err := podRef(arg, f.namespace); err != nil {
+			return err
+		}
+	}
+	list, missing, err := f.fetch(cmd.ctx, cmd.client)
+	if err != nil {
+		return err
+	}
+	if !cmd.cli.Bool("watch") {
+		if len(list.Items) == 0 && len(missing) == 0 && (output == "" || output == "wide") {
+			fmt.Fprintln(cmd.errOut, "No pods found.")
+			return nil
+		}
+		if len(list.Items) > 0 || len(missing) == 0 {
+			if err := printPods(cmd.out, list, output, time.Now()); err != nil {
+				return err
+			}
+		}
+		return errors.Join(missing...)
+	}
+	w := &podWatch{out: cmd.out, output: output}
+	if err := w.step(list, time.Now()); err != nil {
+		return err
+	}
+	return w.run(cmd.ctx, cmd.errOut, func(ctx context.Context) (*v1.PodList, error) {
+		list, _, err := f.fetch(ctx, cmd.client)
+		return list, err
+	})
+}
+
+// podFilter selects pods by namespace and by the names a user gave, each
+// matched as findPod matches it.
+type podFilter struct {
+	namespace string
+	names     []string
+}
+
+// fetch reads the pods and keeps those the filter selects; missing says
+// which names matched none.
+func (f podFilter) fetch(ctx context.Context, c *Client) (list *v1.PodList, missing []error, err error) {
+	list = &v1.PodList{}
+	if err := c.getJSON(ctx, "/pods", nil, false, list); err != nil {
+		return nil, nil, err
+	}
+	missing = f.apply(list)
+	return list, missing, nil
+}
+
+// apply keeps the pods the filter selects. The names were checked with
+// podRef already.
+func (f podFilter) apply(list *v1.PodList) (missing []error) {
+	if len(f.names) == 0 {
+		if f.namespace != "" {
+			list.Items = slices.DeleteFunc(list.Items, func(p v1.Pod) bool { return p.Namespace != f.namespace })
+		}
+		return nil
+	}
+	var picked []v1.Pod
+	for _, arg := range f.names {
+		ns, name, _ := podRef(arg, f.namespace)
+		p, err := findPod(list.Items, ns, name)
+		if err != nil {
+			missing = append(missing, err)
+			continue
+		}
+		picked = append(picked, *p)
+	}
+	list.Items = picked
+	return missing
+}
+
+func validOutput(output string) bool {
+	switch output {
+	case "", "wide", "json", "yaml":
+		return true
+	}
+	return false
+}
+
+// printPods prints pods as a table, or as a PodList in JSON or YAML.
 func printPods(w io.Writer, list *v1.PodList, output string, now time.Time) error {
 	switch output {
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "    ")
-		return enc.Encode(list)
+		return printJSON(w, list)
 	case "yaml":
-		out, err := yaml.Marshal(list)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(out)
-		return err
-	case "", "wide":
-	default:
-		return cli.Exit(fmt.Sprintf("podsup pods: -o %q: want wide, json or yaml", output), 2)
+		return printYAML(w, list)
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, podHeader(output))
+	for i := range list.Items {
+		fmt.Fprintln(tw, podLine(&list.Items[i], output, now))
+	}
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "    ")
+	return enc.Encode(v)
+}
+
+func printYAML(w io.Writer, v any) error {
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode yaml: %w", err)
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+func podHeader(output string) string {
 	header := "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE"
 	if output == "wide" {
 		header += "\tIP\tNODE"
 	}
-	fmt.Fprintln(tw, header)
-	for i := range list.Items {
-		p := &list.Items[i]
-		row := PodRow(p, now)
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", p.Namespace, p.Name, row.Ready, row.Status, row.Restarts, row.Age)
-		if output == "wide" {
-			ip := p.Status.PodIP
-			if ip == "" {
-				ip = "<none>"
-			}
-			line += fmt.Sprintf("\t%s\t%s", ip, p.Spec.NodeName)
-		}
-		fmt.Fprintln(tw, line)
+	return header
+}
+
+// podLine is a pod's row of the table.
+func podLine(p *v1.Pod, output string, now time.Time) string {
+	row := PodRow(p, now)
+	line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", p.Namespace, p.Name, row.Ready, row.Status, row.Restarts, row.Age)
+	if output == "wide" {
+		line += fmt.Sprintf("\t%s\t%s", orNone(p.Status.PodIP), orNone(p.Spec.NodeName))
 	}
-	return tw.Flush()
+	return line
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
 }
 
 // Row is how kubectl summarises a pod in one line.

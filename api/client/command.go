@@ -1,0 +1,116 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// errUsage marks a command line that is wrong, as opposed to a podsup that
+// said no: it exits 2.
+var errUsage = errors.New("usage")
+
+func usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+}
+
+// command is what a client command runs with.
+type command struct {
+	ctx       context.Context // ends on Ctrl-C
+	client    *Client
+	args      []string // positional, with the flags among them taken out
+	out       io.Writer
+	errOut    io.Writer
+	namespace string // -n, or "" when not given
+	cli       *cli.Context
+}
+
+func namespaceFlag() cli.Flag {
+	return &cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "`NAMESPACE` of a pod named without one (default: default)"}
+}
+
+// action runs a command: flags given after its arguments are applied, as
+// kubectl allows (`podsup logs web -f`), Ctrl-C ends it cleanly, and an
+// error is printed as "podsup NAME: ..." with exit status 1, or 2 for a
+// command line that is wrong.
+func action(name string, run func(*command) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := func() error {
+			args, err := positional(c)
+			if err != nil {
+				return err
+			}
+			cl, err := newClient(connOptionsFrom(c))
+			if err != nil {
+				return fmt.Errorf("%w: %w", errUsage, err)
+			}
+			return run(&command{ctx: ctx, client: cl, args: args, out: c.App.Writer, errOut: c.App.ErrWriter, namespace: c.String("namespace"), cli: c})
+		}()
+		switch {
+		case err == nil, ctx.Err() != nil && errors.Is(err, context.Canceled):
+			return nil
+		case errors.Is(err, errUsage):
+			msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+			return cli.Exit(fmt.Sprintf("podsup %s: %s\nsee 'podsup %s --help'", name, msg, name), 2)
+		}
+		return cli.Exit(fmt.Sprintf("podsup %s: %v", name, err), 1)
+	}
+}
+
+// positional returns the command's arguments, applying any flag found
+// among them: urfave/cli stops at the first argument, kubectl does not.
+func positional(c *cli.Context) ([]string, error) {
+	var pos []string
+	args := c.Args().Slice()
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(pos, args[i+1:]...), nil
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := lookupFlag(c.Command.Flags, name)
+		if f == nil {
+			return nil, usagef("unknown flag %s", a)
+		}
+		if _, isBool := f.(*cli.BoolFlag); isBool && !hasVal {
+			val = "true"
+		} else if !hasVal {
+			if i+1 == len(args) {
+				return nil, usagef("flag %s needs a value", a)
+			}
+			i++
+			val = args[i]
+		}
+		// Each of a flag's names has its own value once parsed: set them all.
+		for _, n := range f.Names() {
+			if err := c.Set(n, val); err != nil {
+				return nil, usagef("%s %s: %v", a, val, err)
+			}
+		}
+	}
+	return pos, nil
+}
+
+func lookupFlag(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}

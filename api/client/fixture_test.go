@@ -1,0 +1,224 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+
+	"github.com/podsup/podsup/api"
+	"github.com/podsup/podsup/events"
+	"github.com/podsup/podsup/health"
+	"github.com/podsup/podsup/logs"
+	"github.com/podsup/podsup/manifest"
+)
+
+// fakePods is a supervisor's pod list.
+type fakePods struct {
+	mu   sync.Mutex
+	pods []*v1.Pod
+}
+
+func (f *fakePods) Pods() []*v1.Pod {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*v1.Pod(nil), f.pods...)
+}
+
+func (f *fakePods) Pod(key string) *v1.Pod {
+	for _, p := range f.Pods() {
+		if p.Namespace+"/"+p.Name == key {
+			return p
+		}
+	}
+	return nil
+}
+
+func (f *fakePods) set(pods ...*v1.Pod) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pods = pods
+}
+
+// fakeProbes reports probe results by pod key.
+type fakeProbes map[string][]health.ProbeStatus
+
+func (f fakeProbes) Probes(key string) []health.ProbeStatus { return f[key] }
+
+var (
+	_ api.PodLister     = (*fakePods)(nil)
+	_ api.ProbeReporter = fakeProbes(nil)
+)
+
+// fixture is a podsup API on a unix socket: FullHandler over fakes, a real
+// event recorder, a real push source and log files in a temporary
+// directory.
+type fixture struct {
+	t      *testing.T
+	pods   *fakePods
+	probes fakeProbes
+	events *events.Recorder
+	push   *manifest.PushSource
+	logDir string
+	socket string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	push, err := manifest.NewPushSource(t.TempDir(), manifest.Static{NodeName: "node1", Source: manifest.SourceAPI}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := &fixture{t: t, pods: &fakePods{}, probes: fakeProbes{}, events: events.NewRecorder(100, quiet, clock.RealClock{}),
+		push: push, logDir: t.TempDir(), socket: shortSocketPath(t)}
+	ln, err := net.Listen("unix", fx.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(api.FullHandler(api.Deps{Pods: fx.pods, Probes: fx.probes, Events: fx.events, Push: push, LogDir: fx.logDir}))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return fx
+}
+
+// shortSocketPath is a socket path under the 107-byte limit, which a test's
+// temporary directory may pass.
+func shortSocketPath(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "psc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "s.sock")
+}
+
+// staticPod is a pod as podsup runs it: name-node1, with the containers
+// named, all running and ready.
+func staticPod(ns, name string, containers ...string) *v1.Pod {
+	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-node1", UID: types.UID("uid-" + name),
+		Annotations: map[string]string{manifest.AnnotationManifest: "/etc/podsup/manifests/" + name + ".yaml"}},
+		Spec:   v1.PodSpec{NodeName: "node1"},
+		Status: v1.PodStatus{Phase: v1.PodRunning, PodIP: "10.88.0.7"}}
+	for _, c := range containers {
+		p.Spec.Containers = append(p.Spec.Containers, v1.Container{Name: c, Image: "busybox"})
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, v1.ContainerStatus{Name: c, Ready: true,
+			State: v1.ContainerState{Running: &v1.ContainerStateRunning{}}})
+	}
+	return p
+}
+
+// writeLog writes lines as instance restart of a container of a pod writes
+// them, through the logs package.
+func (fx *fixture) writeLog(p *v1.Pod, container string, restart int, lines ...string) {
+	fx.t.Helper()
+	dir := logs.ContainerDir(fx.logDir, p.Namespace, p.Name, string(p.UID), container)
+	w, err := logs.NewWriter(logs.FilePath(dir, restart))
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	out := w.Stream("stdout")
+	for _, l := range lines {
+		if _, err := io.WriteString(out, l+"\n"); err != nil {
+			fx.t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		fx.t.Fatal(err)
+	}
+}
+
+// result is what a command printed and how it ended.
+type result struct {
+	stdout, stderr string
+	err            error
+}
+
+// code is the exit status the command would have.
+func (r result) code() int {
+	var ec cli.ExitCoder
+	if errors.As(r.err, &ec) {
+		return ec.ExitCode()
+	}
+	if r.err != nil {
+		return 1
+	}
+	return 0
+}
+
+// run runs a podsup command against the fixture's socket.
+func (fx *fixture) run(args ...string) result {
+	return runCLI(context.Background(), nil, append([]string{args[0], "--server", "unix://" + fx.socket}, args[1:]...)...)
+}
+
+// runCLI runs a command line of the client's commands in-process.
+func runCLI(ctx context.Context, stdout io.Writer, args ...string) result {
+	var out, errOut bytes.Buffer
+	var w io.Writer = &out
+	if stdout != nil {
+		w = io.MultiWriter(&out, stdout)
+	}
+	app := &cli.App{
+		Name: "podsup", Writer: w, ErrWriter: &errOut,
+		ExitErrHandler: func(*cli.Context, error) {}, // the test reads the error
+		Commands:       []*cli.Command{PodsCommand(), DescribeCommand(), LogsCommand(), EventsCommand(), ApplyCommand(), DeleteCommand()},
+	}
+	err := app.RunContext(ctx, append([]string{"podsup"}, args...))
+	return result{stdout: out.String(), stderr: errOut.String(), err: err}
+}
+
+// waitWriter is an output that tells when it has seen some text.
+type waitWriter struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // size 1: a write is never lost
+}
+
+func newWaitWriter() *waitWriter { return &waitWriter{changed: make(chan struct{}, 1)} }
+
+func (w *waitWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (w *waitWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// waitFor waits until the output holds text.
+func (w *waitWriter) waitFor(t *testing.T, text string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for !strings.Contains(w.String(), text) {
+		select {
+		case <-w.changed:
+		case <-timeout:
+			t.Fatalf("output never showed %q; it is:\n%s", text, w.String())
+		}
+	}
+}
