@@ -9,6 +9,7 @@ import (
 
 	"github.com/podsup/podsup/api/client"
 	"github.com/podsup/podsup/daemon"
+	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/version"
 )
@@ -22,6 +23,7 @@ func main() {
 		Commands: []*cli.Command{
 			daemon.RunCommand(),
 			manifest.ValidateCommand(),
+			image.Command(),
 			client.PodsCommand(),
 			client.DescribeCommand(),
 			client.LogsCommand(),

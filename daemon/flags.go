@@ -49,6 +49,7 @@ type Config struct {
 	CNIBinDirs         []string
 	PodCIDR            string
 	SyncFrequency      time.Duration
+	Images             ImageConfig
 	Mirror             MirrorConfig
 }
 
@@ -187,6 +188,9 @@ func configFrom(c *cli.Context) (*Config, error) {
 	}
 	if err := identifiers.Validate(cfg.ContainerdNS); err != nil {
 		return nil, fmt.Errorf("--containerd-namespace: %w", err)
+	}
+	if cfg.Images, err = imageConfigFrom(c); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

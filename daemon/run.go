@@ -32,7 +32,7 @@ func RunCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "run",
 		Usage:  "run the static pods declared by the manifest sources",
-		Flags:  runFlags(),
+		Flags:  append(runFlags(), imageFlags()...),
 		Before: applyConfigFile,
 		Action: func(c *cli.Context) error {
 			cfg, err := configFrom(c)
@@ -78,6 +78,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		runtime.WithPauseImage(cfg.PauseImage), runtime.WithCgroupDriver(cfg.CgroupDriver),
 		runtime.WithLogRotation(cfg.LogMaxSize, cfg.LogMaxFiles), runtime.WithLogger(log), runtime.WithClock(clk),
 		runtime.WithDNS(runtime.DNSConfig{ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, HostResolvConf: cfg.ResolvConf}),
+		runtime.WithPullOptions(cfg.Images.pullOptions(cfg.RootDir, log, clk)...),
 		runtime.WithExitHandler(func(key string) { sup.Wake(key) }))
 	if err != nil {
 		return err
@@ -115,6 +116,8 @@ func Run(ctx context.Context, cfg *Config) error {
 		supervisor.WithNode(hostIP, allocatable()), supervisor.WithResync(cfg.SyncFrequency))
 	mirrors.Start(ctx, &wg)
 
+	desired := &desiredImages{}
+	startImages(ctx, &wg, cfg, rt, desired, log, clk)
 	updates := make(chan manifest.Update)
 	sources, err := startSources(ctx, &wg, cfg, log, updates)
 	if err != nil {
@@ -131,7 +134,7 @@ func Run(ctx context.Context, cfg *Config) error {
 	go func() {
 		defer wg.Done()
 		defer close(supDone)
-		sup.Run(ctx, logDeltas(ctx, log, deltas))
+		sup.Run(ctx, desired.track(ctx, logDeltas(ctx, log, deltas)))
 	}()
 	checks := []api.HealthCheck{
 		{Name: "containerd", Check: func() error { return rt.Ping(ctx) }},

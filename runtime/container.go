@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/qos"
 )
 
@@ -38,6 +39,10 @@ type ContainerConfig struct {
 	Env []string
 	// Mounts are the container's volumes, ready to bind.
 	Mounts []specs.Mount
+	// PullSecrets are the pod's image pull secrets that exist.
+	PullSecrets []*v1.Secret
+	// PullProgress, if set, hears how a pull of the image goes.
+	PullProgress func(image.PullProgress)
 }
 
 // StartContainer pulls the image as the pull policy says, creates the
@@ -49,7 +54,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	pod, c, sb := cfg.Pod, cfg.Container, cfg.Sandbox
 	key := podKey(pod)
 	id := ContainerID(key, c.Name, sb.Attempt, cfg.Attempt)
-	img, err := r.EnsureImage(ctx, c.Image, c.ImagePullPolicy)
+	img, err := r.EnsureImage(ctx, c.Image, c.ImagePullPolicy, image.WithPullSecrets(cfg.PullSecrets), image.WithProgress(cfg.PullProgress))
 	if err != nil {
 		return nil, err
 	}

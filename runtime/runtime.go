@@ -51,6 +51,7 @@ type Runtime struct {
 	onExit       func(podKey string)
 
 	pauseOnce sync.Mutex // serialises building the built-in pause image
+	images    imageState // the image puller (pull.go)
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by container ID: tasks this process copies logs from and monitors

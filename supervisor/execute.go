@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/events"
+	"github.com/podsup/podsup/image"
+	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/runtime"
 )
 
@@ -319,6 +323,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 		started, err = s.rt.StartContainer(ctx, &runtime.ContainerConfig{
 			Pod: pod, Container: c, Init: start.init, Sandbox: sb, Hash: ContainerHash(c),
 			Attempt: start.attempt, Backoff: start.backoff, Last: start.last, Env: env,
+			PullSecrets: w.pullSecrets(pod), PullProgress: w.pullEvents(c),
 		})
 	}
 	if err != nil {
@@ -366,4 +371,48 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// pullSecrets are the pod's image pull secrets that the manifest sources
+// declare. A missing one is reported and the pull goes on without it, as
+// the kubelet does.
+func (w *podWorker) pullSecrets(pod *v1.Pod) []*v1.Secret {
+	if len(pod.Spec.ImagePullSecrets) == 0 {
+		return nil
+	}
+	declared := w.s.configObjects().Secrets
+	var found []*v1.Secret
+	var missing []string
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		if sec, ok := declared[manifest.Key(pod.Namespace, ref.Name)]; ok {
+			found = append(found, sec)
+		} else {
+			missing = append(missing, ref.Name)
+		}
+	}
+	if len(missing) > 0 {
+		w.s.events.Eventf(events.Warning, "FailedToRetrieveImagePullSecret", w.key, "",
+			"Unable to retrieve some image pull secrets (%s); attempting to pull the image may not succeed.", strings.Join(missing, ", "))
+	}
+	return found
+}
+
+// pullEvents reports a pull of c's image as the kubelet's Pulling and
+// Pulled events, with the bytes done while it runs. It is called from the
+// puller's goroutines.
+func (w *podWorker) pullEvents(c *v1.Container) func(image.PullProgress) {
+	var started atomic.Bool
+	return func(p image.PullProgress) {
+		switch p.Phase {
+		case image.PullRunning:
+			if started.CompareAndSwap(false, true) {
+				w.s.events.Eventf(events.Normal, "Pulling", w.key, c.Name, "Pulling image %q", c.Image)
+			} else {
+				w.s.events.Eventf(events.Normal, "Pulling", w.key, c.Name, "Pulling image %q: %s", c.Image, p.Bytes())
+			}
+		case image.PullDone:
+			w.s.events.Eventf(events.Normal, "Pulled", w.key, c.Name, "Successfully pulled image %q in %s. Image size: %d bytes.",
+				c.Image, p.Elapsed.Round(time.Millisecond), p.Total)
+		}
+	}
 }

@@ -1,0 +1,317 @@
+//go:build integration
+
+package image_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/images"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/podsup/podsup/image"
+	"github.com/podsup/podsup/internal/testenv"
+)
+
+// busyboxAs is the busybox test image under another name.
+func busyboxAs(t *testing.T, ref string) *image.Build {
+	b, err := testenv.Busybox()
+	if err != nil {
+		testenv.Unavailable(t, "busybox test image: %v", err)
+	}
+	b.Ref = ref
+	return b
+}
+
+// ociArchive is the image as an OCI layout tar.
+func ociArchive(t *testing.T, b *image.Build) []byte {
+	var buf bytes.Buffer
+	if err := b.WriteArchive(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// dockerArchive rewrites an OCI layout tar as `docker save` writes it:
+// manifest.json with RepoTags, the config and an uncompressed layer.tar.
+func dockerArchive(t *testing.T, oci []byte, repoTag string) []byte {
+	files := map[string][]byte{}
+	for _, e := range readTar(t, oci) {
+		files[e.hdr.Name] = e.data
+	}
+	blob := func(d string) []byte { return files["blobs/sha256/"+strings.TrimPrefix(d, "sha256:")] }
+	var index ocispec.Index
+	var manifest ocispec.Manifest
+	if err := json.Unmarshal(files["index.json"], &index); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(blob(index.Manifests[0].Digest.String()), &manifest); err != nil {
+		t.Fatal(err)
+	}
+	config := manifest.Config.Digest.Encoded()
+	layer := manifest.Layers[0].Digest.Encoded()
+	mf, _ := json.Marshal([]map[string]any{{"Config": config + ".json", "RepoTags": []string{repoTag}, "Layers": []string{layer + "/layer.tar"}}})
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"manifest.json", mf}, {config + ".json", blob(manifest.Config.Digest.String())}, {layer + "/layer.tar", blob(manifest.Layers[0].Digest.String())}} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
+		tw.Write(f.data)
+	}
+	tw.Close()
+	return out.Bytes()
+}
+
+// tarEntry is one file of a tar.
+type tarEntry struct {
+	hdr  *tar.Header
+	data []byte
+}
+
+func readTar(t *testing.T, data []byte) []tarEntry {
+	var out []tarEntry
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(tr)
+		out = append(out, tarEntry{hdr, body})
+	}
+}
+
+// rewriteTar changes one file of a tar.
+func rewriteTar(t *testing.T, data []byte, name string, change func([]byte) []byte) []byte {
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	for _, e := range readTar(t, data) {
+		if e.hdr.Name == name {
+			e.data = change(e.data)
+			e.hdr.Size = int64(len(e.data))
+		}
+		tw.WriteHeader(e.hdr)
+		tw.Write(e.data)
+	}
+	tw.Close()
+	return out.Bytes()
+}
+
+func gzipped(data []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(data)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// TestImportArchives imports OCI and docker archives, gzip'ed or not, with
+// no registry: each image is named, unpacked and ready for a container.
+func TestImportArchives(t *testing.T) {
+	client := testenv.Client(t)
+	ctx, _ := testenv.Namespace(t, client)
+	dir := t.TempDir()
+	oci := ociArchive(t, busyboxAs(t, "podsup.test/oci:1"))
+	ociGz := ociArchive(t, busyboxAs(t, "podsup.test/oci-gz:1"))
+	archives := map[string]struct {
+		data []byte
+		want string
+	}{
+		"oci.tar":       {oci, "podsup.test/oci:1"},
+		"oci.tar.gz":    {gzipped(ociGz), "podsup.test/oci-gz:1"},
+		"docker.tar":    {dockerArchive(t, oci, "podsup.test/docker:1"), "podsup.test/docker:1"},
+		"docker.tar.gz": {gzipped(dockerArchive(t, oci, "busybox:imported")), "docker.io/library/busybox:imported"},
+	}
+	for name, a := range archives {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, a.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		imgs, err := image.ImportFile(ctx, client, testenv.Snapshotter, path, map[string]string{"podsup.test/label": "x"})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Logf("%s (%s): imported %s in %s", name, image.HumanBytes(int64(len(a.data))), imgs[0].Name, time.Since(start).Round(time.Millisecond))
+		if len(imgs) != 1 || imgs[0].Name != a.want {
+			t.Fatalf("%s: imported %+v, want %s", name, imgs, a.want)
+		}
+		img, err := client.GetImage(ctx, a.want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := img.IsUnpacked(ctx, testenv.Snapshotter); !ok || err != nil {
+			t.Errorf("%s: not unpacked (%v)", name, err)
+		}
+		if img.Labels()["podsup.test/label"] != "x" {
+			t.Errorf("%s: labels %v", name, img.Labels())
+		}
+	}
+
+	// The OCI layout's ref.name is only a tag, as the specification has
+	// it, and nothing else names the image.
+	data := rewriteTar(t, ociArchive(t, busyboxAs(t, "podsup.test/unnamed:1")), "index.json", func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"io.containerd.image.name":"podsup.test/unnamed:1",`), nil, 1)
+	})
+	_, err := image.ImportArchive(ctx, client, testenv.Snapshotter, bytes.NewReader(data), nil)
+	if err == nil || !strings.Contains(err.Error(), "names none of its images") {
+		t.Errorf("an archive without names: %v", err)
+	}
+}
+
+// logBuffer collects log lines, for tests that count what was done.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+// runPreloader runs a preloader until the returned function stops it.
+func runPreloader(t *testing.T, ctx context.Context, client *containerd.Client, dir string, logs *logBuffer) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	p := image.NewPreloader(dir, client, testenv.Snapshotter, slog.New(slog.NewTextHandler(logs, nil)), clock.RealClock{})
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestPreloadDir: archives in the preload directory are imported at
+// start-up and as they appear; a restart does not import them again; a
+// broken archive is reported and tried again only once it changes.
+func TestPreloadDir(t *testing.T) {
+	client := testenv.Client(t)
+	ctx, _ := testenv.Namespace(t, client)
+	dir := filepath.Join(t.TempDir(), "preload")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "first.tar"), ociArchive(t, busyboxAs(t, "podsup.test/first:1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "README"), []byte("not an archive"), 0o644)
+	var logs logBuffer
+	stop := runPreloader(t, ctx, client, dir, &logs)
+	waitImage := func(ref string) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if _, err := client.GetImage(ctx, ref); err == nil {
+				return
+			}
+		}
+		t.Fatalf("%s not preloaded:\n%s", ref, logs.buf.String())
+	}
+	waitImage("podsup.test/first:1")
+
+	// Copied in the way a USB stick or scp does: written in parts.
+	second := gzipped(ociArchive(t, busyboxAs(t, "podsup.test/second:1")))
+	f, err := os.Create(filepath.Join(dir, "second.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	f.Write(second[:len(second)/2])
+	time.Sleep(300 * time.Millisecond)
+	f.Write(second[len(second)/2:])
+	f.Close()
+	waitImage("podsup.test/second:1")
+	t.Logf("a new archive was imported %s after it was written", time.Since(start).Round(time.Millisecond))
+	os.WriteFile(filepath.Join(dir, "broken.tar"), []byte("this is not a tar"), 0o644)
+	time.Sleep(3 * time.Second)
+	stop()
+	if n := logs.count("preloaded images"); n != 2 {
+		t.Errorf("%d imports, want 2:\n%s", n, logs.buf.String())
+	}
+	if n := logs.count("cannot preload an image archive"); n != 1 {
+		t.Errorf("broken archive reported %d times, want 1:\n%s", n, logs.buf.String())
+	}
+
+	var again logBuffer
+	stop = runPreloader(t, ctx, client, dir, &again)
+	time.Sleep(2 * time.Second)
+	stop()
+	if n := again.count("preloaded images"); n != 0 {
+		t.Errorf("a restart imported %d unchanged archives again:\n%s", n, again.buf.String())
+	}
+}
+
+// BenchmarkImportArchive imports a 64 MiB image of random bytes from an
+// archive file, uncompressed and gzip'ed, and prints the rate:
+//
+//	go test -tags integration -run '^$' -bench ImportArchive ./image
+func BenchmarkImportArchive(b *testing.B) {
+	client := testenv.Client(b)
+	ctx, _ := testenv.Namespace(b, client)
+	for _, gz := range []bool{false, true} {
+		name := "tar"
+		if gz {
+			name = "tar.gz"
+		}
+		b.Run(name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "image."+name)
+			var size int64
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				data := make([]byte, 64<<20)
+				rand.Read(data)
+				ib := &image.Build{Ref: "podsup.test/bench:1", Files: []image.File{{Path: "/data", Mode: 0o644, Data: data}}}
+				var buf bytes.Buffer
+				if err := ib.WriteArchive(&buf); err != nil {
+					b.Fatal(err)
+				}
+				archive := buf.Bytes()
+				if gz {
+					archive = gzipped(archive)
+				}
+				size = int64(len(archive))
+				if err := os.WriteFile(path, archive, 0o644); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if _, err := image.ImportFile(ctx, client, testenv.Snapshotter, path, nil); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := client.ImageService().Delete(ctx, ib.Ref, images.SynchronousDelete()); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(size)/(1<<20)/(b.Elapsed().Seconds()/float64(b.N)), "MiB/s")
+		})
+	}
+}
