@@ -1,6 +1,7 @@
-// Package api serves podsup's status the way a kubelet serves its own: the
-// read-only port's /pods and /healthz, with the kubelet's paths and shapes,
-// so tools that read a kubelet read podsup.
+// Package api serves podsup's API the way a kubelet serves its own: the
+// read-only port (/pods, /stats/summary, /metrics, /healthz and a status
+// page), the authenticated port with logs, events and pushed manifests, and
+// a root-only unix socket with the same for the command line.
 package api
 
 import (
@@ -11,40 +12,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
-
-	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/podsup/podsup/health"
 )
 
-// PodLister is where the API reads pods from (the supervisor).
-type PodLister interface {
-	Pods() []*v1.Pod
-	Pod(key string) *v1.Pod
-}
+// DefaultAdminSocket is the root-only unix socket serving the full API to
+// the command line on the same machine.
+const DefaultAdminSocket = "/run/podsup/podsup.sock"
 
-// ProbeReporter is where the API reads probe results from (the health
-// package).
-type ProbeReporter interface {
-	Probes(podKey string) []health.ProbeStatus
-}
-
-// Sources are what the API reports on.
-type Sources struct {
-	Pods   PodLister
-	Probes ProbeReporter // may be nil
-}
-
-// PodStatus is a pod's status with what the kubelet keeps elsewhere: the
-// latest result of each probe, with the output of a failed one.
-type PodStatus struct {
-	Namespace string               `json:"namespace"`
-	Name      string               `json:"name"`
-	Status    v1.PodStatus         `json:"status"`
-	Probes    []health.ProbeStatus `json:"probes"`
-}
+// Server limits: a slow or idle client cannot hold a connection forever,
+// and no request can make podsup read without bound. Variables so tests can
+// shorten them.
+var (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
 
 // HealthCheck is one named check of /healthz.
 type HealthCheck struct {
@@ -52,62 +37,15 @@ type HealthCheck struct {
 	Check func() error
 }
 
-// Server timeouts: a slow or idle client cannot hold a connection forever.
-const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 60 * time.Second
-	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10
-)
-
-// ReadOnlyHandler serves the unauthenticated read-only port: /pods, a pod's
-// status with its probes, and /healthz.
-func ReadOnlyHandler(src Sources, checks []HealthCheck) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /pods", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, PodList(src.Pods.Pods())) })
-	mux.HandleFunc("GET /pods/{namespace}/{name}/status", func(w http.ResponseWriter, r *http.Request) {
-		key := r.PathValue("namespace") + "/" + r.PathValue("name")
-		pod := src.Pods.Pod(key)
-		if pod == nil {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("pod %s not found", key))
-			return
-		}
-		st := PodStatus{Namespace: pod.Namespace, Name: pod.Name, Status: pod.Status, Probes: []health.ProbeStatus{}}
-		if src.Probes != nil {
-			if probes := src.Probes.Probes(key); probes != nil {
-				st.Probes = probes
-			}
-		}
-		writeJSON(w, http.StatusOK, st)
-	})
-	mux.Handle("GET /healthz", HealthzHandler(checks))
-	return mux
-}
-
-// writeError answers with a JSON error, as the kubelet's Status object.
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": msg, "code": code})
-}
-
-// PodList wraps pods as a v1 PodList, as the kubelet's /pods returns them.
-func PodList(pods []*v1.Pod) *v1.PodList {
-	list := &v1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Items: make([]v1.Pod, 0, len(pods))}
-	for _, p := range pods {
-		list.Items = append(list.Items, *p)
-	}
-	return list
-}
-
 // HealthzHandler answers "ok" while every check passes, and 500 with the
 // failing checks otherwise. ?verbose lists each check.
 func HealthzHandler(checks []HealthCheck) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var failed []string
+		failed := false
 		report := ""
 		for _, c := range checks {
 			if err := c.Check(); err != nil {
-				failed = append(failed, fmt.Sprintf("[-]%s failed: %v", c.Name, err))
+				failed = true
 				report += fmt.Sprintf("[-]%s failed: %v\n", c.Name, err)
 			} else {
 				report += fmt.Sprintf("[+]%s ok\n", c.Name)
@@ -115,7 +53,7 @@ func HealthzHandler(checks []HealthCheck) http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if len(failed) > 0 {
+		if failed {
 			w.WriteHeader(http.StatusInternalServerError)
 			fmt.Fprint(w, report, "healthz check failed\n")
 			return
@@ -130,25 +68,53 @@ func HealthzHandler(checks []HealthCheck) http.Handler {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	_ = enc.Encode(v)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Serve serves h on addr until ctx ends, then shuts down gracefully.
-func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+// writeError answers with a JSON error in the shape of a Kubernetes Status.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": msg, "code": code})
+}
+
+// Serve serves h on a TCP address until ctx ends, then shuts down
+// gracefully. streaming servers (log follows, watches) have no write
+// timeout; the others do.
+func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger, streaming bool) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	return ServeListener(ctx, ln, h, log)
+	return ServeListener(ctx, ln, h, log, streaming)
+}
+
+// ListenUnix listens on a root-only unix socket, replacing a stale one.
+func ListenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // ServeListener serves h on ln until ctx ends.
-func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, streaming bool) error {
 	srv := &http.Server{
 		Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
-		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if !streaming {
+		srv.WriteTimeout = time.Minute
 	}
 	errCh := make(chan error, 1) // buffered: the goroutine never blocks on exit
 	go func() { errCh <- srv.Serve(ln) }()

@@ -91,7 +91,7 @@ func TestConfigErrors(t *testing.T) {
 		{"tiny frequency", []string{"--file-check-frequency", "1ms"}, "--file-check-frequency 1ms: must be at least 100ms"},
 		{"bad header", []string{"--manifest-url", "http://x/", "--manifest-url-header", "nocolon"}, "--manifest-url-header: header \"nocolon\""},
 		{"relative root", []string{"--root-dir", "var/lib"}, `--root-dir "var/lib": must be an absolute path`},
-		{"no source", []string{"--manifests", ""}, "no manifest source"},
+		{"no source", []string{"--manifests", "", "--address", "", "--admin-socket", ""}, "no manifest source"},
 		{"bad namespace", []string{"--containerd-namespace", "a/b"}, "--containerd-namespace"},
 	}
 	for _, tc := range cases {

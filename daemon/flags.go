@@ -51,6 +51,7 @@ type Config struct {
 	SyncFrequency      time.Duration
 	Images             ImageConfig
 	Mirror             MirrorConfig
+	API                APIConfig
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -93,7 +94,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pod-cidr", Value: cni.DefaultPodCIDR, Usage: "address range of the built-in network (unused with a configuration in --cni-conf-dir)", EnvVars: envVar("pod-cidr")},
 		&cli.DurationFlag{Name: "sync-frequency", Value: time.Minute, Usage: "how often every pod is looked at when nothing happens to it", EnvVars: envVar("sync-frequency")},
 		&cli.BoolFlag{Name: "profiling", Usage: "serve Go's pprof profiles under /debug/pprof on the read-only address", EnvVars: envVar("profiling")},
-	}, mirrorFlags()...)
+	}, append(mirrorFlags(), apiFlags()...)...)
 }
 
 // configFrom reads and checks the flags.
@@ -174,8 +175,11 @@ func configFrom(c *cli.Context) (*Config, error) {
 			return nil, fmt.Errorf("--%s %s: must be at least 100ms", flag, d)
 		}
 	}
-	if cfg.Manifests == "" && cfg.ManifestURL == "" {
-		return nil, fmt.Errorf("no manifest source: set --manifests or --manifest-url")
+	if cfg.API, err = apiConfigFrom(c); err != nil {
+		return nil, err
+	}
+	if cfg.Manifests == "" && cfg.ManifestURL == "" && cfg.API.Address == "" && cfg.API.AdminSocket == "" {
+		return nil, fmt.Errorf("no manifest source: set --manifests or --manifest-url, or serve the push API with --address or --admin-socket")
 	}
 	if len(cfg.ManifestURLHeaders) > 0 && cfg.ManifestURL == "" {
 		return nil, fmt.Errorf("--manifest-url-header given without --manifest-url")

@@ -72,16 +72,24 @@ func allocatable() v1.ResourceList {
 	return list
 }
 
-func memTotal() int64 {
+func memTotal() int64 { return meminfo("MemTotal:") }
+
+// memAvailable is the kernel's estimate of memory available without
+// swapping.
+func memAvailable() int64 { return meminfo("MemAvailable:") }
+
+// meminfo reads one field of /proc/meminfo, in bytes; 0 if it is not there.
+func meminfo(field string) int64 {
 	data, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-			if err == nil {
-				return kb * 1024
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb * 1024
+				}
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -23,8 +24,10 @@ import (
 	"github.com/podsup/podsup/events"
 	"github.com/podsup/podsup/health"
 	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/metrics"
 	"github.com/podsup/podsup/runtime"
 	"github.com/podsup/podsup/supervisor"
+	"github.com/podsup/podsup/volume"
 )
 
 // RunCommand is `podsup run`.
@@ -93,8 +96,9 @@ func Run(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
+	stats := metrics.New(func() []*v1.Pod { return sup.Pods() }, clk)
 	probes := health.New(execer{rt}, health.WithClock(clk), health.WithLogger(log), health.WithEvents(recorder),
-		health.WithChangeHandler(func(key string) { sup.Wake(key) }))
+		health.WithChangeHandler(func(key string) { sup.Wake(key) }), health.WithResultHandler(stats.ProbeResult))
 	defer probes.Stop()
 	mirrors, err := newMirrors(cfg, mirrorDeps{log: log, clock: clk, events: recorder, hostIP: hostIP, runtimeVersion: rt.Version,
 		ready: func() error { return sup.Healthy() }, sourcesReady: func() bool { return sup.SourcesReady() }})
@@ -104,6 +108,7 @@ func Run(ctx context.Context, cfg *Config) error {
 	sup = supervisor.New(rt, supervisor.WithLogger(log), supervisor.WithClock(clk), supervisor.WithEvents(recorder),
 		supervisor.WithNetwork(cniNetwork{network}), supervisor.WithNetworkGC(network.GC),
 		supervisor.WithProbes(probes), supervisor.WithHooks(probes), supervisor.WithUnhealthy(condemned(probes)),
+		supervisor.WithVolumes(volume.New(rt.PodDir, volume.WithClock(clk), volume.WithLogger(log))),
 		supervisor.WithStatusListener(func(key string, pod *v1.Pod) {
 			if pod == nil {
 				probes.Remove(key)
@@ -111,7 +116,7 @@ func Run(ctx context.Context, cfg *Config) error {
 				probes.Sync(pod)
 			}
 		}),
-		supervisor.WithStatusListener(mirrors.Update),
+		supervisor.WithStatusListener(mirrors.Update), supervisor.WithStatusListener(stats.PodStatus), supervisor.WithMetrics(stats),
 		supervisor.WithBackoff(supervisor.BackoffPolicy{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, ResetAfter: supervisor.DefaultBackoff.ResetAfter}),
 		supervisor.WithNode(hostIP, allocatable()), supervisor.WithResync(cfg.SyncFrequency))
 	mirrors.Start(ctx, &wg)
@@ -119,7 +124,7 @@ func Run(ctx context.Context, cfg *Config) error {
 	desired := &desiredImages{}
 	startImages(ctx, &wg, cfg, rt, desired, log, clk)
 	updates := make(chan manifest.Update)
-	sources, err := startSources(ctx, &wg, cfg, log, updates)
+	sources, push, err := startSources(ctx, &wg, cfg, log, updates)
 	if err != nil {
 		return err
 	}
@@ -134,31 +139,28 @@ func Run(ctx context.Context, cfg *Config) error {
 	go func() {
 		defer wg.Done()
 		defer close(supDone)
-		sup.Run(ctx, desired.track(ctx, logDeltas(ctx, log, deltas)))
+		sup.Run(ctx, desired.track(ctx, logDeltas(ctx, log, stats, deltas)))
 	}()
-	checks := []api.HealthCheck{
-		{Name: "containerd", Check: func() error { return rt.Ping(ctx) }},
-		{Name: "syncloop", Check: sup.Healthy},
+	deps := api.Deps{
+		Pods: sup, Probes: probes, Events: recorder, Metrics: stats.Handler(), LogDir: cfg.LogDir,
+		Node: nodeSummary{name: cfg.NodeName, rootDir: cfg.RootDir, ready: sup.Healthy},
+		Health: []api.HealthCheck{
+			{Name: "containerd", Check: func() error { return rt.Ping(ctx) }},
+			{Name: "syncloop", Check: sup.Healthy},
+			{Name: "sources", Check: func() error {
+				if !sup.SourcesReady() {
+					return errors.New("not every manifest source has been read yet")
+				}
+				return nil
+			}},
+		},
 	}
-	serve := func(name, addr string, h http.Handler) {
-		if addr == "" {
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := api.Serve(ctx, addr, h, log); err != nil {
-				log.Error("server stopped", "server", name, "address", addr, "err", err)
-				cancel()
-			}
-		}()
+	if push != nil {
+		deps.Push = push // never a nil pointer in an interface: nil Push switches the routes off
 	}
-	readOnly := api.ReadOnlyHandler(api.Sources{Pods: sup, Probes: probes}, checks)
-	if cfg.Profiling {
-		readOnly = withProfiling(readOnly)
+	if err := (servers{ctx: ctx, wg: &wg, cancel: cancel, log: log}).start(cfg, deps, hostIP); err != nil {
+		return err
 	}
-	serve("read-only", cfg.ReadOnlyAddress, readOnly)
-	serve("healthz", cfg.HealthzAddress, api.HealthzHandler(checks))
 	log.Info("podsup started", "node", cfg.NodeName, "node-ip", hostIP, "sources", sources, "containerd", cfg.ContainerdAddress,
 		"namespace", cfg.ContainerdNS, "network", network.Network())
 	<-ctx.Done()
@@ -167,8 +169,9 @@ func Run(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
-// logDeltas logs each desired-state change and passes the deltas on.
-func logDeltas(ctx context.Context, log *slog.Logger, in <-chan manifest.Delta) <-chan manifest.Delta {
+// logDeltas logs each desired-state change, counts manifest problems, and
+// passes the deltas on.
+func logDeltas(ctx context.Context, log *slog.Logger, stats *metrics.Metrics, in <-chan manifest.Delta) <-chan manifest.Delta {
 	out := make(chan manifest.Delta)
 	go func() { // owned by ctx: it ends with it
 		defer close(out)
@@ -178,6 +181,7 @@ func logDeltas(ctx context.Context, log *slog.Logger, in <-chan manifest.Delta) 
 				return
 			case d := <-in:
 				logDelta(log, d)
+				stats.ManifestProblems(d.Problems)
 				select {
 				case out <- d:
 				case <-ctx.Done():
@@ -189,9 +193,10 @@ func logDeltas(ctx context.Context, log *slog.Logger, in <-chan manifest.Delta) 
 	return out
 }
 
-// startSources starts one goroutine per configured source, owned by wg, and
-// returns the source names in order of precedence.
-func startSources(ctx context.Context, wg *sync.WaitGroup, cfg *Config, log *slog.Logger, out chan<- manifest.Update) ([]string, error) {
+// startSources starts one goroutine per source, owned by wg, and returns
+// the source names in order of precedence, and the push source the API
+// stores pushed manifests in.
+func startSources(ctx context.Context, wg *sync.WaitGroup, cfg *Config, log *slog.Logger, out chan<- manifest.Update) ([]string, *manifest.PushSource, error) {
 	var names []string
 	var runs []func(context.Context, chan<- manifest.Update)
 	if cfg.Manifests != "" {
@@ -207,12 +212,21 @@ func startSources(ctx context.Context, wg *sync.WaitGroup, cfg *Config, log *slo
 		}
 		src, err := manifest.NewURLSource(cfg.ManifestURL, st, opts...)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		names, runs = append(names, manifest.SourceHTTP), append(runs, src.Run)
 	}
+	var push *manifest.PushSource
+	if cfg.API.Address != "" || cfg.API.AdminSocket != "" {
+		var err error
+		st := manifest.Static{NodeName: cfg.NodeName, Source: manifest.SourceAPI}
+		if push, err = manifest.NewPushSource(filepath.Join(cfg.RootDir, "manifests-api"), st, log); err != nil {
+			return nil, nil, fmt.Errorf("pushed manifests: %w", err)
+		}
+		names, runs = append(names, manifest.SourceAPI), append(runs, push.Run)
+	}
 	if len(runs) == 0 {
-		return nil, errors.New("no manifest source configured")
+		return nil, nil, errors.New("no manifest source configured")
 	}
 	for _, run := range runs {
 		wg.Add(1)
@@ -221,7 +235,7 @@ func startSources(ctx context.Context, wg *sync.WaitGroup, cfg *Config, log *slo
 			run(ctx, out)
 		}()
 	}
-	return names, nil
+	return names, push, nil
 }
 
 func logDelta(log *slog.Logger, d manifest.Delta) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
 )
 
 // binary is the podsup built once for all tests.
@@ -59,6 +60,8 @@ type env struct {
 	logs      string
 	readOnly  string
 	healthz   string
+	secure    string // the authenticated API's address
+	socket    string // the admin socket
 	proc      *exec.Cmd
 	procLog   *os.File
 	runs      int
@@ -75,24 +78,17 @@ func newEnvWith(t *testing.T, address string, client *containerd.Client) *env {
 	ctx, ns := testenv.Namespace(t, client)
 	testenv.ImportBusybox(t, ctx, client)
 	e := &env{t: t, address: address, client: client, ctx: ctx, ns: ns,
-		manifests: t.TempDir(), root: t.TempDir(), logs: t.TempDir(), readOnly: freeAddr(t), healthz: freeAddr(t)}
+		manifests: t.TempDir(), root: t.TempDir(), logs: t.TempDir(), readOnly: freeAddr(t), healthz: freeAddr(t), secure: freeAddr(t), socket: shortSocket(t)}
 	t.Cleanup(func() {
 		e.stop()
 		if t.Failed() {
 			e.keepLogs()
 		}
-		// A pod still running holds its /dev/shm and network namespace
-		// mounts in the root dir, and the namespace directory is a mount
-		// point of its own.
-		entries, _ := os.ReadDir(filepath.Join(e.root, "pods"))
-		for _, d := range entries {
-			syscall.Unmount(filepath.Join(e.root, "pods", d.Name(), "shm"), syscall.MNT_DETACH)
+		// Pods still running hold mounts in the root dir (/dev/shm, network
+		// namespaces, in-memory volumes): unmount them all.
+		if err := volume.RemoveAll(e.root); err != nil {
+			t.Logf("clean %s: %v", e.root, err)
 		}
-		netns, _ := os.ReadDir(filepath.Join(e.root, "netns"))
-		for _, d := range netns {
-			syscall.Unmount(filepath.Join(e.root, "netns", d.Name()), syscall.MNT_DETACH)
-		}
-		syscall.Unmount(filepath.Join(e.root, "netns"), syscall.MNT_DETACH)
 	})
 	return e
 }
@@ -109,6 +105,17 @@ func (e *env) keepLogs() {
 		}
 	}
 	e.t.Logf("podsup logs kept in %s", dir)
+}
+
+// shortSocket is a path for a unix socket, whose length is limited to 107
+// bytes: test temporary directories can be longer.
+func shortSocket(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "psup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "podsup.sock")
 }
 
 func freeAddr(t *testing.T) string {
@@ -130,7 +137,8 @@ func (e *env) start(extra ...string) {
 	}
 	args := append([]string{"run", "--manifests", e.manifests, "--root-dir", e.root, "--log-dir", e.logs,
 		"--containerd-address", e.address, "--containerd-namespace", e.ns, "--node-name", "node1",
-		"--read-only-address", e.readOnly, "--healthz-address", e.healthz, "--file-check-frequency", "2s", "-v", "1"}, extra...)
+		"--read-only-address", e.readOnly, "--healthz-address", e.healthz,
+		"--address", e.secure, "--admin-socket", e.socket, "--file-check-frequency", "2s", "-v", "1"}, extra...)
 	e.proc = exec.Command(binary, args...)
 	e.proc.Stdout, e.proc.Stderr = logFile, logFile
 	e.procLog = logFile

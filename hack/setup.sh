@@ -16,6 +16,7 @@ packages=(
 	containerd runc containernetworking-plugins iptables iproute2
 	busybox-static procps psmisc e2fsprogs util-linux ca-certificates curl
 	docker-registry apache2-utils
+	chromium fonts-dejavu-core
 )
 missing=()
 for p in "${packages[@]}"; do

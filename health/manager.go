@@ -55,6 +55,7 @@ type Manager struct {
 	log      *slog.Logger
 	events   *events.Recorder
 	onChange func(podKey string)
+	onResult func(kind Kind, result Result)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -81,9 +82,15 @@ func WithEvents(r *events.Recorder) Option { return func(m *Manager) { m.events 
 // containers changes state: its readiness or its life is at stake.
 func WithChangeHandler(f func(podKey string)) Option { return func(m *Manager) { m.onChange = f } }
 
+// WithResultHandler is called with every probe run's kind and result, for
+// metrics. It must not block.
+func WithResultHandler(f func(kind Kind, result Result)) Option {
+	return func(m *Manager) { m.onResult = f }
+}
+
 // New returns a manager whose exec probes run through exec.
 func New(exec Execer, opts ...Option) *Manager {
-	m := &Manager{prober: newProber(exec), clock: clock.RealClock{}, log: slog.Default(), onChange: func(string) {},
+	m := &Manager{prober: newProber(exec), clock: clock.RealClock{}, log: slog.Default(), onChange: func(string) {}, onResult: func(Kind, Result) {},
 		workers: map[workerKey]*worker{}, instances: map[string]*instance{}}
 	for _, o := range opts {
 		o(m)
@@ -210,6 +217,7 @@ func (m *Manager) record(w *worker, result Result, output string) {
 		inst.last[w.kind] = ps
 	}
 	m.mu.Unlock()
+	m.onResult(w.kind, result)
 	if result == Failure && inst != nil {
 		m.events.Eventf(events.Warning, "Unhealthy", w.podKey, inst.name, "%s probe failed: %s", w.kind, output)
 	}

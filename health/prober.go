@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -197,9 +198,14 @@ func httpGet(ctx context.Context, u *url.URL, headers []v1.HTTPHeader) (int, str
 
 // deadlineErr reports a timed-out probe as such, not as the I/O error the
 // connection's deadline caused.
+// The connection's deadline is the context's, and may fire a moment before
+// the context's own timer does.
 func deadlineErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
 	}
 	return err
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/qos"
+	"github.com/podsup/podsup/volume"
 )
 
 // killTimeout bounds the wait for a container to die after SIGKILL.
@@ -85,7 +86,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindContainer, LabelSandboxID: sb.ID,
 		LabelName: c.Name, LabelHash: cfg.Hash, LabelAttempt: strconv.Itoa(cfg.Attempt), LabelBackoff: cfg.Backoff.String(),
 		LabelLogPath: logPath, LabelImage: c.Image, LabelStopSignal: imgSpec.Config.StopSignal,
-		LabelCgroupsPath: r.cgroupsPath(key, class, id),
+		LabelCgroupsPath: r.cgroupsPath(key, class, id), LabelImageID: imageID(img.Name(), img.Target().Digest.String()),
 	}
 	if cfg.Init {
 		labels[LabelInit] = "true"
@@ -135,7 +136,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	}
 	return &Container{
 		ID: id, SandboxID: sb.ID, Name: c.Name, Init: cfg.Init, Hash: cfg.Hash, Attempt: cfg.Attempt, State: StateRunning,
-		Pid: task.Pid(), Backoff: cfg.Backoff, CreatedAt: started, StartedAt: started, Image: c.Image, ImageRef: img.Name(),
+		Pid: task.Pid(), Backoff: cfg.Backoff, CreatedAt: started, StartedAt: started, Image: c.Image, ImageRef: imageID(img.Name(), img.Target().Digest.String()),
 		LogPath: logPath, StopSignal: imgSpec.Config.StopSignal, Last: cfg.Last,
 	}, nil
 }
@@ -177,8 +178,28 @@ func (r *Runtime) containerSpecOpts(cfg *ContainerConfig, img containerd.Image, 
 	if !pod.Spec.HostIPC {
 		opts = append(opts, withMount(bindMount(filepath.Join(dir, "shm"), "/dev/shm", false)))
 	}
+	propagation := ""
 	for _, m := range cfg.Mounts {
 		opts = append(opts, withMount(m))
+		for _, o := range m.Options {
+			if o != "rshared" && o != "rslave" {
+				continue
+			}
+			// As the CRI plugin: a mount can only receive (or send) mounts
+			// if its source's mount does.
+			if mp, prop := volume.Propagation(m.Source); prop == "private" {
+				return nil, fmt.Errorf("%w: mountPropagation of %s needs %s on a shared or slave mount, but it is on %s, which is private (make it shared: mount --make-rshared %s)",
+					ErrCreateConfig, m.Destination, m.Source, mp, mp)
+			} else if o == "rshared" && prop != "shared" {
+				return nil, fmt.Errorf("%w: Bidirectional mountPropagation of %s needs %s on a shared mount, but %s is %s", ErrCreateConfig, m.Destination, m.Source, mp, prop)
+			}
+			if o == "rshared" || propagation == "" {
+				propagation = o
+			}
+		}
+	}
+	if propagation != "" {
+		opts = append(opts, withRootfsPropagation(propagation))
 	}
 	secOpts, err := r.securityOpts(sec)
 	if err != nil {

@@ -22,6 +22,7 @@ const (
 	LabelStartedAt   = labelPrefix + "started-at"    // set once the task started
 	LabelLogPath     = labelPrefix + "log"           // the CRI log file
 	LabelImage       = labelPrefix + "image"         // the image as the spec names it
+	LabelImageID     = labelPrefix + "image-id"      // repository@digest of the image it was made from
 	LabelStopSignal  = labelPrefix + "stop-signal"   // the image's stop signal
 	LabelHostNetwork = labelPrefix + "host-network"  // "true" for hostNetwork sandboxes
 	LabelNetNS       = labelPrefix + "netns"         // the pod network namespace
@@ -106,4 +107,14 @@ func splitIPs(s string) []string {
 		return nil
 	}
 	return strings.Split(s, ",")
+}
+
+// imageID is an image's repository and digest, as the kubelet reports a
+// container's imageID: docker.io/library/busybox@sha256:... .
+func imageID(name, digest string) string {
+	repo, _, _ := strings.Cut(name, "@")
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo = repo[:i]
+	}
+	return repo + "@" + digest
 }

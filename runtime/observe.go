@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -119,7 +120,7 @@ func (r *Runtime) containerFrom(rec containers.Container, proc *tasktypes.Proces
 		ID: rec.ID, SandboxID: l[LabelSandboxID], Name: l[LabelName], Init: l[LabelInit] == "true",
 		Hash: l[LabelHash], Attempt: atoi(l[LabelAttempt]), Backoff: backoff,
 		CreatedAt: rec.CreatedAt, StartedAt: parseTime(l[LabelStartedAt]),
-		Image: l[LabelImage], ImageRef: rec.Image, LogPath: l[LabelLogPath], StopSignal: l[LabelStopSignal],
+		Image: l[LabelImage], ImageRef: cmp.Or(l[LabelImageID], rec.Image), LogPath: l[LabelLogPath], StopSignal: l[LabelStopSignal],
 		Last: parseLast(l),
 	}
 	switch {

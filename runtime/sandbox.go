@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/podsup/podsup/logs"
 	"github.com/podsup/podsup/qos"
+	"github.com/podsup/podsup/volume"
 )
 
 // cleanupTimeout bounds undo work, which runs on a fresh context because the
@@ -323,10 +322,7 @@ func closeAttachment(a *attachment) {
 func (r *Runtime) CleanupPod(ctx context.Context, key, namespace, name string) error {
 	dir := r.PodDir(key)
 	var errs []error
-	if err := unmountShm(filepath.Join(dir, "shm")); err != nil {
-		errs = append(errs, err)
-	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := volume.RemoveAll(dir); err != nil {
 		errs = append(errs, err)
 	}
 	matches, _ := filepath.Glob(filepath.Join(r.logDir, namespace+"_"+name+"_*"))
@@ -363,11 +359,9 @@ func (r *Runtime) PodDirs() (map[string]string, error) {
 	return dirs, nil
 }
 
-// RemovePodDir removes a pod directory found by PodDirs whose pod is gone.
-func (r *Runtime) RemovePodDir(dir string) error {
-	_ = unmountShm(filepath.Join(dir, "shm"))
-	return os.RemoveAll(dir)
-}
+// RemovePodDir removes a pod directory found by PodDirs whose pod is gone,
+// unmounting what is mounted in it (its /dev/shm, in-memory volumes).
+func (r *Runtime) RemovePodDir(dir string) error { return volume.RemoveAll(dir) }
 
 // mountShm mounts a pod's shared /dev/shm, a 64 MiB tmpfs.
 func mountShm(path string) error {
@@ -378,13 +372,6 @@ func mountShm(path string) error {
 		return nil
 	}
 	return unix.Mount("shm", path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", shmSize))
-}
-
-func unmountShm(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("unmount %s: %w", path, err)
-	}
-	return nil
 }
 
 // mounted reports whether path is a mount point: its device differs from

@@ -147,6 +147,18 @@ func bindMount(src, dst string, readOnly bool) specs.Mount {
 	return specs.Mount{Source: src, Destination: dst, Type: "bind", Options: opts}
 }
 
+// withRootfsPropagation makes the container's root mount rslave or rshared,
+// which mounts with that propagation need.
+func withRootfsPropagation(p string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		s.Linux.RootfsPropagation = p
+		return nil
+	}
+}
+
 func withAnnotation(k, v string) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 		if s.Annotations == nil {

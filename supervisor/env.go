@@ -3,14 +3,12 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"math"
-	"strings"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
 )
 
 // errMissingConfig is a reference to a ConfigMap, Secret or key that does
@@ -19,24 +17,12 @@ var errMissingConfig = errors.New("missing configuration")
 
 // ConfigObjects are the ConfigMaps and Secrets declared by the manifest
 // sources, by namespace/name.
-type ConfigObjects struct {
-	ConfigMaps map[string]*v1.ConfigMap
-	Secrets    map[string]*v1.Secret
-}
-
-// podInfo is what the downward API can tell a container about its pod.
-type podInfo struct {
-	ips    []string
-	hostIP string
-	// allocatable stands in for limits a container does not set, as the
-	// node's allocatable resources do for the kubelet.
-	allocatable v1.ResourceList
-}
+type ConfigObjects = volume.Config
 
 // resolveEnv builds a container's environment as the kubelet does: envFrom
 // sources first, then env in order, each value expanding $(NAME) references
 // to the variables before it. Values are never logged: they may be secrets.
-func resolveEnv(pod *v1.Pod, c *v1.Container, cfg ConfigObjects, info podInfo) ([]string, error) {
+func resolveEnv(pod *v1.Pod, c *v1.Container, cfg ConfigObjects, info volume.PodInfo) ([]string, error) {
 	var order []string
 	vals := map[string]string{}
 	set := func(k, v string) {
@@ -95,13 +81,13 @@ func resolveEnv(pod *v1.Pod, c *v1.Container, cfg ConfigObjects, info podInfo) (
 func optional(b *bool) bool { return b != nil && *b }
 
 // valueFrom resolves one env source; ok is false for a missing optional key.
-func valueFrom(pod *v1.Pod, c *v1.Container, vf *v1.EnvVarSource, cfg ConfigObjects, info podInfo) (string, bool, error) {
+func valueFrom(pod *v1.Pod, c *v1.Container, vf *v1.EnvVarSource, cfg ConfigObjects, info volume.PodInfo) (string, bool, error) {
 	switch {
 	case vf.FieldRef != nil:
-		v, err := fieldValue(pod, vf.FieldRef.FieldPath, info)
+		v, err := volume.FieldValue(pod, vf.FieldRef.FieldPath, info)
 		return v, err == nil, err
 	case vf.ResourceFieldRef != nil:
-		v, err := resourceValue(c, vf.ResourceFieldRef, info)
+		v, err := volume.ResourceValue(c, vf.ResourceFieldRef, info)
 		return v, err == nil, err
 	case vf.ConfigMapKeyRef != nil:
 		r := vf.ConfigMapKeyRef
@@ -138,85 +124,4 @@ func valueFrom(pod *v1.Pod, c *v1.Container, vf *v1.EnvVarSource, cfg ConfigObje
 		return "", false, fmt.Errorf("%w: key %q not found in secret %q", errMissingConfig, r.Key, r.Name)
 	}
 	return "", false, fmt.Errorf("no value source")
-}
-
-// fieldValue is the downward API's value of a pod field.
-func fieldValue(pod *v1.Pod, path string, info podInfo) (string, error) {
-	if base, key, ok := strings.Cut(path, "['"); ok {
-		key = strings.TrimSuffix(key, "']")
-		switch base {
-		case "metadata.labels":
-			return pod.Labels[key], nil
-		case "metadata.annotations":
-			return pod.Annotations[key], nil
-		}
-	}
-	switch path {
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "metadata.labels":
-		return formatMap(pod.Labels), nil
-	case "metadata.annotations":
-		return formatMap(pod.Annotations), nil
-	case "spec.nodeName":
-		return pod.Spec.NodeName, nil
-	case "spec.serviceAccountName":
-		return pod.Spec.ServiceAccountName, nil
-	case "status.podIP":
-		if pod.Spec.HostNetwork {
-			return info.hostIP, nil
-		}
-		if len(info.ips) > 0 {
-			return info.ips[0], nil
-		}
-		return "", nil
-	case "status.podIPs":
-		if pod.Spec.HostNetwork {
-			return info.hostIP, nil
-		}
-		return strings.Join(info.ips, ","), nil
-	case "status.hostIP", "status.hostIPs":
-		return info.hostIP, nil
-	}
-	return "", fmt.Errorf("unsupported fieldPath %q", path)
-}
-
-// formatMap renders labels or annotations as the downward API does:
-// key="value" lines, sorted.
-func formatMap(m map[string]string) string {
-	var b strings.Builder
-	for _, k := range sortedKeys(m) {
-		fmt.Fprintf(&b, "%s=%q\n", k, m[k])
-	}
-	return b.String()
-}
-
-// resourceValue is the downward API's value of a container resource, in
-// units of the divisor rounded up; a limit that is not set is the node's
-// allocatable amount.
-func resourceValue(c *v1.Container, r *v1.ResourceFieldSelector, info podInfo) (string, error) {
-	kind, name, _ := strings.Cut(r.Resource, ".")
-	list := c.Resources.Requests
-	if kind == "limits" {
-		list = c.Resources.Limits
-	}
-	q, ok := list[v1.ResourceName(name)]
-	if !ok && kind == "limits" {
-		q, ok = info.allocatable[v1.ResourceName(name)]
-	}
-	if !ok {
-		q = resource.Quantity{}
-	}
-	divisor := r.Divisor
-	if divisor.IsZero() {
-		divisor = resource.MustParse("1")
-	}
-	if name == string(v1.ResourceCPU) {
-		return fmt.Sprint(int64(math.Ceil(float64(q.MilliValue()) / float64(divisor.MilliValue())))), nil
-	}
-	return fmt.Sprint(int64(math.Ceil(float64(q.Value()) / float64(divisor.Value())))), nil
 }

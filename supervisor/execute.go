@@ -10,12 +10,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/events"
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
 )
 
 // failure is a container, or the sandbox, whose last start failed: the
@@ -53,10 +55,21 @@ func reasonOf(err error) string {
 		return "ErrImageNeverPull"
 	case errors.Is(err, runtime.ErrImagePull):
 		return "ErrImagePull"
-	case errors.Is(err, runtime.ErrCreateConfig), errors.Is(err, errMissingConfig):
+	case errors.Is(err, runtime.ErrCreateConfig), errors.Is(err, errMissingConfig),
+		errors.Is(err, volume.ErrMissingConfig), errors.Is(err, volume.ErrHostPathType):
 		return "CreateContainerConfigError"
 	}
 	return "CreateContainerError"
+}
+
+// mountsAny reports whether a container mounts one of the volumes.
+func mountsAny(c *v1.Container, volumes map[string]bool) bool {
+	for _, vm := range c.VolumeMounts {
+		if volumes[vm.Name] {
+			return true
+		}
+	}
+	return false
 }
 
 // gracePeriod is how long a pod's containers get to stop.
@@ -118,7 +131,25 @@ func (w *podWorker) execute(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 	// if podsup dies in between, both are left and the next sync removes
 	// the older, so the restart count is never lost.
 	remove := a.remove
+	blocked := map[string]bool{}
+	if sb != nil && pod != nil && !a.stopSandbox {
+		if err := s.volumes.Prepare(ctx, pod, s.configObjects(), s.podInfo(sb)); err != nil {
+			// Containers that cannot have their volumes wait, with the
+			// reason in their status; the others start.
+			s.events.Eventf(events.Warning, "FailedMount", key, "", "%v", err)
+			failed := volume.Failed(err)
+			for _, start := range a.start {
+				if mountsAny(start.container, failed) {
+					blocked[start.container.Name] = true
+					w.failing[start.container.Name] = w.failing[start.container.Name].next("CreateContainerConfigError", err.Error(), s.clock.Now(), s.backoff)
+				}
+			}
+		}
+	}
 	for _, start := range a.start {
+		if blocked[start.container.Name] {
+			continue
+		}
 		changed = true
 		if start.replaces != nil {
 			for _, c := range st.Containers {
@@ -318,11 +349,18 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 		return
 	}
 	env, err := resolveEnv(pod, c, s.configObjects(), s.podInfo(sb))
+	var mounts []specs.Mount
+	if err == nil {
+		mounts, err = s.volumes.Mounts(pod, c, env)
+		if err != nil {
+			err = fmt.Errorf("%w: %v", errMissingConfig, err)
+		}
+	}
 	var started *runtime.Container
 	if err == nil {
 		started, err = s.rt.StartContainer(ctx, &runtime.ContainerConfig{
 			Pod: pod, Container: c, Init: start.init, Sandbox: sb, Hash: ContainerHash(c),
-			Attempt: start.attempt, Backoff: start.backoff, Last: start.last, Env: env,
+			Attempt: start.attempt, Backoff: start.backoff, Last: start.last, Env: env, Mounts: mounts,
 			PullSecrets: w.pullSecrets(pod), PullProgress: w.pullEvents(c),
 		})
 	}
@@ -331,6 +369,9 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 			return // superseded or shutting down: not the container's fault
 		}
 		reason := reasonOf(err)
+		if errors.Is(err, runtime.ErrImagePull) {
+			s.metrics.ImagePull(err)
+		}
 		w.failing[c.Name] = w.failing[c.Name].next(reason, err.Error(), now, s.backoff)
 		s.events.Eventf(events.Warning, "Failed", w.key, c.Name, "Error: %s: %v", reason, err)
 		return
@@ -411,6 +452,7 @@ func (w *podWorker) pullEvents(c *v1.Container) func(image.PullProgress) {
 				w.s.events.Eventf(events.Normal, "Pulling", w.key, c.Name, "Pulling image %q: %s", c.Image, p.Bytes())
 			}
 		case image.PullDone:
+			w.s.metrics.ImagePull(nil)
 			w.s.events.Eventf(events.Normal, "Pulled", w.key, c.Name, "Successfully pulled image %q in %s. Image size: %d bytes.",
 				c.Image, p.Elapsed.Round(time.Millisecond), p.Total)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
 )
 
 // fastBackoff keeps crash-loop tests short while keeping the doubling.
@@ -53,7 +54,8 @@ func newHarness(t *testing.T, opts ...Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup = New(rt, append([]Option{WithBackoff(fastBackoff), WithLogger(log), WithNode("192.0.2.10", nil)}, opts...)...)
+	sup = New(rt, append([]Option{WithBackoff(fastBackoff), WithLogger(log), WithNode("192.0.2.10", nil),
+		WithVolumes(volume.New(rt.PodDir, volume.WithLogger(log)))}, opts...)...)
 	h.rt, h.sup = rt, sup
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

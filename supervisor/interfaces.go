@@ -4,9 +4,11 @@ import (
 	"context"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
 )
 
 // Observer reads what the runtime holds for pods.
@@ -85,3 +87,30 @@ type noHooks struct{}
 func (noHooks) RunHook(context.Context, *v1.Container, string, string, *v1.LifecycleHandler, time.Duration) error {
 	return nil
 }
+
+// Volumes makes pods' volumes and mounts them (the volume package).
+type Volumes interface {
+	Prepare(ctx context.Context, pod *v1.Pod, cfg volume.Config, info volume.PodInfo) error
+	Mounts(pod *v1.Pod, c *v1.Container, env []string) ([]specs.Mount, error)
+	Cleanup(key string) error
+	Exceeded(pod *v1.Pod) (string, bool)
+}
+
+var _ Volumes = (*volume.Manager)(nil)
+
+// Metrics is told what the supervisor does, for monitoring.
+type Metrics interface {
+	// SyncDone is one pod sync and how long it took.
+	SyncDone(d time.Duration, err error)
+	// ImagePull is one pull of a container image: done, or failed.
+	ImagePull(err error)
+	// Evicted is one pod eviction.
+	Evicted()
+}
+
+// noMetrics drops everything.
+type noMetrics struct{}
+
+func (noMetrics) SyncDone(time.Duration, error) {}
+func (noMetrics) ImagePull(error)               {}
+func (noMetrics) Evicted()                      {}

@@ -28,6 +28,10 @@ type planInput struct {
 	// stopped are sandboxes this worker already stopped because their pod
 	// finished, so they are not stopped again on every sync.
 	stopped map[string]bool
+	// evicted is set while the pod is evicted: everything is stopped, with
+	// evictionGrace, and nothing starts.
+	evicted       bool
+	evictionGrace *int64
 }
 
 // startAction starts one instance of a container.
@@ -190,6 +194,21 @@ func computePodActions(in planInput) podActions {
 		return a
 	}
 	pod := in.pod
+	if in.evicted {
+		// Its containers go once stopped: their writable layers are what
+		// disk pressure wants back, and the pod starts afresh when
+		// readmitted.
+		for _, c := range st.Containers {
+			if c.State == runtime.StateRunning {
+				a.kill = append(a.kill, killAction{container: c, reason: "the pod was evicted", grace: in.evictionGrace})
+			}
+			a.remove = append(a.remove, c)
+		}
+		if sb := st.Sandbox(); sb != nil && (sb.Ready || !in.stopped[sb.ID]) {
+			a.stopSandbox = true
+		}
+		return a
+	}
 	podHash := PodHash(pod)
 	sb := st.Sandbox()
 	current := currentSandboxID(st)

@@ -205,6 +205,12 @@ func TestComputePodActions(t *testing.T) {
 		{"liveness failure, Never: stop only", never, observed(never).sandbox(0, true).running("app", 0), func(in *planInput) {
 			in.unhealthy = map[string]Condemned{in.state.Containers[0].ID: {Reason: "liveness probe failed"}}
 		}, "kill app#0"},
+		{"evicted: stop and remove everything, stop the sandbox", always, observed(always).sandbox(0, true).running("app", 0).exited("side", 0, 1, time.Second, 0), func(in *planInput) {
+			in.evicted = true
+		}, "kill app#0, remove app#0, remove side#0, stopSandbox"},
+		{"evicted and stopped: nothing more", always, observed(always).sandbox(0, false), func(in *planInput) {
+			in.evicted, in.stopped = true, map[string]bool{runtime.SandboxID(testKey, 0): true}
+		}, "nothing"},
 		{"sandbox failed recently: wait", always, observed(always), func(in *planInput) { in.sandboxRetry = t0.Add(8 * time.Second) }, "requeue +8s"},
 		{"image pull backing off: wait for it", always, observed(always).sandbox(0, true).running("side", 0), func(in *planInput) {
 			in.failing = map[string]time.Time{"app": t0.Add(20 * time.Second)}

@@ -38,6 +38,8 @@ type statusInput struct {
 	probes   ProbeResults
 	hostIP   string
 	previous *v1.PodStatus // for condition transition times
+	evicted  *eviction
+	denied   *denial
 }
 
 // computeStatus is the pod's status as the kubelet would report it.
@@ -84,6 +86,13 @@ func computeStatus(in statusInput) v1.PodStatus {
 	status.Phase = phase(pod, status.InitContainerStatuses, status.ContainerStatuses)
 	if sb == nil && in.sandbox != nil && status.Phase == v1.PodPending {
 		status.Reason, status.Message = in.sandbox.reason, in.sandbox.message
+	}
+	if in.denied != nil {
+		status.Phase, status.Reason, status.Message = v1.PodPending, in.denied.reason, in.denied.message
+	}
+	if in.evicted != nil {
+		status.Phase, status.Reason, status.Message = v1.PodFailed, "Evicted", in.evicted.message
+		status.PodIP, status.PodIPs = "", nil
 	}
 	terminal := status.Phase == v1.PodSucceeded || status.Phase == v1.PodFailed
 	cond := func(t v1.PodConditionType, ok bool, reason string) {

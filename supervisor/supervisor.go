@@ -15,6 +15,7 @@ import (
 	"github.com/podsup/podsup/events"
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
 )
 
 // Defaults of the supervisor.
@@ -34,6 +35,9 @@ type Supervisor struct {
 	net         Network
 	probes      ProbeResults
 	hooks       Hooks
+	volumes     Volumes
+	metrics     Metrics
+	admit       AdmitFunc
 	unhealthyFn func(podKey string) map[string]Condemned
 	clock       clock.WithTicker
 	log         *slog.Logger
@@ -48,15 +52,16 @@ type Supervisor struct {
 
 	wg sync.WaitGroup // workers
 
-	mu            sync.Mutex
-	workers       map[string]*podWorker
-	pods          map[string]*v1.Pod // published: each desired pod with its status
-	config        ConfigObjects
-	sourcesReady  bool
-	orphansDone   bool
-	lastHeartbeat time.Time
-	lastSweep     time.Time
-	containerdErr error
+	mu             sync.Mutex
+	workers        map[string]*podWorker
+	pods           map[string]*v1.Pod // published: each desired pod with its status
+	config         ConfigObjects
+	sourcesReady   bool
+	orphansDone    bool
+	lastHeartbeat  time.Time
+	lastSweep      time.Time
+	lastLimitCheck time.Time
+	containerdErr  error
 }
 
 // Option configures a Supervisor.
@@ -80,6 +85,20 @@ func WithProbes(p ProbeResults) Option { return func(s *Supervisor) { s.probes =
 func WithUnhealthy(f func(podKey string) map[string]Condemned) Option {
 	return func(s *Supervisor) { s.unhealthyFn = f }
 }
+
+// WithVolumes sets what makes and mounts volumes.
+func WithVolumes(v Volumes) Option { return func(s *Supervisor) { s.volumes = v } }
+
+// AdmitFunc decides whether a new pod may start now; when not, it says why
+// (a reason word and a message), and the pod waits.
+type AdmitFunc func(pod *v1.Pod) (ok bool, reason, message string)
+
+// WithAdmission sets what decides whether new pods may start: the eviction
+// manager, which holds them back while the node is under pressure.
+func WithAdmission(f AdmitFunc) Option { return func(s *Supervisor) { s.admit = f } }
+
+// WithMetrics sets what is told of syncs, pulls and evictions.
+func WithMetrics(m Metrics) Option { return func(s *Supervisor) { s.metrics = m } }
 
 // WithHooks sets what runs postStart and preStop handlers.
 func WithHooks(h Hooks) Option { return func(s *Supervisor) { s.hooks = h } }
@@ -114,7 +133,7 @@ func WithStatusListener(f func(key string, pod *v1.Pod)) Option {
 // New returns a supervisor running pods on rt.
 func New(rt Runtime, opts ...Option) *Supervisor {
 	s := &Supervisor{
-		rt: rt, net: NoNetwork{}, probes: alwaysReady{}, hooks: noHooks{}, clock: clock.RealClock{}, log: slog.Default(),
+		rt: rt, net: NoNetwork{}, probes: alwaysReady{}, hooks: noHooks{}, metrics: noMetrics{}, admit: func(*v1.Pod) (bool, string, string) { return true, "", "" }, clock: clock.RealClock{}, log: slog.Default(),
 		backoff: DefaultBackoff, resync: DefaultResync, retry: 2 * time.Second,
 		workers: map[string]*podWorker{}, pods: map[string]*v1.Pod{},
 	}
@@ -123,6 +142,9 @@ func New(rt Runtime, opts ...Option) *Supervisor {
 	}
 	if s.events == nil {
 		s.events = events.NewRecorder(events.DefaultCapacity, s.log, s.clock)
+	}
+	if s.volumes == nil {
+		s.volumes = volume.New(func(key string) string { return "/nonexistent/" + runtime.PodHash(key) })
 	}
 	return s
 }
@@ -144,6 +166,7 @@ func (s *Supervisor) Run(ctx context.Context, deltas <-chan manifest.Delta) {
 		case <-tick.C():
 			s.maybeCollectOrphans(ctx)
 			s.sweepSnapshots(ctx)
+			s.checkVolumeLimits()
 		}
 		s.heartbeat()
 	}
@@ -158,7 +181,14 @@ func (s *Supervisor) heartbeat() {
 // apply hands each changed pod to its worker.
 func (s *Supervisor) apply(ctx context.Context, d manifest.Delta) {
 	s.mu.Lock()
+	configChanged := !sameObjects(s.config, d)
 	s.config = ConfigObjects{ConfigMaps: d.ConfigMaps, Secrets: d.Secrets}
+	if configChanged {
+		// Projected volumes and the next container starts may use them.
+		for _, w := range s.workers {
+			w.notify()
+		}
+	}
 	for _, ch := range d.Changes {
 		key := manifest.PodKey(ch.Pod)
 		if ch.Kind == manifest.Remove {
@@ -172,6 +202,25 @@ func (s *Supervisor) apply(ctx context.Context, d manifest.Delta) {
 	}
 	s.mu.Unlock()
 	s.maybeCollectOrphans(ctx)
+}
+
+// sameObjects reports whether a delta carries the ConfigMaps and Secrets
+// already known: the merger hands the same objects on when none changed.
+func sameObjects(cfg ConfigObjects, d manifest.Delta) bool {
+	if len(cfg.ConfigMaps) != len(d.ConfigMaps) || len(cfg.Secrets) != len(d.Secrets) {
+		return false
+	}
+	for k, v := range d.ConfigMaps {
+		if cfg.ConfigMaps[k] != v {
+			return false
+		}
+	}
+	for k, v := range d.Secrets {
+		if cfg.Secrets[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // desireLocked sets a pod's desired state, starting its worker if needed.
@@ -352,6 +401,74 @@ func (s *Supervisor) Wake(key string) {
 	}
 }
 
+// Evict stops a pod to protect the machine (or, for an emptyDir over its
+// sizeLimit, the pod's neighbours): its containers are killed within grace
+// (nil: at once), its sandbox and volumes go, and its status becomes Failed
+// with reason Evicted and the message. It runs again once readmit says so;
+// with readmit nil, after a back-off that doubles with each eviction, as a
+// crash loop's does.
+func (s *Supervisor) Evict(key, message string, grace *int64, readmit func(now time.Time) bool) {
+	s.mu.Lock()
+	w := s.workers[key]
+	s.mu.Unlock()
+	if w == nil {
+		return
+	}
+	now := s.clock.Now()
+	if readmit == nil {
+		w.mu.Lock()
+		w.evictions++
+		n := w.evictions
+		w.mu.Unlock()
+		delay := s.backoff.Initial
+		for i := 1; i < n && delay < s.backoff.Max; i++ {
+			delay *= 2
+		}
+		until := now.Add(min(delay, s.backoff.Max))
+		readmit = func(now time.Time) bool { return !now.Before(until) }
+	}
+	s.events.Eventf(events.Warning, "Evicted", key, "", "%s", message)
+	s.metrics.Evicted()
+	w.evict(&eviction{message: message, at: now, grace: grace, readmit: readmit})
+}
+
+// checkVolumeLimits evicts pods whose emptyDir went over its sizeLimit, as
+// the kubelet does, at most every limitCheck.
+func (s *Supervisor) checkVolumeLimits() {
+	now := s.clock.Now()
+	s.mu.Lock()
+	if now.Sub(s.lastLimitCheck) < limitCheck {
+		s.mu.Unlock()
+		return
+	}
+	s.lastLimitCheck = now
+	var pods []*v1.Pod
+	for _, p := range s.pods {
+		if p.Status.Phase == v1.PodRunning && hasSizeLimit(p) {
+			pods = append(pods, p)
+		}
+	}
+	s.mu.Unlock()
+	zero := int64(0)
+	for _, p := range pods {
+		if msg, over := s.volumes.Exceeded(p); over {
+			s.Evict(manifest.PodKey(p), msg, &zero, nil)
+		}
+	}
+}
+
+// limitCheck is how often emptyDir usage is measured.
+const limitCheck = 10 * time.Second
+
+func hasSizeLimit(p *v1.Pod) bool {
+	for _, v := range p.Spec.Volumes {
+		if v.EmptyDir != nil && v.EmptyDir.SizeLimit != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Events returns the recorder the supervisor reports to.
 func (s *Supervisor) Events() *events.Recorder { return s.events }
 
@@ -361,8 +478,8 @@ func (s *Supervisor) configObjects() ConfigObjects {
 	return s.config
 }
 
-func (s *Supervisor) podInfo(sb *runtime.Sandbox) podInfo {
-	return podInfo{ips: sb.IPs, hostIP: s.hostIP, allocatable: s.allocatable}
+func (s *Supervisor) podInfo(sb *runtime.Sandbox) volume.PodInfo {
+	return volume.PodInfo{IPs: sb.IPs, HostIP: s.hostIP, Allocatable: s.allocatable}
 }
 
 func (s *Supervisor) unhealthy(key string) map[string]Condemned {

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/events"
+	"github.com/podsup/podsup/runtime"
 )
 
 // podWorker keeps one pod as desired. The supervisor hands it the latest
@@ -30,6 +33,44 @@ type podWorker struct {
 	stopped        map[string]bool
 	status         *v1.PodStatus
 	lastErr        string // the last sync failure logged
+	evictions      int    // how many times the pod was evicted, for the back-off
+	lastDenied     string // the reason admission last refused the pod, logged once
+
+	// evicted is the pod's current eviction, guarded by mu: set by the
+	// supervisor, cleared by the worker when the pod may run again.
+	evicted *eviction
+}
+
+// eviction is a pod stopped to protect the machine or itself: it stays
+// Failed with reason Evicted until readmit says it may run again.
+type eviction struct {
+	message string
+	at      time.Time
+	grace   *int64
+	readmit func(now time.Time) bool
+}
+
+// evict records an eviction and wakes the worker.
+func (w *podWorker) evict(e *eviction) {
+	w.mu.Lock()
+	if w.evicted == nil {
+		w.evicted = e
+	}
+	w.mu.Unlock()
+	w.notify()
+}
+
+// currentEviction returns the eviction in force, clearing one whose
+// readmission has come.
+func (w *podWorker) currentEviction(now time.Time) *eviction {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.evicted != nil && w.evicted.readmit(now) {
+		w.s.log.Info("readmitting an evicted pod", "pod", w.key)
+		w.s.events.Eventf(events.Normal, "Readmitted", w.key, "", "The pod runs again after its eviction: %s", w.evicted.message)
+		w.evicted = nil
+	}
+	return w.evicted
 }
 
 func newPodWorker(s *Supervisor, key string, pod *v1.Pod) *podWorker {
@@ -88,7 +129,9 @@ func (w *podWorker) run(ctx context.Context) {
 		}
 		w.cancelSync = cancel
 		w.mu.Unlock()
+		began := w.s.clock.Now()
 		next, err := w.sync(syncCtx, pod)
+		w.s.metrics.SyncDone(w.s.clock.Since(began), err)
 		cancel()
 		w.mu.Lock()
 		w.cancelSync = nil
@@ -133,22 +176,42 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod) (time.Time, error) {
 	now := s.clock.Now()
 	in := planInput{pod: pod, state: st, now: now, backoff: s.backoff, unhealthy: s.unhealthy(w.key),
 		failing: map[string]time.Time{}, stopped: w.stopped}
+	ev := w.currentEviction(now)
+	if ev != nil && pod != nil {
+		in.evicted, in.evictionGrace = true, ev.grace
+	}
 	for name, f := range w.failing {
 		in.failing[name] = f.retryAt
 	}
 	if w.sandboxFailure != nil {
 		in.sandboxRetry = w.sandboxFailure.retryAt
 	}
-	plan := computePodActions(in)
+	denied := w.admit(pod, st, ev)
+	var plan podActions
+	if denied == nil {
+		plan = computePodActions(in)
+	} else {
+		plan.wakeAt(now.Add(evictionCheck))
+	}
 	changed, execErr := w.execute(ctx, pod, st, &plan)
 	if pod == nil {
 		if execErr != nil {
 			return time.Time{}, execErr
 		}
+		if err := s.volumes.Cleanup(w.key); err != nil {
+			return time.Time{}, err
+		}
 		if err := s.rt.CleanupPod(ctx, w.key, w.lastNamespace(), w.lastName()); err != nil {
 			return time.Time{}, err
 		}
 		return time.Time{}, nil
+	}
+	if in.evicted && execErr == nil {
+		// An evicted pod gives back what it took: its volumes go (an
+		// emptyDir is made afresh when it is readmitted).
+		if err := s.volumes.Cleanup(w.key); err != nil {
+			s.log.Warn("cannot remove an evicted pod's volumes", "pod", w.key, "err", err)
+		}
 	}
 	if changed {
 		if fresh, err := s.rt.PodState(ctx, w.key); err == nil {
@@ -156,7 +219,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod) (time.Time, error) {
 		}
 	}
 	status := computeStatus(statusInput{pod: pod, state: st, now: s.clock.Now(), plan: &plan, failing: w.failing,
-		sandbox: w.sandboxFailure, probes: s.probes, hostIP: s.hostIP, previous: w.status})
+		sandbox: w.sandboxFailure, probes: s.probes, hostIP: s.hostIP, previous: w.status, evicted: ev, denied: denied})
 	w.status = &status
 	s.publish(w.key, pod, status, st)
 	next := plan.requeue
@@ -175,8 +238,39 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod) (time.Time, error) {
 	if f := w.sandboxFailure; f != nil && (next.IsZero() || f.retryAt.Before(next)) {
 		next = f.retryAt
 	}
+	if ev != nil {
+		// Look again soon: readmission is a condition, not a time.
+		next = minTime(nonZero(next, now.Add(evictionCheck)), now.Add(evictionCheck))
+	}
 	return next, execErr
 }
+
+// admit asks whether a pod that has nothing in containerd yet may start
+// (the node may be under pressure); it returns why not, or nil. Pods that
+// already run are never held back here: eviction decides about them.
+func (w *podWorker) admit(pod *v1.Pod, st *runtime.PodState, ev *eviction) *denial {
+	if pod == nil || ev != nil || len(st.Sandboxes) > 0 || len(st.Containers) > 0 {
+		w.lastDenied = ""
+		return nil
+	}
+	ok, reason, message := w.s.admit(pod)
+	if ok {
+		if w.lastDenied != "" {
+			w.s.log.Info("pod admitted", "pod", w.key)
+		}
+		w.lastDenied = ""
+		return nil
+	}
+	if w.lastDenied != reason {
+		w.s.log.Warn("pod not admitted; it waits", "pod", w.key, "reason", reason, "message", message)
+		w.s.events.Eventf(events.Warning, reason, w.key, "", "%s", message)
+	}
+	w.lastDenied = reason
+	return &denial{reason: reason, message: message}
+}
+
+// denial is why a pod may not start yet.
+type denial struct{ reason, message string }
 
 func (w *podWorker) lastNamespace() string {
 	if w.lastPod != nil {
@@ -208,4 +302,14 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// evictionCheck is how often an evicted pod's readmission is looked at.
+const evictionCheck = 5 * time.Second
+
+func nonZero(t, fallback time.Time) time.Time {
+	if t.IsZero() {
+		return fallback
+	}
+	return t
 }

@@ -1,0 +1,168 @@
+package api
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podsup/podsup/internal/testpki"
+)
+
+func TestReadTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, content, err string
+		users              int
+	}{
+		{"tokens", "# comment\nabc,alice,1\ndef,bob,2,\"admins,ops\"\n", "", 2},
+		{"too few fields", "abc,alice\n", "line 1", 0},
+		{"empty token", ",alice,1\n", "line 1", 0},
+		{"bad quoting", "abc,alice,1,\"admins\n", "", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))
+			os.WriteFile(path, []byte(tc.content), 0o600)
+			tokens, err := ReadTokenFile(path)
+			if tc.users > 0 {
+				if err != nil || len(tokens) != tc.users {
+					t.Fatalf("got %d tokens, %v", len(tokens), err)
+				}
+				if g := tokens[1].user.Groups; len(g) != 2 || g[1] != "ops" {
+					t.Errorf("groups %q", g)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("error %v: want one naming %s and %q", err, path, tc.err)
+			}
+		})
+	}
+	if _, err := ReadTokenFile(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "--token-auth-file") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestMiddleware(t *testing.T) {
+	tokens := []Token{{token: []byte("s3cret"), user: User{Name: "alice"}}}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := UserFrom(r.Context())
+		w.Write([]byte(u.Name))
+	})
+	tests := []struct {
+		name      string
+		anonymous bool
+		method    string
+		auth      string
+		code      int
+		user      string
+	}{
+		{"no credentials", false, "GET", "", 401, ""},
+		{"valid token", false, "PUT", "Bearer s3cret", 200, "alice"},
+		{"wrong token", false, "GET", "Bearer guess", 401, ""},
+		{"wrong token with anonymous on", true, "GET", "Bearer guess", 401, ""},
+		{"not a bearer token", false, "GET", "Basic YWxpY2U6cHc=", 401, ""},
+		{"anonymous read", true, "GET", "", 200, "system:anonymous"},
+		{"anonymous write", true, "DELETE", "", 403, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewAuthenticator(tokens, tc.anonymous).Middleware(ok)
+			req := httptest.NewRequest(tc.method, "/pods", nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rr := httptest.NewRecorder()
+			h.ServeHTTP(rr, req)
+			if rr.Code != tc.code || (tc.code == 200 && rr.Body.String() != tc.user) {
+				t.Fatalf("%d %q, want %d %q", rr.Code, rr.Body, tc.code, tc.user)
+			}
+		})
+	}
+}
+
+func TestClientCertificates(t *testing.T) {
+	dir := t.TempDir()
+	ca, other := testpki.NewCA(t, "podsup-clients"), testpki.NewCA(t, "somebody-else")
+	caFile := ca.WriteFile(t, dir)
+	serving, err := ServingTLS("", "", caFile, filepath.Join(dir, "pki"), "node1", []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewAuthenticator(nil, false).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := UserFrom(r.Context())
+		w.Write([]byte(u.Name + "/" + strings.Join(u.Groups, ",")))
+	}))
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = serving
+	srv.StartTLS()
+	defer srv.Close()
+
+	// The self-signed serving certificate was kept in the root dir and is
+	// what the server presents.
+	servingPEM, err := os.ReadFile(filepath.Join(dir, "pki", "podsup.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(servingPEM)
+	get := func(cert *tls.Certificate) (int, string, error) {
+		tc := &tls.Config{RootCAs: roots}
+		if cert != nil {
+			// Always present the certificate, even when the server's list
+			// of acceptable CAs does not name its issuer, as an attacker
+			// would.
+			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 10 * time.Second}
+		resp, err := c.Get(srv.URL + "/pods")
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		buf := make([]byte, 512)
+		n, _ := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		return resp.StatusCode, b.String(), nil
+	}
+	good := ca.Client(t, "alice", "admins")
+	if code, body, err := get(&good); err != nil || code != 200 || body != "alice/admins" {
+		t.Fatalf("valid client certificate: %d %q %v", code, body, err)
+	}
+	if code, _, err := get(nil); err != nil || code != 401 {
+		t.Fatalf("no client certificate: %d %v, want 401", code, err)
+	}
+	bad := other.Client(t, "mallory", "admins")
+	if code, _, err := get(&bad); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a client certificate of another CA: %d %v, want a refused handshake", code, err)
+	}
+
+	// A second start keeps the same serving certificate.
+	if _, err := ServingTLS("", "", "", filepath.Join(dir, "pki"), "node1", nil); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := os.ReadFile(filepath.Join(dir, "pki", "podsup.crt"))
+	if string(again) != string(servingPEM) {
+		t.Error("the self-signed certificate was replaced on a second start")
+	}
+}
+
+func TestServingTLSErrors(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.pem")
+	os.WriteFile(junk, []byte("not a certificate"), 0o600)
+	if _, err := ServingTLS("", "", junk, filepath.Join(dir, "pki"), "node1", nil); err == nil || !strings.Contains(err.Error(), "--client-ca-file") {
+		t.Errorf("junk client CA: %v", err)
+	}
+	if _, err := ServingTLS(junk, junk, "", dir, "node1", nil); err == nil || !strings.Contains(err.Error(), "serving certificate") {
+		t.Errorf("junk serving certificate: %v", err)
+	}
+}

@@ -1,0 +1,311 @@
+//go:build integration
+
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
+)
+
+// logOf reads a container's logs; empty until the pod is published.
+func (e *env) logOf(pod, container string) string {
+	pods, _ := e.pods()
+	uid := ""
+	for _, p := range pods {
+		if p.Name == pod+"-node1" {
+			uid = string(p.UID)
+		}
+	}
+	if uid == "" {
+		return ""
+	}
+	matches, _ := filepath.Glob(filepath.Join(e.logs, fmt.Sprintf("default_%s-node1_%s", pod, uid), container, "*.log"))
+	var all []byte
+	for _, m := range matches {
+		data, _ := os.ReadFile(m)
+		all = append(all, data...)
+	}
+	return string(all)
+}
+
+func (e *env) waitLog(pod, container, want string, timeout time.Duration) string {
+	e.t.Helper()
+	var got string
+	waitFor(e.t, timeout, fmt.Sprintf("%s/%s logs %q", pod, container, want), func() bool {
+		got = e.logOf(pod, container)
+		return strings.Contains(got, want)
+	})
+	return got
+}
+
+// TestKubeadmHostPaths: a control-plane style pod reads certificates from
+// hostPath mounts of type File, Directory and DirectoryOrCreate; a wrong
+// type leaves the container waiting with the reason.
+func TestKubeadmHostPaths(t *testing.T) {
+	e := newEnv(t)
+	pki := t.TempDir()
+	os.WriteFile(filepath.Join(pki, "ca.crt"), []byte("-----BEGIN CERTIFICATE-----test-ca"), 0o644)
+	os.MkdirAll(filepath.Join(pki, "etcd"), 0o755)
+	os.WriteFile(filepath.Join(pki, "etcd", "server.crt"), []byte("etcd-server-cert"), 0o644)
+	data := filepath.Join(t.TempDir(), "var-lib-etcd")
+	e.write("cp.yaml", podManifest("cp", fmt.Sprintf(`  hostNetwork: true
+  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, 'cat /etc/kubernetes/pki/ca.crt; echo; cat /etc/kubernetes/pki/etcd/server.crt; echo; touch /var/lib/etcd/member && echo data-ok; sleep 1000']
+    volumeMounts:
+    - {name: ca, mountPath: /etc/kubernetes/pki/ca.crt, readOnly: true}
+    - {name: etcd-certs, mountPath: /etc/kubernetes/pki/etcd, readOnly: true}
+    - {name: etcd-data, mountPath: /var/lib/etcd}
+  volumes:
+  - {name: ca, hostPath: {path: %s, type: File}}
+  - {name: etcd-certs, hostPath: {path: %s, type: Directory}}
+  - {name: etcd-data, hostPath: {path: %s, type: DirectoryOrCreate}}
+`, filepath.Join(pki, "ca.crt"), filepath.Join(pki, "etcd"), data)))
+	e.write("wrong.yaml", podManifest("wrong", fmt.Sprintf(`  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sleep, "1000"]
+    volumeMounts: [{name: certs, mountPath: /certs}]
+  volumes:
+  - {name: certs, hostPath: {path: %s, type: Directory}}
+`, filepath.Join(pki, "ca.crt"))))
+	e.start()
+	out := e.waitLog("cp", "c", "data-ok", 60*time.Second)
+	for _, want := range []string{"stdout F -----BEGIN CERTIFICATE-----test-ca", "stdout F etcd-server-cert"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if info, err := os.Stat(filepath.Join(data, "member")); err != nil || info.IsDir() {
+		t.Errorf("DirectoryOrCreate: %v", err)
+	}
+	p := e.waitPod("wrong", 30*time.Second, "waiting on its volume", func(p v1.Pod) bool {
+		w := container(p, "c").State.Waiting
+		return w != nil && w.Reason == "CreateContainerConfigError"
+	})
+	if msg := container(p, "c").State.Waiting.Message; !strings.Contains(msg, `volume "certs": hostPath type check failed`) || !strings.Contains(msg, "is a file, not a Directory") {
+		t.Errorf("message %q", msg)
+	}
+}
+
+// TestEmptyDir: an emptyDir keeps its content across container restarts
+// and goes with the pod.
+func TestEmptyDir(t *testing.T) {
+	e := newEnv(t)
+	e.write("counter.yaml", podManifest("counter", `  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, 'n=$(cat /data/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/n; echo run $n; [ $n -ge 2 ] && sleep 1000; exit 1']
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, emptyDir: {}}]
+`))
+	e.start()
+	e.waitLog("counter", "c", "stdout F run 2", 60*time.Second)
+	dirs, _ := filepath.Glob(filepath.Join(e.root, "pods", "*", "volumes", "data"))
+	if len(dirs) != 1 {
+		t.Fatalf("emptyDir directories %v", dirs)
+	}
+	e.remove("counter.yaml")
+	e.waitConverged(map[string]bool{}, 30*time.Second)
+	waitFor(t, 10*time.Second, "the emptyDir removed with the pod", func() bool {
+		_, err := os.Stat(dirs[0])
+		return os.IsNotExist(err)
+	})
+}
+
+// TestMemoryEmptyDirOverLimit: a memory-backed emptyDir written past its
+// sizeLimit gets the pod evicted, with the kubelet's reason and message.
+func TestMemoryEmptyDirOverLimit(t *testing.T) {
+	e := newEnv(t)
+	e.write("hog.yaml", podManifest("hog", `  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, 'dd if=/dev/zero of=/scratch/fill bs=1M count=3; echo written; sleep 1000']
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {medium: Memory, sizeLimit: 2Mi}}]
+`))
+	e.start()
+	p := e.waitPod("hog", 60*time.Second, "evicted", func(p v1.Pod) bool { return p.Status.Reason == "Evicted" })
+	if p.Status.Phase != v1.PodFailed || !strings.Contains(p.Status.Message, `Usage of EmptyDir volume "scratch" exceeds the limit "2Mi"`) {
+		t.Errorf("status: phase %s, message %q", p.Status.Phase, p.Status.Message)
+	}
+}
+
+// TestConfigMapUpdate: changing a ConfigMap's file changes the mounted file
+// inside the running container, without restarting it.
+func TestConfigMapUpdate(t *testing.T) {
+	e := newEnv(t)
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: %s}\n"
+	e.write("settings.yaml", fmt.Sprintf(cm, "slow"))
+	e.write("app.yaml", podManifest("app", `  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, 'while true; do echo "mode=$(cat /etc/app/mode)"; sleep 0.3; done']
+    volumeMounts: [{name: conf, mountPath: /etc/app}]
+  volumes: [{name: conf, configMap: {name: settings}}]
+`))
+	e.start()
+	e.waitLog("app", "c", "mode=slow", 60*time.Second)
+	before := container(e.pod("app"), "c")
+	changed := time.Now()
+	e.write("settings.yaml", fmt.Sprintf(cm, "fast"))
+	e.waitLog("app", "c", "mode=fast", 10*time.Second)
+	t.Logf("the new value reached the container %s after the file changed", time.Since(changed).Round(10*time.Millisecond))
+	after := container(e.pod("app"), "c")
+	if after.ContainerID != before.ContainerID || after.RestartCount != 0 {
+		t.Errorf("the container was restarted: %s -> %s", before.ContainerID, after.ContainerID)
+	}
+}
+
+// TestSecretStaysSecret: a Secret's value reaches the container, as a file
+// and as an environment variable, and appears nowhere in podsup's log, its
+// API or its root directory outside tmpfs.
+func TestSecretStaysSecret(t *testing.T) {
+	e := newEnv(t)
+	b := make([]byte, 16)
+	rand.Read(b)
+	secret := "s3cr3t-" + hex.EncodeToString(b)
+	e.write("secret.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: %s}\n", secret))
+	e.write("app.yaml", podManifest("app", `  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, '[ -n "$PASSWORD" ] && [ "$PASSWORD" = "$(cat /secrets/password)" ] && echo secret-matches; sleep 1000']
+    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}]
+    volumeMounts: [{name: creds, mountPath: /secrets}]
+  volumes: [{name: creds, secret: {secretName: db}}]
+`))
+	e.start()
+	e.waitLog("app", "c", "stdout F secret-matches", 60*time.Second)
+	var leaks []string
+	for _, url := range []string{"/pods", "/pods/default/app-node1/status"} {
+		resp, err := http.Get("http://" + e.readOnly + url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), secret) {
+			leaks = append(leaks, "API "+url)
+		}
+	}
+	for _, root := range []string{e.root, e.logs} {
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !d.Type().IsRegular() {
+				return nil
+			}
+			var st unix.Statfs_t
+			if unix.Statfs(p, &st) == nil && st.Type == unix.TMPFS_MAGIC {
+				return nil // on tmpfs, where secrets belong
+			}
+			if data, err := os.ReadFile(p); err == nil && strings.Contains(string(data), secret) {
+				leaks = append(leaks, p)
+			}
+			return nil
+		})
+	}
+	if len(leaks) > 0 {
+		t.Errorf("the secret value leaked into: %v", leaks)
+	}
+	mounted := 0
+	matches, _ := filepath.Glob(filepath.Join(e.root, "pods", "*", "volumes", "creds"))
+	for _, m := range matches {
+		var st unix.Statfs_t
+		if unix.Statfs(m, &st) == nil && st.Type == unix.TMPFS_MAGIC {
+			mounted++
+		}
+	}
+	if mounted != 1 {
+		t.Errorf("the secret volume is not on tmpfs (%v)", matches)
+	}
+}
+
+// TestDownwardAPI: env fieldRef, resourceFieldRef and a downwardAPI volume
+// carry the pod's values.
+func TestDownwardAPI(t *testing.T) {
+	e := newEnv(t)
+	n := newTestNetwork(t, e, 24)
+	e.write("dw.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: dw, labels: {app: web, tier: front}, annotations: {team: blue}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, 'env | grep ^DW_ | sort; echo "labels:"; cat /info/labels; echo "annotations:"; cat /info/annotations; echo "cpu=$(cat /info/cpu)"; echo done; sleep 1000']
+    resources: {limits: {cpu: 250m, memory: 64Mi}}
+    env:
+    - {name: DW_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: DW_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: DW_UID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}
+    - {name: DW_APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+    - {name: DW_NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: DW_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: DW_HOST, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: DW_MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    volumeMounts: [{name: info, mountPath: /info}]
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}
+      - {path: cpu, resourceFieldRef: {containerName: c, resource: limits.cpu, divisor: 1m}}
+`)
+	e.start(n.args()...)
+	out := e.waitLog("dw", "c", "stdout F done", 60*time.Second)
+	p := e.pod("dw")
+	for _, want := range []string{
+		"DW_NAME=dw-node1", "DW_NS=default", "DW_UID=" + string(p.UID), "DW_APP=web", "DW_NODE=node1",
+		"DW_IP=" + p.Status.PodIP, "DW_HOST=" + p.Status.HostIP, "DW_MEM=64",
+		`app="web"`, `tier="front"`, `team="blue"`, "cpu=250",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestHostToContainerPropagation: a mount made on the host after the
+// container started appears inside it, through mountPropagation.
+func TestHostToContainerPropagation(t *testing.T) {
+	e := newEnv(t)
+	shared := t.TempDir()
+	if err := unix.Mount(shared, shared, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(shared, unix.MNT_DETACH)
+	if err := unix.Mount("", shared, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(shared, "late"), 0o755)
+	e.write("prop.yaml", podManifest("prop", fmt.Sprintf(`  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, 'while true; do cat /host/late/hello 2>/dev/null && break; sleep 0.2; done; sleep 1000']
+    volumeMounts: [{name: host, mountPath: /host, mountPropagation: HostToContainer}]
+  volumes: [{name: host, hostPath: {path: %s}}]
+`, shared)))
+	e.start()
+	e.waitPod("prop", 60*time.Second, "running", func(p v1.Pod) bool { return container(p, "c").State.Running != nil })
+	late := filepath.Join(shared, "late")
+	if err := unix.Mount("tmpfs", late, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(late, unix.MNT_DETACH)
+	os.WriteFile(filepath.Join(late, "hello"), []byte("mounted after the start\n"), 0o644)
+	e.waitLog("prop", "c", "stdout F mounted after the start", 15*time.Second)
+}

@@ -1,0 +1,53 @@
+//go:build integration
+
+package supervisor
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// TestEvictionAndAdmission: an evicted pod stops, is Failed with reason
+// Evicted and gives back its containers and volumes; a new pod is held back
+// while admission refuses it; both run once the pressure is gone.
+func TestEvictionAndAdmission(t *testing.T) {
+	var pressure atomic.Bool
+	h := newHarness(t, WithAdmission(func(pod *v1.Pod) (bool, string, string) {
+		if pressure.Load() {
+			return false, "NodeDiskPressure", "The node has condition [DiskPressure]"
+		}
+		return true, "", ""
+	}))
+	victim, newcomer := "default/victim-node1", "default/newcomer-node1"
+	scratch := "  volumes: [{name: scratch, emptyDir: {}}]\n"
+	victimYAML := podYAML("victim", scratch, "a: "+sleeper)
+	h.declare(victimYAML)
+	h.waitPod(victim, 60*time.Second, "running", func(p *v1.Pod) bool { return running(p, "a") })
+
+	pressure.Store(true)
+	grace := int64(1)
+	h.sup.Evict(victim, "The node was low on resource: ephemeral-storage.", &grace, func(time.Time) bool { return !pressure.Load() })
+	h.waitPod(victim, 30*time.Second, "evicted", func(p *v1.Pod) bool {
+		return p.Status.Phase == v1.PodFailed && p.Status.Reason == "Evicted" && p.Status.Message == "The node was low on resource: ephemeral-storage."
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && len(h.state(victim).Containers) > 0 {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := h.state(victim); len(st.Containers) > 0 {
+		t.Errorf("the evicted pod's containers are still there: %d", len(st.Containers))
+	}
+
+	h.declare(victimYAML, podYAML("newcomer", "", "a: "+sleeper))
+	p := h.waitPod(newcomer, 30*time.Second, "held back", func(p *v1.Pod) bool { return p.Status.Reason == "NodeDiskPressure" })
+	if p.Status.Phase != v1.PodPending || len(h.state(newcomer).Sandboxes) != 0 {
+		t.Errorf("the refused pod is %s with %d sandboxes", p.Status.Phase, len(h.state(newcomer).Sandboxes))
+	}
+
+	pressure.Store(false)
+	h.waitPod(victim, 30*time.Second, "readmitted", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning && running(p, "a") })
+	h.waitPod(newcomer, 30*time.Second, "admitted", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning && running(p, "a") })
+}
