@@ -43,7 +43,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// go test shows a passing package's output only with -v: the table
+	// also goes to the file hack/test.sh prints at the end.
 	summary.print(os.Stdout)
+	if path := os.Getenv("PODSUP_SUMMARY_FILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			summary.print(f)
+			f.Close()
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

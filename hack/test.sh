@@ -20,7 +20,9 @@ go vet ./...
 go vet -tags integration ./...
 
 echo "== unit and integration tests (-race)"
+export PODSUP_SUMMARY_FILE="$(mktemp)"
 go test -race -count=1 -tags integration -timeout 25m ./...
+cat "$PODSUP_SUMMARY_FILE"
 
 echo "== fuzz FuzzParse for $fuzztime"
 go test -run '^$' -fuzz FuzzParse -fuzztime "$fuzztime" ./manifest
