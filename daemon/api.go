@@ -148,9 +148,10 @@ func (s servers) start(cfg *Config, deps api.Deps, hostIP string) error {
 // nodeSummary describes the node for the status page: readiness and how
 // much memory and disk are used.
 type nodeSummary struct {
-	name    string
-	rootDir string
-	ready   func() error
+	name     string
+	rootDir  string
+	ready    func() error
+	pressure func() []v1.NodeCondition
 }
 
 func (n nodeSummary) NodeSummary() api.NodeSummary {
@@ -160,7 +161,7 @@ func (n nodeSummary) NodeSummary() api.NodeSummary {
 		ready.Status, ready.Reason, ready.Message = v1.ConditionFalse, "PodsupNotReady", err.Error()
 	}
 	ready.LastHeartbeatTime = metav1.Now()
-	s.Conditions = []v1.NodeCondition{ready}
+	s.Conditions = append([]v1.NodeCondition{ready}, n.pressure()...)
 	if total := memTotal(); total > 0 {
 		s.Memory = api.Usage{Capacity: uint64(total), Used: uint64(max(total-memAvailable(), 0))}
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podsup/podsup/cni"
+	"github.com/podsup/podsup/eviction"
 	"github.com/podsup/podsup/manifest"
 )
 
@@ -52,6 +53,7 @@ type Config struct {
 	Images             ImageConfig
 	Mirror             MirrorConfig
 	API                APIConfig
+	Eviction           eviction.Config
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -194,6 +196,9 @@ func configFrom(c *cli.Context) (*Config, error) {
 		return nil, fmt.Errorf("--containerd-namespace: %w", err)
 	}
 	if cfg.Images, err = imageConfigFrom(c); err != nil {
+		return nil, err
+	}
+	if cfg.Eviction, err = evictionConfigFrom(c); err != nil {
 		return nil, err
 	}
 	return cfg, nil

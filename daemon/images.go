@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -180,11 +182,30 @@ func (d *desiredImages) refs() ([]string, bool) {
 	return out, d.ready
 }
 
+// imageReclaimer removes unused images for the eviction manager, once the
+// image collector exists (containerd may not answer at start-up).
+type imageReclaimer struct {
+	gc atomic.Pointer[image.GC]
+}
+
+// removeUnused is an eviction.ReclaimFunc.
+func (r *imageReclaimer) removeUnused(ctx context.Context) error {
+	gc := r.gc.Load()
+	if gc == nil {
+		return errors.New("the image collector has not started: containerd did not answer yet")
+	}
+	_, err := gc.RemoveUnused(ctx)
+	return err
+}
+
 // startImages starts the preloader and the image collector, owned by wg.
-// Neither can stop podsup: each problem is logged and the pods run on.
-func startImages(ctx context.Context, wg *sync.WaitGroup, cfg *Config, rt *runtime.Runtime, desired *desiredImages, log *slog.Logger, clk clock.WithTicker) {
+// Neither can stop podsup: each problem is logged and the pods run on. The
+// collector removes images for the eviction manager even when its own
+// thresholds are off.
+func startImages(ctx context.Context, wg *sync.WaitGroup, cfg *Config, rt *runtime.Runtime, desired *desiredImages, log *slog.Logger, clk clock.WithTicker) *imageReclaimer {
 	ctx = rt.Context(ctx)
 	ic := cfg.Images
+	reclaimer := &imageReclaimer{}
 	if ic.PreloadDir != "" {
 		p := image.NewPreloader(ic.PreloadDir, rt.Client(), rt.Snapshotter(), log, clk)
 		wg.Add(1)
@@ -194,10 +215,6 @@ func startImages(ctx context.Context, wg *sync.WaitGroup, cfg *Config, rt *runti
 				log.Error("image preloading is off", "err", err)
 			}
 		}()
-	}
-	if ic.GC.HighThreshold >= 100 {
-		log.Info("image garbage collection is off (--image-gc-high-threshold 100)")
-		return
 	}
 	wg.Add(1)
 	go func() {
@@ -225,6 +242,12 @@ func startImages(ctx context.Context, wg *sync.WaitGroup, cfg *Config, rt *runti
 			log.Error("image garbage collection is off", "err", err)
 			return
 		}
+		reclaimer.gc.Store(gc)
+		if ic.GC.HighThreshold >= 100 {
+			log.Info("image garbage collection is off (--image-gc-high-threshold 100); eviction may still remove unused images")
+			return
+		}
 		gc.Run(ctx, ic.GCPeriod, clk)
 	}()
+	return reclaimer
 }

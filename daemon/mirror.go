@@ -131,6 +131,7 @@ type mirrorDeps struct {
 	runtimeVersion func(ctx context.Context) (string, error)
 	ready          func() error
 	sourcesReady   func() bool
+	pressure       func() []v1.NodeCondition
 }
 
 // newMirrors connects to the apiserver of cfg.Mirror.Kubeconfig; nil
@@ -156,7 +157,7 @@ func newMirrors(cfg *Config, d mirrorDeps) (*mirrors, error) {
 		mirror.WithClock(d.clock), mirror.WithLogger(d.log.With("component", "mirror")), mirror.WithEvents(d.events),
 		mirror.WithRegister(mc.RegisterNode), mirror.WithLabels(mc.NodeLabels), mirror.WithTaints(mc.Taints),
 		mirror.WithStatusUpdateFrequency(mc.StatusUpdateFrequency),
-		mirror.WithReady(d.ready), mirror.WithSourcesReady(d.sourcesReady),
+		mirror.WithReady(d.ready), mirror.WithSourcesReady(d.sourcesReady), mirror.WithPressure(d.pressure),
 		mirror.WithAddresses([]v1.NodeAddress{{Type: v1.NodeInternalIP, Address: d.hostIP}}),
 		mirror.WithResources(resources, resources),
 		mirror.WithRuntimeVersion(d.runtimeVersion), mirror.WithVersion(version.Version))

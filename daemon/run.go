@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	v1 "k8s.io/api/core/v1"
@@ -35,7 +37,7 @@ func RunCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "run",
 		Usage:  "run the static pods declared by the manifest sources",
-		Flags:  append(runFlags(), imageFlags()...),
+		Flags:  slices.Concat(runFlags(), imageFlags(), evictionFlags()),
 		Before: applyConfigFile,
 		Action: func(c *cli.Context) error {
 			cfg, err := configFrom(c)
@@ -100,8 +102,16 @@ func Run(ctx context.Context, cfg *Config) error {
 	probes := health.New(execer{rt}, health.WithClock(clk), health.WithLogger(log), health.WithEvents(recorder),
 		health.WithChangeHandler(func(key string) { sup.Wake(key) }), health.WithResultHandler(stats.ProbeResult))
 	defer probes.Stop()
+	desired := &desiredImages{}
+	images := startImages(ctx, &wg, cfg, rt, desired, log, clk)
+	res := newResources(ctx, cfg, resourceDeps{rt: rt, images: images, log: log, clock: clk, events: recorder,
+		kill: func(key, message string, grace *int64, readmit func(time.Time) bool) {
+			sup.Evict(key, message, grace, readmit)
+		},
+		pods: func() []*v1.Pod { return sup.Pods() }, changed: func() { sup.WakeAll() }})
 	mirrors, err := newMirrors(cfg, mirrorDeps{log: log, clock: clk, events: recorder, hostIP: hostIP, runtimeVersion: rt.Version,
-		ready: func() error { return sup.Healthy() }, sourcesReady: func() bool { return sup.SourcesReady() }})
+		ready: func() error { return sup.Healthy() }, sourcesReady: func() bool { return sup.SourcesReady() },
+		pressure: res.manager.Conditions})
 	if err != nil {
 		return err
 	}
@@ -118,11 +128,10 @@ func Run(ctx context.Context, cfg *Config) error {
 		}),
 		supervisor.WithStatusListener(mirrors.Update), supervisor.WithStatusListener(stats.PodStatus), supervisor.WithMetrics(stats),
 		supervisor.WithBackoff(supervisor.BackoffPolicy{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, ResetAfter: supervisor.DefaultBackoff.ResetAfter}),
-		supervisor.WithNode(hostIP, allocatable()), supervisor.WithResync(cfg.SyncFrequency))
+		supervisor.WithNode(hostIP, allocatable()), supervisor.WithResync(cfg.SyncFrequency),
+		supervisor.WithAdmission(res.manager.Admit))
 	mirrors.Start(ctx, &wg)
-
-	desired := &desiredImages{}
-	startImages(ctx, &wg, cfg, rt, desired, log, clk)
+	res.start(ctx, &wg)
 	updates := make(chan manifest.Update)
 	sources, push, err := startSources(ctx, &wg, cfg, log, updates)
 	if err != nil {
@@ -143,7 +152,8 @@ func Run(ctx context.Context, cfg *Config) error {
 	}()
 	deps := api.Deps{
 		Pods: sup, Probes: probes, Events: recorder, Metrics: stats.Handler(), LogDir: cfg.LogDir,
-		Node: nodeSummary{name: cfg.NodeName, rootDir: cfg.RootDir, ready: sup.Healthy},
+		Stats: res,
+		Node:  nodeSummary{name: cfg.NodeName, rootDir: cfg.RootDir, ready: sup.Healthy, pressure: res.manager.Conditions},
 		Health: []api.HealthCheck{
 			{Name: "containerd", Check: func() error { return rt.Ping(ctx) }},
 			{Name: "syncloop", Check: sup.Healthy},

@@ -257,7 +257,11 @@ func (m *Manager) evictOne(t Threshold, st *Stats, now time.Time) {
 	victim := cands[0]
 	grace := immediateGrace
 	if t.Soft {
-		grace = min(m.cfg.MaxPodGracePeriod, podGrace(victim.pod))
+		// A negative maximum defers to the pod's own, as the kubelet's.
+		grace = podGrace(victim.pod)
+		if m.cfg.MaxPodGracePeriod >= 0 {
+			grace = min(m.cfg.MaxPodGracePeriod, grace)
+		}
 	}
 	used, requested := usageOf(victim, res)
 	message := fmt.Sprintf("The node was low on resource: %s. Threshold quantity: %s, available: %s (signal %s). The pod was using %s, request is %s.",

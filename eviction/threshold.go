@@ -87,7 +87,8 @@ const DefaultHard = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFr
 type Config struct {
 	Thresholds []Threshold
 	// MaxPodGracePeriod bounds the grace period of a pod evicted for a
-	// soft threshold; pods evicted for a hard one get none.
+	// soft threshold (negative: the pod's own); pods evicted for a hard
+	// one get none.
 	MaxPodGracePeriod int64
 	// TransitionPeriod is how long a pressure condition stays after the
 	// last time its threshold was met, so that it does not flap.

@@ -172,19 +172,34 @@ type GCResult struct {
 // threshold, then candidates in order until usage is at or under the low
 // threshold, measuring after each removal.
 func (g *GC) Collect(ctx context.Context) (GCResult, error) {
-	var res GCResult
 	u, err := g.usage()
 	if err != nil {
-		return res, fmt.Errorf("measure the image filesystem: %w", err)
+		return GCResult{}, fmt.Errorf("measure the image filesystem: %w", err)
 	}
-	res.Before, res.After = u, u
 	if g.policy.HighThreshold >= 100 || u.Percent() < g.policy.HighThreshold {
-		return res, nil
+		return GCResult{Before: u, After: u}, nil
 	}
+	return g.remove(ctx, u, "image filesystem over the high threshold", func(u FSUsage) bool { return u.Percent() <= g.policy.LowThreshold })
+}
+
+// RemoveUnused removes every image that may go, whatever the thresholds:
+// the eviction manager's way to reclaim the image filesystem before it
+// evicts a pod. What a desired pod names, the protected images and images
+// younger than the minimum age stay, as in Collect.
+func (g *GC) RemoveUnused(ctx context.Context) (GCResult, error) {
+	u, err := g.usage()
+	if err != nil {
+		return GCResult{}, fmt.Errorf("measure the image filesystem: %w", err)
+	}
+	return g.remove(ctx, u, "reclaiming the image filesystem", func(FSUsage) bool { return false })
+}
+
+// remove removes candidates in order until done says usage is low enough.
+func (g *GC) remove(ctx context.Context, u FSUsage, why string, done func(FSUsage) bool) (GCResult, error) {
+	res := GCResult{Before: u, After: u}
 	refs, known := g.desired()
 	if !known {
-		g.log.Info("image filesystem over the high threshold; collection waits for every manifest source",
-			"usage", fmt.Sprintf("%d%%", u.Percent()), "high", fmt.Sprintf("%d%%", g.policy.HighThreshold))
+		g.log.Info(why+"; collection waits for every manifest source", "usage", fmt.Sprintf("%d%%", u.Percent()))
 		return res, nil
 	}
 	all, err := g.store.Images(ctx)
@@ -193,11 +208,11 @@ func (g *GC) Collect(ctx context.Context) (GCResult, error) {
 	}
 	order, kept := g.candidates(all, refs)
 	res.Kept = kept
-	g.log.Info("image filesystem over the high threshold; removing least recently used images",
-		"usage", fmt.Sprintf("%d%%", u.Percent()), "high", fmt.Sprintf("%d%%", g.policy.HighThreshold),
-		"low", fmt.Sprintf("%d%%", g.policy.LowThreshold), "candidates", len(order), "kept", len(kept))
+	g.log.Info(why+"; removing least recently used images", "usage", fmt.Sprintf("%d%%", u.Percent()),
+		"high", fmt.Sprintf("%d%%", g.policy.HighThreshold), "low", fmt.Sprintf("%d%%", g.policy.LowThreshold),
+		"candidates", len(order), "kept", len(kept))
 	for _, im := range order {
-		if u.Percent() <= g.policy.LowThreshold {
+		if done(u) {
 			break
 		}
 		if err := g.store.Remove(ctx, im.Name); err != nil && !errdefs.IsNotFound(err) {

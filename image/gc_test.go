@@ -211,3 +211,34 @@ func TestGCDisabled(t *testing.T) {
 		t.Errorf("a disabled collector removed %v (%v)", store.removed, err)
 	}
 }
+
+// TestGCRemoveUnused is the eviction manager's reclaim: every image that
+// may go goes, even under the thresholds; what a desired pod names, the
+// pause image, images in use and young images stay.
+func TestGCRemoveUnused(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	fs := &FSUsage{Capacity: 100 * mib, Available: 90 * mib}
+	store := &fakeStore{fs: fs, images: []GCImage{
+		{Name: "registry.k8s.io/pause:3.9", Size: mib, Created: now.Add(-time.Hour)},
+		{Name: "docker.io/library/etcd:3", Size: mib, Created: now.Add(-time.Hour)},
+		{Name: "docker.io/library/running:1", Size: mib, Created: now.Add(-time.Hour), InUse: true},
+		{Name: "docker.io/library/fresh:1", Size: mib, Created: now},
+		{Name: "docker.io/library/old:1", Size: mib, Created: now.Add(-time.Hour)},
+		{Name: "docker.io/library/older:1", Size: mib, Created: now.Add(-2 * time.Hour)},
+	}}
+	gc, err := NewGC(store, store.usage, func() ([]string, bool) { return []string{"docker.io/library/etcd:3"}, true },
+		WithProtected("registry.k8s.io/pause:3.9"), WithGCClock(clocktesting.NewFakePassiveClock(now)), WithGCLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := gc.RemoveUnused(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(store.removed, " "); got != "docker.io/library/older:1 docker.io/library/old:1" {
+		t.Errorf("removed %q, want the two unused old images, older first", got)
+	}
+	if res.After.Available != 92*mib {
+		t.Errorf("available after: %d MiB, want 92", res.After.Available/mib)
+	}
+}

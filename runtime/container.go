@@ -18,6 +18,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/image"
+	"github.com/podsup/podsup/logs"
 	"github.com/podsup/podsup/qos"
 	"github.com/podsup/podsup/volume"
 )
@@ -73,6 +74,12 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 		return nil, err
 	}
 	logPath := r.logPath(pod, c.Name, cfg.Attempt)
+	// Only this instance's log and the previous one's are kept, as the
+	// kubelet keeps one dead container per container: a crash loop must
+	// not fill the disk with a log per restart.
+	if err := logs.Prune(filepath.Dir(logPath), cfg.Attempt-1); err != nil {
+		r.log.Warn("cannot remove old logs", "pod", key, "container", c.Name, "err", err)
+	}
 	termFile := filepath.Join(r.PodDir(key), "termination", id)
 	if c.TerminationMessagePath != "" {
 		if err := os.WriteFile(termFile, nil, 0o666); err != nil {

@@ -401,6 +401,16 @@ func (s *Supervisor) Wake(key string) {
 	}
 }
 
+// WakeAll makes every pod's worker look at its pod now: the node's
+// pressure changed, so pods waiting for admission or readmission may start.
+func (s *Supervisor) WakeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.workers {
+		w.notify()
+	}
+}
+
 // Evict stops a pod to protect the machine (or, for an emptyDir over its
 // sizeLimit, the pod's neighbours): its containers are killed within grace
 // (nil: at once), its sandbox and volumes go, and its status becomes Failed
