@@ -443,8 +443,13 @@ func (d Deps) putManifest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPushBytes))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the manifest is larger than %d bytes", maxPushBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("manifest %q: more than the limit of %d bytes", name, maxPushBytes))
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("manifest %q: read body: %v", name, err))
 		return
 	}
 	objs, err := d.Push.Put(name, body)

@@ -179,8 +179,9 @@ func TestPushLifecycle(t *testing.T) {
 func TestPushTooLarge(t *testing.T) {
 	full := FullHandler(testDeps(t))
 	body := strings.NewReader("# " + strings.Repeat("x", maxPushBytes+10))
-	if rr := do(t, full, "PUT", "/manifests/web", body); rr.Code != http.StatusRequestEntityTooLarge {
-		t.Fatalf("huge push: %d %s", rr.Code, rr.Body)
+	rr := do(t, full, "PUT", "/manifests/web", body)
+	if want := `manifest \"web\": more than the limit of 4194304 bytes`; rr.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rr.Body.String(), want) {
+		t.Fatalf("huge push: %d %s, want 413 and %s", rr.Code, rr.Body, want)
 	}
 }
 

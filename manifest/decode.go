@@ -84,9 +84,7 @@ func Decode(origin string, data []byte) (*Objects, error) {
 		if len(docs) > 1 {
 			where = fmt.Sprintf("%s: document %d (line %d)", origin, i+1, doc.line)
 		}
-		if err := decodeDocument(where, doc, objs); err != nil {
-			errs = append(errs, err...)
-		}
+		errs = concatCapped(errs, origin, decodeDocument(where, doc, objs))
 		if objs.count() > MaxDocuments {
 			errs = append(errs, newError(origin, "", "", "more than %d objects in one manifest", MaxDocuments))
 			break
@@ -189,7 +187,7 @@ func decodeObject(where string, js []byte, objs *Objects, listAllowed bool) Erro
 			if i >= MaxDocuments {
 				return append(errs, newError(where, "", "items", "more than %d items", MaxDocuments))
 			}
-			errs = append(errs, decodeObject(fmt.Sprintf("%s: items[%d]", where, i), item, objs, false)...)
+			errs = concatCapped(errs, where, decodeObject(fmt.Sprintf("%s: items[%d]", where, i), item, objs, false))
 		}
 		return errs
 	case "":
@@ -227,7 +225,9 @@ func decodeInto(where string, js []byte, obj any, objs *Objects) ErrorList {
 	err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(generic, scratch, true)
 	if strict, ok := runtime.AsStrictDecodingError(err); ok {
 		for _, e := range strict.Errors() {
-			objs.Warnings = append(objs.Warnings, newError(where, name, unknownFieldPath(e.Error()), "unknown field, ignored (a typo?)"))
+			objs.Warnings = appendCapped(objs.Warnings, where, func() *Error {
+				return newError(where, name, unknownFieldPath(e.Error()), "unknown field, ignored (a typo?)")
+			})
 		}
 	}
 	return nil

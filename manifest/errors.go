@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrInvalid marks every problem found in a manifest, so callers can tell a
@@ -18,6 +19,8 @@ type Error struct {
 	Object string // "pod web", "configmap settings"; empty when not known
 	Field  string // field path such as spec.containers[0].image; may be empty
 	Msg    string
+
+	omitted int // on the last entry of a truncated list: how many were left out
 }
 
 func (e *Error) Error() string {
@@ -72,6 +75,68 @@ func (l ErrorList) errOrNil() error {
 	return l
 }
 
+// MaxProblems bounds the problems, and separately the warnings, listed for
+// one manifest. A hostile file can hold hundreds of thousands (a pod of
+// 200000 badly named containers fits in MaxManifestBytes); listing them all
+// made a 4 MiB file cost 1.6 GB of allocations and a 76 MB message, kept for
+// as long as the file stayed broken.
+const MaxProblems = 100
+
+// appendCapped appends the error e makes to list, unless list already holds
+// MaxProblems: then e is not even made, only counted in a last entry saying
+// how many were left out.
+func appendCapped(list []*Error, origin string, e func() *Error) []*Error {
+	if len(list) < MaxProblems {
+		return append(list, e())
+	}
+	return omit(list, origin, 1)
+}
+
+// concatCapped appends more to list within the cap, carrying over what more
+// already left out.
+func concatCapped(list []*Error, origin string, more []*Error) []*Error {
+	for _, e := range more {
+		if e.omitted > 0 {
+			list = omit(list, origin, e.omitted)
+			continue
+		}
+		list = appendCapped(list, origin, func() *Error { return e })
+	}
+	return list
+}
+
+// omit counts n problems left out of a full list.
+func omit(list []*Error, origin string, n int) []*Error {
+	if n := len(list); n == 0 || list[n-1].omitted == 0 {
+		list = append(list, &Error{Origin: origin})
+	}
+	last := list[len(list)-1]
+	last.omitted += n
+	last.Msg = fmt.Sprintf("and %d more, not listed", last.omitted)
+	return list
+}
+
 func newError(origin, object, field, format string, args ...any) *Error {
-	return &Error{Origin: origin, Object: object, Field: field, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Origin: origin, Object: clip(object), Field: clip(field), Msg: clip(fmt.Sprintf(format, args...))}
+}
+
+// maxEcho bounds each part of a message. Messages quote what they refuse,
+// and a hostile manifest's name, label or key can be megabytes long.
+const maxEcho = 512
+
+// clip shortens s to about maxEcho bytes, keeping its start and its end
+// (where the explanation of a quoted value is) and saying how much went.
+func clip(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	head, tail := s[:maxEcho/2], s[len(s)-maxEcho/4:]
+	// Cut on rune boundaries: the manifest is valid UTF-8 and stays so.
+	for len(head) > 0 && !utf8.RuneStart(s[len(head)]) {
+		head = head[:len(head)-1]
+	}
+	for len(tail) > 0 && !utf8.RuneStart(tail[0]) {
+		tail = tail[1:]
+	}
+	return fmt.Sprintf("%s...(%d bytes left out)...%s", head, len(s)-len(head)-len(tail), tail)
 }

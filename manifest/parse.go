@@ -20,16 +20,16 @@ func Parse(origin string, data []byte, st Static) (*Objects, error) {
 		asWritten := canonical(pod)
 		SetDefaults(pod)
 		perr, warnings := ValidatePod(objs.at(pod, origin), pod)
-		errs = append(errs, perr...)
-		objs.Warnings = append(objs.Warnings, warnings...)
+		errs = concatCapped(errs, origin, perr)
+		objs.Warnings = concatCapped(objs.Warnings, origin, warnings)
 		if pod.Name != "" && len(dns1123Subdomain(pod.Name)) == 0 {
 			static := StaticName(pod.Name, st.NodeName)
 			for _, msg := range dns1123Subdomain(static) {
-				errs = append(errs, newError(objs.at(pod, origin), describe("Pod", pod.Name), "metadata.name", "runs as %q with the node name appended, which is invalid: %s", static, msg))
+				errs = concatCapped(errs, origin, ErrorList{newError(objs.at(pod, origin), describe("Pod", pod.Name), "metadata.name", "runs as %q with the node name appended, which is invalid: %s", static, msg)})
 			}
 			key := pod.Namespace + "/" + pod.Name
 			if names[key] != "" {
-				errs = append(errs, newError(origin, describe("Pod", pod.Name), "metadata.name", "pod %s is declared twice in this manifest", key))
+				errs = concatCapped(errs, origin, ErrorList{newError(origin, describe("Pod", pod.Name), "metadata.name", "pod %s is declared twice in this manifest", key)})
 			}
 			names[key] = key
 		}
@@ -39,11 +39,11 @@ func Parse(origin string, data []byte, st Static) (*Objects, error) {
 	}
 	for _, cm := range objs.ConfigMaps {
 		defaultNamespace(&cm.ObjectMeta)
-		errs = append(errs, ValidateConfigMap(objs.at(cm, origin), cm)...)
+		errs = concatCapped(errs, origin, ValidateConfigMap(objs.at(cm, origin), cm))
 	}
 	for _, s := range objs.Secrets {
 		defaultNamespace(&s.ObjectMeta)
-		errs = append(errs, ValidateSecret(objs.at(s, origin), s)...)
+		errs = concatCapped(errs, origin, ValidateSecret(objs.at(s, origin), s))
 		foldStringData(s)
 	}
 	if len(errs) > 0 {

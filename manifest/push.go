@@ -45,6 +45,14 @@ func NewPushSource(dir string, st Static, log *slog.Logger) (*PushSource, error)
 		return nil, fmt.Errorf("pushed manifests: %w", err)
 	}
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			// What a crash or a full disk left of a write that never
+			// completed: the manifest it was to replace is intact.
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				p.log.Warn("cannot remove an unfinished write", "file", e.Name(), "err", err)
+			}
+			continue
+		}
 		name, ok := strings.CutSuffix(e.Name(), ".yaml")
 		if !ok || CheckPushName(name) != nil {
 			continue
@@ -176,10 +184,13 @@ func (p *PushSource) snapshot() Update {
 	return u
 }
 
+// tmpPrefix starts the name of a manifest being written.
+const tmpPrefix = ".tmp-"
+
 // writeFileAtomic writes a file whole or not at all: a crash mid-write
 // never leaves a half manifest behind.
 func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	tmp, err := os.CreateTemp(filepath.Dir(path), tmpPrefix)
 	if err != nil {
 		return err
 	}

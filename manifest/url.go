@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -36,9 +37,12 @@ type URLSource struct {
 	log     *slog.Logger
 
 	etag, lastModified string
-	lastGood           *Update // the last snapshot read successfully
-	lastSent           string  // fingerprint of what was last sent
-	lastErr            string  // the last problem logged, so a lasting one is logged once
+	lastGood           *Update  // the last snapshot read successfully
+	lastSent           string   // fingerprint of what was last sent
+	lastErr            string   // the last problem logged, so a lasting one is logged once
+	goodSum, badSum    [32]byte // the last body that parsed, and the last that did not
+	badErr             error    // why badSum did not parse
+	parses             int      // bodies parsed, for tests
 }
 
 // URLOption configures a URLSource.
@@ -211,15 +215,27 @@ func (s *URLSource) fetch(ctx context.Context) (*Objects, error) {
 		return nil, fmt.Errorf("%s: HTTP %s: %s", s.origin, resp.Status, snippet(body))
 	}
 	if len(body) > MaxManifestBytes {
-		return nil, fmt.Errorf("%s: body larger than the limit of %d bytes", s.origin, MaxManifestBytes)
+		return nil, fmt.Errorf("%s: body is more than the limit of %d bytes", s.origin, MaxManifestBytes)
 	}
 	if blank(body) {
 		return nil, fmt.Errorf("%s: %w", s.origin, ErrNoDocument)
 	}
+	// A body seen before is not parsed again: a server that keeps serving
+	// the same big broken manifest would cost seconds of CPU every poll.
+	sum := sha256.Sum256(body)
+	switch {
+	case s.lastGood != nil && sum == s.goodSum:
+		return nil, nil
+	case s.badErr != nil && sum == s.badSum:
+		return nil, s.badErr
+	}
+	s.parses++
 	objs, err := Parse(s.origin, body, s.static)
 	if err != nil {
+		s.badSum, s.badErr = sum, err
 		return nil, err
 	}
+	s.goodSum, s.badErr = sum, nil
 	s.etag, s.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	return objs, nil
 }

@@ -93,7 +93,7 @@ func TestURLSourcePolls(t *testing.T) {
 		{"empty body keeps pods", 200, "  \n# nothing\n", 0, "", true, "holds no document"},
 		{"unparsable body keeps pods", 200, "{{{", 0, "", true, "yaml"},
 		{"invalid pod keeps pods", 200, "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a}]}\n", 0, "", true, "spec.containers[0].image: required"},
-		{"huge body refused", 200, strings.Repeat("#", MaxManifestBytes+10), 0, "", true, "larger than the limit"},
+		{"huge body refused", 200, strings.Repeat("#", MaxManifestBytes+10), 0, "", true, "more than the limit"},
 		{"timeout keeps pods", 200, podYAML("web", "web:9"), 2 * time.Second, "", true, "deadline exceeded"},
 		{"new content", 200, podYAML("web", "web:2") + "---\n" + podYAML("db", "db:1"), 0, "db=db:1 web=web:2", false, ""},
 		{"empty PodList removes", 200, "apiVersion: v1\nkind: PodList\nitems: []\n", 0, "", false, ""},

@@ -2,11 +2,13 @@ package manifest
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"path"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metavalidation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
@@ -23,11 +25,11 @@ type checker struct {
 }
 
 func (c *checker) fail(path, format string, args ...any) {
-	c.errs = append(c.errs, newError(c.origin, c.object, path, format, args...))
+	c.errs = appendCapped(c.errs, c.origin, func() *Error { return newError(c.origin, c.object, path, format, args...) })
 }
 
 func (c *checker) warn(path, format string, args ...any) {
-	c.warnings = append(c.warnings, newError(c.origin, c.object, path, format, args...))
+	c.warnings = appendCapped(c.warnings, c.origin, func() *Error { return newError(c.origin, c.object, path, format, args...) })
 }
 
 // unsupported reports a field podsup cannot honour, saying why, rather than
@@ -299,10 +301,17 @@ func relativePath(p string) bool {
 	return true
 }
 
+// maxImageRef bounds an image reference: a repository name is at most 255
+// bytes, a tag 128 and a digest about 135, so a longer one can never be
+// pulled, and would only fill statuses and events with its text.
+const maxImageRef = 1024
+
 func (c *checker) container(p string, ctr *v1.Container, s *v1.PodSpec, volumes map[string]bool, names map[string]bool, hostPorts map[string]string) {
 	c.uniqueLabel(p+".name", ctr.Name, names, "is used by another container of this pod")
 	if strings.TrimSpace(ctr.Image) == "" {
 		c.fail(p+".image", "required")
+	} else if len(ctr.Image) > maxImageRef {
+		c.fail(p+".image", "%d bytes long; an image reference is at most %d", len(ctr.Image), maxImageRef)
 	} else if strings.ContainsAny(ctr.Image, " \t\n") {
 		c.fail(p+".image", "%q contains white space", ctr.Image)
 	}
@@ -505,6 +514,9 @@ func (c *checker) resources(p string, r *v1.ResourceRequirements) {
 			if q.Sign() < 0 {
 				c.fail(rp, "must not be negative")
 			}
+			if q.Cmp(*maxQuantity(name)) > 0 {
+				c.fail(rp, "%s is more than the largest amount podsup can apply, %s", q.String(), maxQuantity(name).String())
+			}
 		}
 	}
 	check("limits", r.Limits)
@@ -517,6 +529,16 @@ func (c *checker) resources(p string, r *v1.ResourceRequirements) {
 	if len(r.Claims) > 0 {
 		c.unsupported(p+".claims", "dynamic resource allocation needs a cluster")
 	}
+}
+
+// maxQuantity is the largest amount of a resource that fits the int64 of a
+// cgroup setting: millicores for CPU, bytes for the rest. A larger one would
+// silently saturate, so "memory: 99999999999999999999Ei" meant no limit at all.
+func maxQuantity(name v1.ResourceName) *resource.Quantity {
+	if name == v1.ResourceCPU {
+		return resource.NewMilliQuantity(math.MaxInt64, resource.DecimalSI)
+	}
+	return resource.NewQuantity(math.MaxInt64, resource.BinarySI)
 }
 
 func (c *checker) mounts(p string, ctr *v1.Container, volumes map[string]bool) {
@@ -889,22 +911,36 @@ func (c *checker) projected(p string, pr *v1.ProjectedVolumeSource) {
 	}
 }
 
-// ValidateConfigMap checks a ConfigMap's name and keys.
+// ValidateConfigMap checks a ConfigMap's name, keys and size.
 func ValidateConfigMap(origin string, cm *v1.ConfigMap) ErrorList {
 	c := &checker{origin: origin, object: describe("ConfigMap", cm.Name)}
 	c.meta(&cm.ObjectMeta, false)
 	seen := map[string]bool{}
+	size := 0
 	for _, k := range sortedKeys(cm.Data) {
 		c.messages("data["+k+"]", validation.IsConfigMapKey(k))
 		seen[k] = true
+		size += len(cm.Data[k])
 	}
 	for _, k := range sortedKeys(cm.BinaryData) {
 		c.messages("binaryData["+k+"]", validation.IsConfigMapKey(k))
 		if seen[k] {
 			c.fail("binaryData["+k+"]", "key is also in data")
 		}
+		size += len(cm.BinaryData[k])
 	}
+	c.size("data", size)
 	return c.errs
+}
+
+// MaxDataBytes bounds the values of one ConfigMap or Secret, as the
+// apiserver does (1 MiB): they are copied into every pod that mounts them.
+const MaxDataBytes = 1 << 20
+
+func (c *checker) size(p string, n int) {
+	if n > MaxDataBytes {
+		c.fail(p, "%d bytes of values, more than the limit of %d", n, MaxDataBytes)
+	}
 }
 
 // ValidateSecret checks a Secret's name, type and keys. No message ever
@@ -912,12 +948,16 @@ func ValidateConfigMap(origin string, cm *v1.ConfigMap) ErrorList {
 func ValidateSecret(origin string, s *v1.Secret) ErrorList {
 	c := &checker{origin: origin, object: describe("Secret", s.Name)}
 	c.meta(&s.ObjectMeta, false)
+	size := 0
 	for _, k := range sortedKeys(s.Data) {
 		c.messages("data["+k+"]", validation.IsConfigMapKey(k))
+		size += len(s.Data[k])
 	}
 	for _, k := range sortedKeys(s.StringData) {
 		c.messages("stringData["+k+"]", validation.IsConfigMapKey(k))
+		size += len(s.StringData[k])
 	}
+	c.size("data", size)
 	if s.Type == v1.SecretTypeDockerConfigJson {
 		if _, ok := s.Data[v1.DockerConfigJsonKey]; !ok {
 			if _, ok := s.StringData[v1.DockerConfigJsonKey]; !ok {
