@@ -37,7 +37,7 @@ func (f *fakeRuntime) SnapshotUsage(context.Context, string) (uint64, uint64, er
 // hostTree writes a cgroup v1 machine: 8 GiB of memory, 3 GiB working set
 // at the root; the pod's cgroup at /podsup/besteffort/podX with the
 // sandbox and the container below it.
-func hostTree(t *testing.T, podCPU, appCPU string) (proc, cgroup string) {
+func hostTree(t testing.TB, podCPU, appCPU string) (proc, cgroup string) {
 	t.Helper()
 	dir := t.TempDir()
 	proc, cgroup = filepath.Join(dir, "proc"), filepath.Join(dir, "cgroup")
@@ -89,7 +89,7 @@ func netDevFile(pairs ...any) string {
 	return b.String()
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
