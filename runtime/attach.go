@@ -100,6 +100,33 @@ func (r *Runtime) untrack(id string) *attachment {
 	return a
 }
 
+// outputGrace is how long an exited task's output may take to reach its
+// end: the shim closes the FIFOs once the process's pipes are closed, which
+// a child left running in the background can hold off.
+const outputGrace = 2 * time.Second
+
+// waitOutput waits until an exited task's output is all in its log, or for
+// outputGrace, so that its last lines (what `logs --previous` and a
+// FallbackToLogsOnError termination message read) are there before the
+// exit is reported.
+func (r *Runtime) waitOutput(ctx context.Context, id string) {
+	r.mu.Lock()
+	a := r.attached[id]
+	r.mu.Unlock()
+	if a == nil || a.task == nil {
+		return
+	}
+	l, ok := a.task.IO().(*logIO)
+	if !ok {
+		return
+	}
+	select {
+	case <-l.drained:
+	case <-ctx.Done():
+	case <-r.clock.After(outputGrace):
+	}
+}
+
 // monitor waits for one task to exit and wakes its pod's worker. It is the
 // task's only goroutine: it makes containerd's Wait call itself rather than
 // through the client's Task.Wait, which adds one. A task stays in containerd
@@ -115,6 +142,7 @@ func (r *Runtime) monitor(ctx context.Context, key, id string) {
 		switch {
 		case err == nil:
 			r.log.Debug("task exited", "pod", key, "container", id)
+			r.waitOutput(ctx, id)
 			r.onExit(key)
 			return
 		case ctx.Err() != nil:

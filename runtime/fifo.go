@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/containerd/containerd/cio"
@@ -30,6 +31,10 @@ type logIO struct {
 	cancel  context.CancelFunc // aborts FIFOs still being opened
 	wg      sync.WaitGroup     // the copy goroutines
 	closers []io.Closer
+	// copying counts the copy goroutines still running; the last one to
+	// end closes drained.
+	copying atomic.Int32
+	drained chan struct{}
 }
 
 var _ cio.IO = (*logIO)(nil)
@@ -103,7 +108,7 @@ func logAttach(w *logs.Writer) cio.Attach {
 
 func openLogIO(fifos *cio.FIFOSet, w *logs.Writer) (_ cio.IO, retErr error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &logIO{config: fifos.Config, fifos: fifos, cancel: cancel}
+	l := &logIO{config: fifos.Config, fifos: fifos, cancel: cancel, drained: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			for _, c := range l.closers {
@@ -124,6 +129,8 @@ func openLogIO(fifos *cio.FIFOSet, w *logs.Writer) (_ cio.IO, retErr error) {
 	if !fifos.Terminal {
 		streams = append(streams, struct{ path, name string }{fifos.Stderr, logs.Stderr})
 	}
+	var readers []io.Reader
+	var dsts []io.Writer
 	for _, s := range streams {
 		if s.path == "" {
 			continue
@@ -137,11 +144,21 @@ func openLogIO(fifos *cio.FIFOSet, w *logs.Writer) (_ cio.IO, retErr error) {
 		if w != nil {
 			dst = w.Stream(s.name)
 		}
+		readers, dsts = append(readers, r), append(dsts, dst)
+	}
+	l.copying.Store(int32(len(readers)))
+	if len(readers) == 0 {
+		close(l.drained)
+	}
+	for i, r := range readers {
 		l.wg.Add(1)
 		go func() { // owned by l: ends at EOF or when Close closes r
 			defer l.wg.Done()
 			buf := make([]byte, copyBufferSize)
-			_, _ = io.CopyBuffer(dst, r, buf)
+			_, _ = io.CopyBuffer(dsts[i], r, buf)
+			if l.copying.Add(-1) == 0 {
+				close(l.drained)
+			}
 		}()
 	}
 	return l, nil

@@ -245,10 +245,15 @@ var criLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z (stdo
 
 // TestLogs: output is in the CRI format at the documented path, rotates,
 // and the previous instance's log stays.
+// TestLogs checks the CRI format, rotation and that the last line of each
+// instance is there once its exit is reported. stdout and stderr are copied
+// concurrently, so the stderr line comes after a pause: otherwise it may
+// reach the log before the stdout lines still in the pipe, and be rotated
+// away with the oldest file.
 func TestLogs(t *testing.T) {
 	h := newHarness(t)
 	h.declare(podYAML("chatty", "  restartPolicy: OnFailure\n",
-		`c: for i in $(seq 1 200); do echo "line $i of the chatty container, padded to about a hundred bytes ........................"; done; echo oops >&2; [ -e /dev/shm/again ] || { touch /dev/shm/again; exit 1; }`))
+		`c: for i in $(seq 1 200); do echo "line $i of the chatty container, padded to about a hundred bytes ........................"; done; sleep 0.3; echo oops >&2; [ -e /dev/shm/again ] || { touch /dev/shm/again; exit 1; }`))
 	key := "default/chatty-node1"
 	p := h.waitPod(key, 60*time.Second, "succeeded", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodSucceeded })
 	dir := filepath.Join(h.logDir, "default_chatty-node1_"+string(p.UID), "c")
@@ -271,7 +276,7 @@ func TestLogs(t *testing.T) {
 			}
 		}
 		if !strings.Contains(string(data), " stderr F oops") {
-			t.Errorf("instance %d: stderr line missing", n)
+			t.Errorf("instance %d: stderr line missing; log ends %q", n, data[max(0, len(data)-300):])
 		}
 	}
 	rotated, _ := filepath.Glob(filepath.Join(dir, "0.log.*"))
