@@ -1,0 +1,333 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/podsup/podsup/internal/hostile"
+	"github.com/podsup/podsup/manifest"
+)
+
+// maxHostileHeap bounds the Go heap podsup holds once the hostile corpus
+// was refused. Its RSS is recorded too, but the race detector this podsup
+// is built with keeps shadow memory for every byte ever allocated, so the
+// RSS of the race build is no measure of what a release build keeps.
+const maxHostileHeap = 200 << 20
+
+// idleCmd is a container that idles and stops at once on SIGTERM.
+const idleCmd = "trap 'exit 0' TERM; while true; do sleep 0.5; done"
+
+// TestReliabilityHostileInput runs three pods, one from each source (a
+// file, the manifest URL, a push), then feeds podsup the hostile corpus
+// three ways: the whole corpus, and files that are no files (a FIFO, a
+// device, a socket, loops, a sparse terabyte), in the manifest directory;
+// the light corpus and an endless body from the URL; the light corpus as
+// pushes. Each input must be refused with a message naming its file or
+// source, the pods must keep their containers and processes, podsup's
+// memory must stay bounded, and a good change must still apply afterwards.
+func TestReliabilityHostileInput(t *testing.T) {
+	e := newEnv(t)
+	srv := newBodyServer(sleeperPod("fromurl", idleCmd))
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	url := ts.URL + "/pods"
+
+	e.write("steady.yaml", sleeperPod("steady", idleCmd))
+	e.start("--manifest-url", url, "--http-check-frequency", "200ms", "--profiling")
+	sock := e.socketClient()
+	waitSocket(t, sock)
+	sock.must(t, "PUT", "/manifests/pushed", sleeperPod("pushed", idleCmd), http.StatusOK)
+	names := map[string]bool{"steady": true, "fromurl": true, "pushed": true}
+	e.waitConverged(names, 90*time.Second)
+	before := e.tasks()
+	pid := e.proc.Process.Pid
+	rssBefore, _ := procMemory(t, pid)
+	heapBefore, _ := e.goHeap(t)
+
+	// The directory: every input at once, and the odd entries.
+	var tried, refused int
+	wantFile := map[string]string{}
+	files, err := hostile.MakeFiles(e.manifests, manifest.MaxManifestBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		wantFile[f.Name] = f.Want
+	}
+	for _, in := range hostile.Inputs(manifest.MaxManifestBytes) {
+		if err := os.WriteFile(filepath.Join(e.manifests, in.Name+in.Ext), in.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		wantFile[in.Name+in.Ext] = in.Want
+	}
+	start := time.Now()
+	missing := e.waitLogged(wantFile, 150*time.Second, func(name string) string { return "file=" + name + " " })
+	for name := range missing {
+		t.Errorf("file %s: no message containing %q in the log", name, wantFile[name])
+	}
+	tried, refused = len(wantFile), len(wantFile)-len(missing)
+	summary.record(t.Name(), "manifest files refused / tried", "%d / %d in %s", refused, tried, time.Since(start).Round(time.Second))
+
+	// The URL: one body after the other.
+	light := hostile.Light(manifest.MaxManifestBytes)
+	urlRefused := 0
+	for _, in := range append(light, hostile.Input{Name: "endless-body", Want: fmt.Sprintf("more than the limit of %d", manifest.MaxManifestBytes)}) {
+		if in.Name == "endless-body" {
+			srv.setEndless()
+		} else {
+			srv.set(in.Data)
+		}
+		srv.waitServed(t, 2)
+		if len(e.waitLogged(map[string]string{in.Name: in.Want}, 10*time.Second, func(string) string { return "manifest URL unusable" })) > 0 {
+			t.Errorf("URL body %s: no message containing %q in the log", in.Name, in.Want)
+			continue
+		}
+		urlRefused++
+	}
+	summary.record(t.Name(), "URL bodies refused / tried", "%d / %d", urlRefused, len(light)+1)
+
+	// The push API: each input, and names that are no names.
+	pushRefused := 0
+	for _, in := range light {
+		code, body, err := sock.do("PUT", "/manifests/"+in.Name, bytes.NewReader(in.Data))
+		var status struct{ Message string }
+		json.Unmarshal([]byte(body), &status)
+		if err != nil || (code != http.StatusUnprocessableEntity && code != http.StatusRequestEntityTooLarge) ||
+			!strings.Contains(status.Message, in.Name) || !strings.Contains(status.Message, in.Want) {
+			t.Errorf("push %s: %d %v %.300s, want 422 or 413 naming it and containing %q", in.Name, code, err, body, in.Want)
+			continue
+		}
+		pushRefused++
+	}
+	for _, name := range []string{"..%2F..%2Fetc%2Fpasswd", "UPPER", strings.Repeat("a", 300), "a.b"} {
+		if code, body, err := sock.do("PUT", "/manifests/"+name, strings.NewReader(sleeperPod("x", idleCmd))); err != nil || code/100 != 4 {
+			t.Errorf("push under name %.40q: %d %v %.300s, want a 4xx", name, code, err, body)
+		}
+	}
+	stored, _ := os.ReadDir(filepath.Join(e.root, "manifests-api"))
+	if len(stored) != 1 || stored[0].Name() != "pushed.yaml" {
+		t.Errorf("pushed manifests stored: %v, want only pushed.yaml", stored)
+	}
+	summary.record(t.Name(), "pushes refused / tried", "%d / %d", pushRefused, len(light))
+
+	// Nothing running was touched, and memory came back down.
+	if after := e.tasks(); len(after) != len(before) || !keptTasks(before, after) {
+		t.Errorf("tasks changed:\nbefore %v\nafter  %v", before, after)
+	}
+	if !e.healthy() {
+		t.Error("/healthz is not ok")
+	}
+	rssAfter, peak := procMemory(t, pid)
+	heapAfter, heapSys := e.goHeap(t)
+	summary.record(t.Name(), "podsup Go heap in use before / after (after a GC)", "%d / %d MiB", heapBefore>>20, heapAfter>>20)
+	summary.record(t.Name(), "podsup Go heap obtained from the OS (peak)", "%d MiB", heapSys>>20)
+	summary.record(t.Name(), "podsup RSS before / after / peak (race build)", "%d / %d / %d MiB", rssBefore>>20, rssAfter>>20, peak>>20)
+	if heapAfter > maxHostileHeap {
+		t.Errorf("podsup holds %d MiB of heap after the corpus, more than %d MiB", heapAfter>>20, maxHostileHeap>>20)
+	}
+
+	// Once the inputs are gone, no problem is left and a change applies.
+	for name := range wantFile {
+		os.Remove(filepath.Join(e.manifests, name))
+	}
+	srv.set([]byte(sleeperPod("fromurl", idleCmd)))
+	e.waitMetric("podsup_manifest_problems", 0, 30*time.Second)
+	e.write("after.yaml", sleeperPod("after", idleCmd))
+	names["after"] = true
+	e.waitConverged(names, 90*time.Second)
+	if !keptTasks(before, e.tasks()) {
+		t.Errorf("the pods that ran before changed once a new pod was added")
+	}
+}
+
+// keptTasks reports whether every task of before still runs in now, with
+// the same process.
+func keptTasks(before, now map[string]taskInfo) bool {
+	for id, tb := range before {
+		if tn, ok := now[id]; !ok || tn.pid != tb.pid {
+			return false
+		}
+	}
+	return true
+}
+
+// procMemory returns a process's resident memory and its peak, in bytes.
+func procMemory(t *testing.T, pid int) (rss, peak int64) {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak
+}
+
+// goHeap returns the Go heap podsup has in use after a garbage collection,
+// and the heap it obtained from the OS, from /debug/pprof/heap (which
+// needs --profiling).
+func (e *env) goHeap(t *testing.T) (inUse, sys int64) {
+	t.Helper()
+	_, body, err := e.readOnlyClient().do("GET", "/debug/pprof/heap?debug=1&gc=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, "# HeapInuse = "); ok {
+			inUse, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if v, ok := strings.CutPrefix(l, "# HeapSys = "); ok {
+			sys, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if inUse == 0 {
+		t.Fatalf("no heap figures in /debug/pprof/heap: %.300s", body)
+	}
+	return inUse, sys
+}
+
+// waitLogged waits until, for each key of want, podsup's log holds a line
+// containing line(key) and want[key] (as the log quotes it). It returns
+// the keys it did not find.
+func (e *env) waitLogged(want map[string]string, timeout time.Duration, line func(key string) string) map[string]bool {
+	missing := map[string]bool{}
+	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		data, _ := os.ReadFile(e.procLog.Name())
+		lines := strings.Split(string(data), "\n")
+		clear(missing)
+		for key, w := range want {
+			q := strconv.Quote(w)
+			quoted, prefix := q[1:len(q)-1], line(key)
+			found := false
+			for _, l := range lines {
+				if strings.Contains(l, prefix) && (strings.Contains(l, quoted) || strings.Contains(l, w)) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				missing[key] = true
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			return missing
+		}
+	}
+}
+
+// waitMetric waits until a metric of the read-only port has a value.
+func (e *env) waitMetric(name string, want float64, timeout time.Duration) {
+	e.t.Helper()
+	got := "no answer"
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		_, body, err := e.readOnlyClient().do("GET", "/metrics", nil)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				if got = v; v == strconv.FormatFloat(want, 'g', -1, 64) {
+					return
+				}
+			}
+		}
+	}
+	e.t.Errorf("metric %s is %s, want %g", name, got, want)
+}
+
+// waitSocket waits until the admin socket answers.
+func waitSocket(t *testing.T, c client) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, _, err := c.do("GET", "/manifests", nil); err == nil {
+			return
+		}
+	}
+	t.Fatal("the admin socket does not answer")
+}
+
+// bodyServer serves one manifest body, which the test changes, and counts
+// the requests since the last change.
+type bodyServer struct {
+	mu      sync.Mutex
+	body    []byte
+	endless bool
+	served  int
+}
+
+func newBodyServer(body string) *bodyServer { return &bodyServer{body: []byte(body)} }
+
+func (s *bodyServer) set(body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.body, s.endless, s.served = body, false, 0
+}
+
+// setEndless serves a body that never ends.
+func (s *bodyServer) setEndless() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endless, s.served = true, 0
+}
+
+// waitServed waits until the current body was served n times: podsup read
+// it, and came back for more.
+func (s *bodyServer) waitServed(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		s.mu.Lock()
+		served := s.served
+		s.mu.Unlock()
+		if served >= n {
+			return
+		}
+	}
+	t.Fatalf("the manifest URL was not polled %d times within 30s", n)
+}
+
+func (s *bodyServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	body, endless := s.body, s.endless
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.served++
+		s.mu.Unlock()
+	}()
+	if !endless {
+		w.Write(body)
+		return
+	}
+	chunk := bytes.Repeat([]byte("# an endless manifest\n"), 4096)
+	for r.Context().Err() == nil {
+		if _, err := w.Write(chunk); err != nil {
+			return
+		}
+	}
+}
