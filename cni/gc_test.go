@@ -96,6 +96,34 @@ func TestGCAfterInterruptedSetUp(t *testing.T) {
 	h.assertNothingOf(m, "half")
 }
 
+// TestGCAfterSetUpCutAfterLoopback covers a podsup killed once libcni had
+// cached loopback's ADD but not the pod network's: the pod network's DEL
+// runs all the same, so its address is released.
+func TestGCAfterSetUpCutAfterLoopback(t *testing.T) {
+	h := newHarness(t, fakeConflist)
+	ctx := context.Background()
+	m := h.manager()
+	p := testPod("cut")
+	nsPath := m.netnsPath(p.SandboxID)
+	if err := h.ns.create(nsPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.cni.AddNetworkList(ctx, m.loopback, loopbackConf(p, nsPath)); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, filepath.Join(h.fp.dir, "held"), map[string]string{"fake-cut-eth0": ""})
+	h.fp.reset()
+
+	if err := h.manager().GC(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"DEL fakeportmap eth0 cut", "DEL fake eth0 cut", "DEL loopback lo cut"}
+	if got := h.fp.summary(); !reflect.DeepEqual(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+	h.assertNothingOf(m, "cut")
+}
+
 // TestGCAfterReboot covers a machine that restarted: the namespace file is
 // there but pins nothing, so DEL gets no namespace.
 func TestGCAfterReboot(t *testing.T) {

@@ -19,10 +19,11 @@ type delTarget struct {
 
 // release gives back everything a sandbox may hold: CNI DEL of each network
 // libcni cached an ADD of, with the configuration of that ADD, then the
-// namespace. With no cache but a namespace, an ADD was cut short before
-// libcni cached it, so DEL runs with the current configuration to release
-// what the plugins got. The namespace goes last and only when every DEL
-// succeeded: while it is there, the sandbox is known to hold something.
+// namespace. With a namespace but no cache of the pod network (only of
+// loopback, which is added first, or of nothing), an ADD was cut short
+// before libcni cached it, so DEL runs with the current configuration to
+// release what the plugins got. The namespace goes last and only when
+// every DEL succeeded: while it is there, the sandbox is known to hold something.
 // The caller holds the sandbox's lock; pod names the pod in logs when the
 // caller knows it, else the cache does.
 func (m *Manager) release(ctx context.Context, sandboxID, pod string) error {
@@ -44,7 +45,7 @@ func (m *Manager) release(ctx context.Context, sandboxID, pod string) error {
 	if err != nil {
 		return err
 	}
-	if len(targets) == 0 && nsExists {
+	if nsExists && !hasPodNetwork(targets) {
 		targets = m.uncachedTargets(sandboxID, delNS)
 	}
 	log := m.log.With("sandbox", sandboxID)
@@ -73,6 +74,16 @@ func (m *Manager) release(ctx context.Context, sandboxID, pod string) error {
 		log.Info("pod network torn down", "networks", len(targets))
 	}
 	return nil
+}
+
+// hasPodNetwork reports whether targets hold a network besides loopback.
+func hasPodNetwork(targets []delTarget) bool {
+	for _, t := range targets {
+		if t.list.Name != loopbackName {
+			return true
+		}
+	}
+	return false
 }
 
 // podOf names the pod of CNI args, or is empty.
