@@ -317,14 +317,12 @@ func closeAttachment(a *attachment) {
 }
 
 // CleanupPod removes what a pod leaves outside containerd once all its
-// containers are gone: its directory (unmounting its /dev/shm), its logs and
-// its cgroups.
+// containers are gone: its logs, its cgroups, leftover snapshots and its
+// directory (unmounting its /dev/shm). The directory goes last, and only
+// when the rest is gone: a podsup that dies meanwhile finds it at its next
+// start (PodDirs) and finishes the job.
 func (r *Runtime) CleanupPod(ctx context.Context, key, namespace, name string) error {
-	dir := r.PodDir(key)
 	var errs []error
-	if err := volume.RemoveAll(dir); err != nil {
-		errs = append(errs, err)
-	}
 	matches, _ := filepath.Glob(filepath.Join(r.logDir, namespace+"_"+name+"_*"))
 	for _, m := range matches {
 		if err := os.RemoveAll(m); err != nil {
@@ -337,7 +335,10 @@ func (r *Runtime) CleanupPod(ctx context.Context, key, namespace, name string) e
 	if err := r.RemoveOrphanSnapshots(ctx, PodHash(key)+"_", 0); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return volume.RemoveAll(r.PodDir(key))
 }
 
 // PodDirs lists the pod directories under the root dir by the key recorded

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -292,9 +293,18 @@ func (s *Supervisor) maybeCollectOrphans(ctx context.Context) {
 	}
 	for dir, key := range dirs {
 		_, hasWorker := s.workers[key]
-		if _, inContainerd := pods[key]; key == "" || (!hasWorker && !inContainerd) {
+		_, inContainerd := pods[key]
+		switch {
+		case key == "":
 			if err := s.rt.RemovePodDir(dir); err != nil {
 				s.log.Warn("cannot remove an orphaned pod directory", "dir", dir, "err", err)
+			}
+		case !hasWorker && !inContainerd:
+			// A podsup that died while it removed the pod left the
+			// directory, and with it its logs and cgroups: finish the job.
+			namespace, name, _ := strings.Cut(key, "/")
+			if err := s.rt.CleanupPod(ctx, key, namespace, name); err != nil {
+				s.log.Warn("cannot clean up after an orphaned pod", "pod", key, "dir", dir, "err", err)
 			}
 		}
 	}
@@ -302,7 +312,12 @@ func (s *Supervisor) maybeCollectOrphans(ctx context.Context) {
 	s.mu.Unlock()
 	if s.onNetworkGC != nil {
 		if err := s.onNetworkGC(ctx, live); err != nil {
-			s.log.Warn("cannot release the networks of dead sandboxes", "err", err)
+			// Retried at the next housekeeping with a fresh list of live
+			// sandboxes; releasing is idempotent.
+			s.log.Warn("cannot release the networks of dead sandboxes; will retry", "err", err)
+			s.mu.Lock()
+			s.orphansDone = false
+			s.mu.Unlock()
 		}
 	}
 }
