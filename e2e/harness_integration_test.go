@@ -69,8 +69,9 @@ type env struct {
 	logs      string
 	readOnly  string
 	healthz   string
-	secure    string // the authenticated API's address
-	socket    string // the admin socket
+	secure    string       // the authenticated API's address
+	socket    string       // the admin socket
+	network   *testNetwork // the test's own CNI network, if any
 	proc      *exec.Cmd
 	procLog   *os.File
 	runs      int
@@ -315,15 +316,21 @@ func (e *env) tasks() map[string]taskInfo {
 // directory per pod. Pods being removed get their grace period to go.
 func (e *env) checkNoLeaks(names map[string]bool) {
 	e.t.Helper()
-	var leaks []string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if leaks = e.leaks(names); len(leaks) == 0 {
-			return
-		}
-	}
-	for _, l := range leaks {
+	for _, l := range e.leaksAfter(names, 20*time.Second) {
 		e.t.Error(l)
 	}
+}
+
+// leaksAfter waits up to timeout for leaks to find nothing, and returns
+// what it found last.
+func (e *env) leaksAfter(names map[string]bool, timeout time.Duration) []string {
+	var found []string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if found = e.leaks(names); len(found) == 0 {
+			return nil
+		}
+	}
+	return found
 }
 
 // leaks lists everything that should not be there.
@@ -397,6 +404,7 @@ func (e *env) leaks(names map[string]bool) []string {
 	if len(cgroups) > len(names) {
 		errorf("%d pod cgroups for %d pods: %v", len(cgroups), len(names), cgroups)
 	}
+	e.hostLeaks(names, cs, errorf)
 	return leaks
 }
 

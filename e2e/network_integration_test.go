@@ -33,6 +33,7 @@ func newTestNetwork(t *testing.T, e *env, prefix int) *testNetwork {
 		ipamDir: filepath.Join(e.root, "test-ipam"),
 	}
 	n.write(t, "bridge")
+	e.network = n // leaks checks its veths and allocations
 	t.Cleanup(func() { exec.Command("ip", "link", "del", n.bridge).Run() })
 	return n
 }
@@ -52,16 +53,7 @@ func (n *testNetwork) write(t *testing.T, pluginType string) {
 func (n *testNetwork) args() []string { return []string{"--cni-conf-dir", n.confDir} }
 
 // allocations counts host-local's allocated addresses.
-func (n *testNetwork) allocations() int {
-	entries, _ := os.ReadDir(filepath.Join(n.ipamDir, "e2e-"+n.bridge))
-	count := 0
-	for _, e := range entries {
-		if strings.Count(e.Name(), ".") == 3 { // an IPv4 address, not last_reserved_ip or lock
-			count++
-		}
-	}
-	return count
-}
+func (n *testNetwork) allocations() int { return len(n.allocationOwners()) }
 
 // veths counts the interfaces enslaved to the bridge.
 func (n *testNetwork) veths() int {

@@ -41,9 +41,9 @@ func isMountPoint(dir string) bool {
 	return st.Dev != parent.Dev
 }
 
-// mountsUnder lists the mount points at or below dir, from
+// MountsUnder lists the mount points at or below dir, from
 // /proc/self/mountinfo, deepest first.
-func mountsUnder(dir string) []string {
+func MountsUnder(dir string) []string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil
@@ -89,7 +89,7 @@ func unescapeMount(s string) string {
 // RemoveAll unmounts everything mounted at or below dir (tmpfs volumes, a
 // pod's /dev/shm), deepest first, then removes it.
 func RemoveAll(dir string) error {
-	for _, mp := range mountsUnder(dir) {
+	for _, mp := range MountsUnder(dir) {
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
 			return fmt.Errorf("unmount %s: %w", mp, err)
 		}

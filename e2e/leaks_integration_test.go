@@ -1,0 +1,147 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/containerd"
+
+	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
+)
+
+// hostLeaks reports what the host holds beyond what the live pods need:
+// mounts under the root dir, network namespaces, pod and log directories,
+// cgroups and shims, and, when the env has a test network of its own, veths
+// on its bridge and host-local allocations. What a pod needs is read from
+// its sandbox's labels in containerd; leaks checks containerd itself.
+func (e *env) hostLeaks(names map[string]bool, cs []containerd.Container, errorf func(format string, args ...any)) {
+	ids := map[string]bool{}
+	netns := map[string]string{} // pinned namespace path -> sandbox ID
+	sandboxes := 0
+	for _, c := range cs {
+		ids[c.ID()] = true
+		labels, err := c.Labels(e.ctx)
+		if err != nil || labels[runtime.LabelKind] != "sandbox" {
+			continue
+		}
+		sandboxes++
+		if p := labels[runtime.LabelNetNS]; p != "" && labels[runtime.LabelHostNetwork] != "true" {
+			netns[p] = c.ID()
+		}
+	}
+	hashes := map[string]bool{}
+	for n := range names {
+		hashes[runtime.PodHash("default/"+n+"-node1")] = true
+	}
+
+	mounts := volume.MountsUnder(e.root)
+	seen := map[string]int{}
+	for _, m := range mounts {
+		seen[m]++
+		rel, _ := filepath.Rel(e.root, m)
+		dir, rest, _ := strings.Cut(rel, string(filepath.Separator))
+		switch {
+		case rel == "netns": // the shared mount namespaces are pinned under
+		case dir == "netns" && netns[m] != "":
+		case dir == "pods" && hashes[strings.SplitN(rest, string(filepath.Separator), 2)[0]]:
+		default:
+			errorf("mount %s belongs to no live pod", m)
+		}
+	}
+	for m, n := range seen {
+		if n > 1 {
+			errorf("%s is mounted %d times", m, n)
+		}
+	}
+	files, _ := os.ReadDir(filepath.Join(e.root, "netns"))
+	for _, f := range files {
+		if p := filepath.Join(e.root, "netns", f.Name()); netns[p] == "" {
+			errorf("network namespace %s belongs to no sandbox", p)
+		}
+	}
+	dirs, _ := os.ReadDir(filepath.Join(e.root, "pods"))
+	for _, d := range dirs {
+		if !hashes[d.Name()] {
+			errorf("pod directory %s belongs to no desired pod", d.Name())
+		}
+	}
+	logs, _ := os.ReadDir(e.logs) // <namespace>_<pod>_<uid>
+	for _, d := range logs {
+		if parts := strings.Split(d.Name(), "_"); len(parts) != 3 || !names[strings.TrimSuffix(parts[1], "-node1")] {
+			errorf("log directory %s belongs to no desired pod", d.Name())
+		}
+	}
+
+	// cgroupfs: /sys/fs/cgroup/<hierarchy>/<namespace>/<qos>/pod<hash>/<container ID>.
+	pods, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", e.ns, "*", "pod*"))
+	for _, p := range pods {
+		if !hashes[strings.TrimPrefix(filepath.Base(p), "pod")] {
+			errorf("cgroup %s belongs to no desired pod", p)
+			continue
+		}
+		children, _ := os.ReadDir(p)
+		for _, c := range children {
+			if c.IsDir() && !ids[c.Name()] {
+				errorf("cgroup %s belongs to no container", filepath.Join(p, c.Name()))
+			}
+		}
+	}
+	if n := e.shims(); n > sandboxes {
+		errorf("%d shims run for %d sandboxes", n, sandboxes)
+	}
+
+	if net := e.network; net != nil {
+		if v := net.veths(); v != len(netns) {
+			errorf("%d veths on %s for %d pod network namespaces", v, net.bridge, len(netns))
+		}
+		owners := net.allocationOwners()
+		if len(owners) != len(netns) {
+			errorf("%d addresses allocated for %d pod network namespaces", len(owners), len(netns))
+		}
+		live := map[string]bool{}
+		for _, id := range netns {
+			live[id] = true
+		}
+		for ip, id := range owners {
+			if !live[id] {
+				errorf("address %s allocated to %s, which is no live sandbox", ip, id)
+			}
+		}
+	}
+}
+
+// shims counts the containerd shims serving the env's namespace.
+func (e *env) shims() int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	want := []byte("\x00-namespace\x00" + e.ns + "\x00")
+	n := 0
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(cmdline, []byte("containerd-shim")) && bytes.Contains(cmdline, want) {
+			n++
+		}
+	}
+	return n
+}
+
+// allocationOwners maps each address host-local allocated on the network
+// to the container ID it was allocated for, the first line of its file.
+func (n *testNetwork) allocationOwners() map[string]string {
+	dir := filepath.Join(n.ipamDir, "e2e-"+n.bridge)
+	entries, _ := os.ReadDir(dir)
+	out := map[string]string{}
+	for _, e := range entries {
+		if strings.Count(e.Name(), ".") != 3 { // an IPv4 address, not last_reserved_ip or lock
+			continue
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		id, _, _ := strings.Cut(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+		out[e.Name()] = strings.TrimSpace(id)
+	}
+	return out
+}

@@ -1,0 +1,201 @@
+//go:build integration
+
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podsup/podsup/runtime"
+)
+
+// crashConvergence is how soon every desired pod must run again after
+// podsup restarts from a crash (issue 11).
+const crashConvergence = 10 * time.Second
+
+// TestReliabilityCrashLoop SIGKILLs podsup 30 times at a random moment while
+// it creates, updates and removes pods on a real CNI network, and restarts
+// it each time. After each restart every desired pod converges within 10 s,
+// nothing is leaked (containerd, mounts, namespaces, veths, addresses,
+// cgroups, pod directories, shims: see leaks and hostLeaks), and every
+// container that was running and whose spec did not change keeps its ID and
+// PID.
+func TestReliabilityCrashLoop(t *testing.T) {
+	const rounds = 30
+	e := newEnv(t)
+	n := newTestNetwork(t, e, 24)
+	w := newWorkload(e, "c")
+	for range 6 {
+		w.add()
+	}
+	e.start(n.args()...)
+	e.waitConverged(w.names(), 120*time.Second)
+
+	var took []time.Duration
+	converged, leaks, replaced, kept, slow := 0, 0, 0, 0, 0
+	for round := range rounds {
+		// Every third round the changes wait for podsup to come back, and
+		// it dies while it adopts its pods and applies them.
+		atStartup := round%3 == 2
+		if atStartup {
+			e.kill()
+		}
+		changed := w.change()
+		if atStartup {
+			e.start(n.args()...)
+		}
+		delay := time.Duration(rand.IntN(1500)) * time.Millisecond
+		time.Sleep(delay)
+		e.kill()
+		before := e.tasks()
+
+		e.start(n.args()...)
+		d := e.waitConverged(w.names(), 60*time.Second)
+		took, converged = append(took, d), converged+len(w.version)
+		if d > crashConvergence {
+			slow++
+			t.Errorf("round %d: converged in %s after the restart, want within %s (load average %s)", round, d.Round(time.Millisecond), crashConvergence, loadAverage())
+		}
+		if found := e.leaksAfter(w.names(), 20*time.Second); len(found) > 0 {
+			leaks += len(found)
+			for _, l := range found {
+				t.Errorf("round %d: %s", round, l)
+			}
+		}
+		after := e.tasks()
+		for id, was := range before {
+			if changed[containerOf(id)] {
+				continue
+			}
+			now, ok := after[id]
+			switch {
+			case !ok:
+				replaced++
+				t.Errorf("round %d: container %s, unchanged and running, is gone after the restart", round, id)
+			case now.pid != was.pid:
+				replaced++
+				t.Errorf("round %d: container %s restarted: pid %d -> %d", round, id, was.pid, now.pid)
+			default:
+				kept++
+			}
+		}
+		t.Logf("round %d: killed %s after the changes%s, %d tasks running; converged in %s",
+			round, delay, map[bool]string{true: " (at start-up)"}[atStartup], len(before), d.Round(time.Millisecond))
+	}
+	e.stop()
+
+	test := t.Name()
+	summary.record(test, "podsup SIGKILLs", "%d (%d at start-up)", rounds, rounds/3)
+	summary.record(test, "pods converged after restarts", "%d", converged)
+	summary.record(test, "convergence after restart (median / max)", "%s / %s", median(took), slices.Max(took).Round(time.Millisecond))
+	summary.record(test, "restarts converged within 10 s", "%d of %d", rounds-slow, rounds)
+	summary.record(test, "pod changes applied (add / edit / remove)", "%d / %d / %d", w.added, w.edited, w.removed)
+	summary.record(test, "leaks found", "%d", leaks)
+	summary.record(test, "unchanged containers kept (ID and PID) / replaced", "%d / %d", kept, replaced)
+}
+
+// workload is a changing set of two-container pods (main and side), named
+// prefix0, prefix1, ...; an edit changes main's command only.
+type workload struct {
+	e       *env
+	prefix  string
+	version map[string]int // desired pods and their edit count
+	next    int
+	added   int
+	edited  int
+	removed int
+}
+
+func newWorkload(e *env, prefix string) *workload {
+	return &workload{e: e, prefix: prefix, version: map[string]int{}}
+}
+
+func (w *workload) names() map[string]bool {
+	out := map[string]bool{}
+	for n := range w.version {
+		out[n] = true
+	}
+	return out
+}
+
+func (w *workload) add() {
+	name := fmt.Sprintf("%s%d", w.prefix, w.next)
+	w.next++
+	w.added++
+	w.version[name] = 0
+	w.write(name)
+}
+
+func (w *workload) edit(name string) {
+	w.edited++
+	w.version[name]++
+	w.write(name)
+}
+
+func (w *workload) remove(name string) {
+	w.removed++
+	delete(w.version, name)
+	w.e.remove(name + ".yaml")
+}
+
+func (w *workload) write(name string) {
+	w.e.write(name+".yaml", sleeperPod(name, fmt.Sprintf("echo v%d; trap 'exit 0' TERM; while true; do sleep 0.5; done", w.version[name])))
+}
+
+// change adds a pod, edits one or two and removes one, keeping four to ten
+// pods, and returns the containers whose spec changed or that go away, as
+// pod hash and container name (see containerOf).
+func (w *workload) change() map[string]bool {
+	changed := map[string]bool{}
+	hash := func(name string) string { return runtime.PodHash("default/" + name + "-node1") }
+	if len(w.version) < 10 {
+		w.add()
+	}
+	pods := w.sorted()
+	rand.Shuffle(len(pods), func(i, j int) { pods[i], pods[j] = pods[j], pods[i] })
+	for _, name := range pods[:1+rand.IntN(2)] {
+		w.edit(name)
+		changed[hash(name)+"_main"] = true
+	}
+	if len(w.version) > 4 {
+		name := pods[len(pods)-1]
+		w.remove(name)
+		for _, c := range []string{"pause", "main", "side"} {
+			changed[hash(name)+"_"+c] = true
+		}
+	}
+	return changed
+}
+
+func (w *workload) sorted() []string {
+	var out []string
+	for n := range w.version {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// containerOf cuts a container ID, <pod hash>_<name>.<attempts>, to
+// <pod hash>_<name>.
+func containerOf(id string) string {
+	name, _, _ := strings.Cut(id, ".")
+	return name
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2].Round(time.Millisecond)
+}
+
+func loadAverage() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(data))[:3], " ")
+}
