@@ -68,7 +68,7 @@ func testPod() *v1.Pod {
 	}
 }
 
-func testDeps(t *testing.T) Deps {
+func testDeps(t testing.TB) Deps {
 	t.Helper()
 	rec := events.NewRecorder(10, slog.New(slog.DiscardHandler), clocktesting.NewFakePassiveClock(time.Unix(1e9, 0)))
 	rec.Eventf(events.Warning, "Unhealthy", "default/web-node1", "app", "Readiness probe failed: HTTP probe failed with statuscode: 503")

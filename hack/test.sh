@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, as root: formatting and vet, the unit tests and
 # the integration tests against the real containerd (build tag
-# "integration"), all with the race detector, then a short fuzz run of the
-# manifest parser. It first sets up what the tests need (hack/setup.sh).
+# "integration"), all with the race detector, then short fuzz runs of the
+# manifest parser, the push API and the token file reader. It first sets up
+# what the tests need (hack/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/setup.sh
 
 export CGO_ENABLED=1 # the race detector needs cgo
-fuzztime="${PODSUP_FUZZTIME:-30s}"
+fuzztime="${PODSUP_FUZZTIME:-40s}" # of the manifest parser
 
 echo "== gofmt, go vet"
 unformatted="$(gofmt -l $(git ls-files '*.go'))"
@@ -24,6 +25,13 @@ export PODSUP_SUMMARY_FILE="$(mktemp)"
 go test -race -count=1 -tags integration -timeout 25m ./...
 cat "$PODSUP_SUMMARY_FILE"
 
-echo "== fuzz FuzzParse for $fuzztime"
-go test -run '^$' -fuzz FuzzParse -fuzztime "$fuzztime" ./manifest
+# Each fuzz target for a fixed time, 75 s in all, seeded with the hostile
+# corpus (internal/hostile).
+fuzz() {
+	echo "== fuzz $2 for $3"
+	go test -run '^$' -fuzz "^$2\$" -fuzztime "$3" "$1"
+}
+fuzz ./manifest FuzzParse "$fuzztime"
+fuzz ./api FuzzPutManifest 25s
+fuzz ./api FuzzReadTokenFile 10s
 echo "== all tests passed"

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/podsup/podsup/internal/hostile"
 )
 
 // FuzzParse feeds arbitrary bytes to the manifest parser. It must never
@@ -16,6 +18,11 @@ func FuzzParse(f *testing.F) {
 	for _, s := range seeds {
 		if data, err := os.ReadFile(s); err == nil {
 			f.Add(data)
+		}
+	}
+	for _, in := range hostile.Light(MaxManifestBytes) {
+		if len(in.Data) <= 64<<10 {
+			f.Add(in.Data)
 		}
 	}
 	f.Add([]byte("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {containers: [{name: a, image: b}]}}]"))
