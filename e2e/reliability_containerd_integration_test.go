@@ -1,0 +1,166 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/internal/testenv"
+)
+
+// TestReliabilityContainerdRestarts stops and starts a private containerd 5
+// times under podsup while pods run, one of them crash-loops and manifests
+// are edited during the outages: /healthz reports the outage within 15 s,
+// podsup retries at a bounded rate meanwhile (no hot loop), and after each
+// start it converges, applies the edit, keeps restarting the crash-looping
+// container, and leaves every other container as it was.
+func TestReliabilityContainerdRestarts(t *testing.T) {
+	const cycles = 5
+	ctrd := testenv.StartContainerd(t)
+	e := newEnvWith(t, ctrd.Address, ctrd.Client())
+	stable := map[string]bool{}
+	for i := range 4 {
+		name := fmt.Sprintf("r%d", i)
+		stable[name] = true
+		e.write(name+".yaml", sleeperPod(name, "trap 'exit 0' TERM; while true; do sleep 0.5; done"))
+	}
+	e.write("crasher.yaml", sleeperPod("crasher", "sleep 1; exit 1"))
+	e.start("--restart-backoff-initial", "1s", "--restart-backoff-max", "2s")
+	e.waitConvergedWith(stable, "crasher", 120*time.Second)
+
+	var took, unhealthyIn []time.Duration
+	var logRates []float64
+	for cycle := range cycles {
+		before := e.tasks()
+		crashes := e.restarts("crasher", "main")
+		edited := fmt.Sprintf("r%d", cycle%len(stable))
+		edits := e.restarts(edited, "main")
+
+		ctrd.Stop()
+		down := time.Now()
+		logBefore := e.logSize()
+		waitFor(t, 15*time.Second, fmt.Sprintf("cycle %d: /healthz reports containerd gone", cycle), func() bool { return !e.healthy() })
+		unhealthyIn = append(unhealthyIn, time.Since(down))
+		e.write(edited+".yaml", sleeperPod(edited, fmt.Sprintf("echo edited during outage %d; trap 'exit 0' TERM; while true; do sleep 0.5; done", cycle)))
+		time.Sleep(time.Duration(2000+rand.IntN(2000)) * time.Millisecond)
+		if e.healthy() {
+			t.Errorf("cycle %d: /healthz ok while containerd is down", cycle)
+		}
+		// Retrying with a back-off shows in the log as a few lines a
+		// second at most; a hot loop writes thousands.
+		rate := float64(e.logSize()-logBefore) / time.Since(down).Seconds()
+		logRates = append(logRates, rate)
+		if rate > 20 {
+			t.Errorf("cycle %d: podsup logged %.0f lines/s while containerd was down", cycle, rate)
+		}
+
+		ctrd.Start()
+		back := time.Now()
+		e.client = ctrd.Client()
+		// /pods shows the last status while containerd is away: converged
+		// means the edit made during the outage has been applied.
+		e.waitRestarts(edited, "main", edits+1, 60*time.Second)
+		e.waitConvergedWith(stable, "crasher", 60*time.Second)
+		took = append(took, time.Since(back))
+		waitFor(t, 30*time.Second, fmt.Sprintf("cycle %d: /healthz ok after containerd returned", cycle), e.healthy)
+		waitFor(t, 30*time.Second, fmt.Sprintf("cycle %d: the crash-looping container restarted again", cycle), func() bool {
+			return e.restarts("crasher", "main") > crashes
+		})
+		after := e.tasks()
+		changed := map[string]bool{containerOf(e.containerID(edited, "main")): true, containerOf(e.containerID("crasher", "main")): true}
+		kept := 0
+		for id, was := range before {
+			if changed[containerOf(id)] {
+				continue
+			}
+			if now, ok := after[id]; !ok || now.pid != was.pid {
+				t.Errorf("cycle %d: container %s was replaced across the containerd restart", cycle, id)
+			} else {
+				kept++
+			}
+		}
+		t.Logf("cycle %d: /healthz unhealthy %s after the stop; %.1f log lines/s during the outage; edit applied %s after the start; %d containers kept",
+			cycle, unhealthyIn[cycle].Round(time.Millisecond), rate, took[cycle].Round(time.Millisecond), kept)
+	}
+	e.remove("crasher.yaml")
+	e.waitConverged(stable, 60*time.Second)
+	leaks := e.leaksAfter(stable, 20*time.Second)
+	for _, l := range leaks {
+		t.Error(l)
+	}
+
+	test := t.Name()
+	summary.record(test, "containerd stops and starts", "%d", cycles)
+	summary.record(test, "/healthz unhealthy after the stop (max)", "%s", slices.Max(unhealthyIn).Round(time.Millisecond))
+	summary.record(test, "podsup log lines/s during outages (max)", "%.1f", slices.Max(logRates))
+	summary.record(test, "outage edit applied after containerd start (median / max)", "%s / %s", median(took), slices.Max(took).Round(time.Millisecond))
+	summary.record(test, "pods converged after starts", "%d", cycles*(len(stable)+1))
+	summary.record(test, "leaks found", "%d", len(leaks))
+}
+
+// waitConvergedWith waits until the named pods converge and the crash-looping
+// pod is published too, whatever its state, and says how long it took.
+func (e *env) waitConvergedWith(names map[string]bool, crashing string, timeout time.Duration) time.Duration {
+	e.t.Helper()
+	start := time.Now()
+	why := "no answer"
+	for time.Since(start) < timeout {
+		if pods, err := e.pods(); err == nil {
+			others := slices.DeleteFunc(pods, func(p v1.Pod) bool { return p.Name == crashing+"-node1" })
+			var ok bool
+			if ok, why = converged(others, names); ok && len(others) == len(pods)-1 {
+				return time.Since(start)
+			} else if ok {
+				why = crashing + " not published"
+			}
+		} else {
+			why = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.t.Fatalf("not converged within %s: %s\npodsup log: %s", timeout, why, e.procLog.Name())
+	return 0
+}
+
+// restarts is a container's restart count, -1 while it is not published.
+func (e *env) restarts(pod, container string) int32 {
+	pods, _ := e.pods()
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			if p.Name == pod+"-node1" && cs.Name == container {
+				return cs.RestartCount
+			}
+		}
+	}
+	return -1
+}
+
+// containerID is a container's ID as /pods shows it, without the runtime
+// prefix.
+func (e *env) containerID(pod, container string) string {
+	pods, _ := e.pods()
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			if p.Name == pod+"-node1" && cs.Name == container {
+				_, id, _ := strings.Cut(cs.ContainerID, "://")
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+// logSize counts the lines of podsup's current log.
+func (e *env) logSize() int {
+	data, _ := os.ReadFile(e.procLog.Name())
+	return bytes.Count(data, []byte("\n"))
+}
