@@ -1,0 +1,169 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podsup/podsup/internal/testenv"
+)
+
+// TestReliabilitySoak runs pods with exec, HTTP and TCP probes (readiness
+// and liveness) on a real CNI network while their manifests are edited at
+// random, a probe's period here, a container's command there, and compares
+// podsup's resident memory, open files and goroutines after convergence at
+// the start and at the end: growth beyond noise is a leak. The CI form is
+// 30 pods for 2 minutes; PODSUP_SOAK=long runs 100 pods for 10 minutes:
+//
+//	PODSUP_SOAK=long go test -race -count=1 -tags integration -timeout 30m -run TestReliabilitySoak -v ./e2e
+func TestReliabilitySoak(t *testing.T) {
+	pods, duration := 30, 2*time.Minute
+	if os.Getenv("PODSUP_SOAK") == "long" {
+		pods, duration = 100, 10*time.Minute
+	}
+	e := newEnv(t)
+	n := newTestNetwork(t, e, 24)
+	names := map[string]bool{}
+	version := make([]int, pods)
+	for i := range pods {
+		name := fmt.Sprintf("s%d", i)
+		names[name] = true
+		e.write(name+".yaml", soakPod(name, i, 0))
+	}
+	e.start(n.args()...)
+	took := e.waitConverged(names, time.Duration(pods)*6*time.Second)
+	time.Sleep(5 * time.Second) // the first probe results are in
+	start := e.usage()
+	t.Logf("%d pods converged in %s; podsup: %s", pods, took.Round(time.Millisecond), start)
+
+	edits, restarts := 0, 0
+	for deadline := time.Now().Add(duration); time.Now().Before(deadline); time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond) {
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", e.proc.Process.Pid)); err != nil || strings.Contains(string(stat), ") Z ") {
+			t.Fatalf("podsup exited; see %s", e.procLog.Name())
+		}
+		i := rand.IntN(pods)
+		version[i]++
+		if version[i]%2 == 0 {
+			restarts++ // an even version changes the command
+		}
+		e.write(fmt.Sprintf("s%d.yaml", i), soakPod(fmt.Sprintf("s%d", i), i, version[i]))
+		edits++
+	}
+	e.waitConverged(names, time.Duration(pods)*6*time.Second)
+	time.Sleep(15 * time.Second) // probe workers of replaced containers and idle connections end
+	end := e.usage()
+	t.Logf("after %s and %d edits (%d restarting a container): podsup: %s", duration, edits, restarts, end)
+	leaks := e.leaksAfter(names, 30*time.Second)
+	for _, l := range leaks {
+		t.Error(l)
+	}
+
+	// What counts as growth beyond noise. Goroutines: each pod has a
+	// worker, probe workers and log copiers, and some come and go with a
+	// probe or a restart in flight, so +10% or +20, whichever is more; a
+	// leak of one per edit would be hundreds. Files: podsup holds a fixed
+	// number per container (log FIFOs, the shim connection) plus idle
+	// connections of HTTP probes, so +10% or +10. RSS: the Go heap and the
+	// race detector's shadow memory grow in steps as the garbage collector
+	// paces itself; +50% is far beyond that and far below a leak per probe
+	// run (tens of thousands of probes ran).
+	limits := usage{
+		goroutines: max(start.goroutines+20, start.goroutines*11/10),
+		fds:        max(start.fds+10, start.fds*11/10),
+		rssKiB:     start.rssKiB * 3 / 2,
+	}
+	if end.goroutines > limits.goroutines {
+		t.Errorf("goroutines grew from %d to %d (limit %d)", start.goroutines, end.goroutines, limits.goroutines)
+	}
+	if end.fds > limits.fds {
+		t.Errorf("open files grew from %d to %d (limit %d)", start.fds, end.fds, limits.fds)
+	}
+	if end.rssKiB > limits.rssKiB {
+		t.Errorf("RSS grew from %d KiB to %d KiB (limit %d KiB)", start.rssKiB, end.rssKiB, limits.rssKiB)
+	}
+
+	test := t.Name()
+	summary.record(test, "pods with probes, duration", "%d pods, %s (%s)", pods, duration, map[bool]string{true: "long form", false: "CI form"}[pods > 30])
+	summary.record(test, "initial convergence", "%s", took.Round(time.Millisecond))
+	summary.record(test, "manifest edits (restarting a container)", "%d (%d)", edits, restarts)
+	summary.record(test, "podsup RSS start / end", "%d / %d KiB", start.rssKiB, end.rssKiB)
+	summary.record(test, "podsup open fds start / end", "%d / %d", start.fds, end.fds)
+	summary.record(test, "podsup goroutines start / end", "%d / %d", start.goroutines, end.goroutines)
+	summary.record(test, "leaks found", "%d", len(leaks))
+}
+
+// soakPod is a pod serving HTTP on 8080 with a readiness and a liveness
+// probe: exec, HTTP or TCP by i. An odd version changes the readiness
+// probe's period (applied without a restart), an even one the command.
+func soakPod(name string, i, version int) string {
+	var probe string
+	switch i % 3 {
+	case 0:
+		probe = "exec: {command: [test, -f, /tmp/www/index.html]}"
+	case 1:
+		probe = "httpGet: {path: /, port: 8080}"
+	default:
+		probe = "tcpSocket: {port: 8080}"
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: %s
+    command: [sh, -c, 'mkdir -p /tmp/www && echo v%d > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']
+    readinessProbe: {%s, periodSeconds: %d}
+    livenessProbe: {%s, periodSeconds: 10, failureThreshold: 3}
+`, name, testenv.BusyboxRef, version/2, probe, 3+version%2, probe)
+}
+
+// usage is what podsup holds.
+type usage struct {
+	rssKiB, fds, goroutines int
+}
+
+func (u usage) String() string {
+	return fmt.Sprintf("RSS %d KiB, %d open files, %d goroutines", u.rssKiB, u.fds, u.goroutines)
+}
+
+// usage reads podsup's RSS and open files from /proc, and its goroutines
+// from the Go collector on /metrics.
+func (e *env) usage() usage {
+	e.t.Helper()
+	pid := e.proc.Process.Pid
+	var u usage
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			u.rssKiB, _ = strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	u.fds = len(fds)
+	body := get(e.t, "http://"+e.readOnly+"/metrics")
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			u.goroutines, _ = strconv.Atoi(v)
+		}
+	}
+	if u.rssKiB == 0 || u.goroutines == 0 {
+		e.t.Fatalf("cannot read podsup's usage: %+v", u)
+	}
+	return u
+}
