@@ -95,7 +95,7 @@ func TestHostileURL(t *testing.T) {
 	srv := &manifestServer{}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	s := newURLSource(t, ts.URL+"/pods")
+	s := newURLSource(t, ts.URL+"/pods", WithTimeout(time.Minute)) // not the test's short default: the machine may be busy
 	srv.set(200, podYAML("good", "good:1"))
 	if u := s.Poll(t.Context()); len(u.Pods) != 1 || u.Stale {
 		t.Fatalf("good body: %s", describeUpdate(u))
@@ -117,7 +117,7 @@ func TestURLParsesABodyOnce(t *testing.T) {
 	srv := &manifestServer{}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	s := newURLSource(t, ts.URL)
+	s := newURLSource(t, ts.URL, WithTimeout(time.Minute))
 	for _, body := range []string{"kind: [", podYAML("good", "good:1")} {
 		srv.set(200, body)
 		first := s.Poll(t.Context())
