@@ -103,8 +103,12 @@ func ReadOnlyHandler(d Deps) http.Handler {
 	d.readRoutes(mux)
 	mux.Handle("GET /{$}", statusPage())
 	mux.HandleFunc("GET /ui/state", d.uiState)
-	return refuseDotSegments(jsonErrors(mux))
+	return refuseDotSegments(jsonErrors(mux, readOnlyHint))
 }
+
+// readOnlyHint ends the 404 of a path the read-only port does not serve.
+const readOnlyHint = " (the read-only port serves pods, their status, stats, metrics and healthz: " +
+	"logs, events, running pods and pushed manifests are on the admin socket and the authenticated port)"
 
 // FullHandler serves everything: the read-only routes and logs, running
 // pods, events and pushed manifests. The authenticated port serves it behind
@@ -121,12 +125,13 @@ func FullHandler(d Deps) http.Handler {
 	mux.HandleFunc("GET /manifests", d.listManifests)
 	mux.HandleFunc("PUT /manifests/{name}", d.putManifest)
 	mux.HandleFunc("DELETE /manifests/{name}", d.deleteManifest)
-	return refuseDotSegments(jsonErrors(mux))
+	return refuseDotSegments(jsonErrors(mux, ""))
 }
 
 // jsonErrors answers requests no route takes (404, or 405 for a path served
-// with other methods) with a JSON Status, as every other error is.
-func jsonErrors(mux *http.ServeMux) http.Handler {
+// with other methods) with a JSON Status, as every other error is; hint
+// ends the message of a 404.
+func jsonErrors(mux *http.ServeMux, hint string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
@@ -145,7 +150,11 @@ func jsonErrors(mux *http.ServeMux) http.Handler {
 			mux.ServeHTTP(w, r) // a redirect: let the mux do it
 			return
 		}
-		writeError(w, code, fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(code))))
+		msg := fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(code)))
+		if code == http.StatusNotFound {
+			msg += hint
+		}
+		writeError(w, code, msg)
 	})
 }
 

@@ -36,7 +36,6 @@ type Runtime struct {
 	namespace    string
 	snapshotter  string
 	rootDir      string
-	execDir      string // output of exec probes and hooks
 	logDir       string
 	pauseRef     string // empty: podsup's built-in pause image
 	cgroupDriver string
@@ -148,8 +147,7 @@ func New(address string, opts ...Option) (*Runtime, error) {
 	r.memCapacity = memoryCapacity()
 	r.oomFloor = oomScoreFloor()
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
-	r.execDir = filepath.Join(r.rootDir, "exec")
-	for _, dir := range []string{r.podsDir(), r.fifoDir(), r.execDir, r.logDir} {
+	for _, dir := range []string{r.podsDir(), r.fifoDir(), r.logDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			client.Close()
 			return nil, fmt.Errorf("create %s: %w", dir, err)
