@@ -124,9 +124,11 @@ func TestReliabilityHostileInput(t *testing.T) {
 	summary.record(t.Name(), "pushes refused / tried", "%d / %d", pushRefused, len(light))
 
 	// Nothing running was touched, and memory came back down.
-	if after := e.tasks(); len(after) != len(before) || changedTasks(before, after) > 0 {
+	after := e.tasks()
+	if len(after) != len(before) || changedTasks(before, after) > 0 {
 		t.Errorf("tasks changed:\nbefore %v\nafter  %v", before, after)
 	}
+	summary.record(t.Name(), "running containers changed", "%d of %d", changedTasks(before, after), len(before))
 	if !e.healthy() {
 		t.Error("/healthz is not ok")
 	}
