@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +25,7 @@ import (
 	"github.com/containerd/containerd/snapshots"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/runtime"
 	"github.com/podsup/podsup/volume"
@@ -94,6 +97,7 @@ func newEnvWith(t *testing.T, address string, client *containerd.Client) *env {
 		if t.Failed() {
 			e.keepLogs()
 		}
+		e.releaseNetworks()
 		// Pods still running hold mounts in the root dir (/dev/shm, network
 		// namespaces, in-memory volumes): unmount them all.
 		if err := volume.RemoveAll(e.root); err != nil {
@@ -101,6 +105,35 @@ func newEnvWith(t *testing.T, address string, client *containerd.Client) *env {
 		}
 	})
 	return e
+}
+
+// releaseNetworks runs CNI DEL, through podsup's cni package, for the
+// sandboxes still there when the test ends: the namespace's purge kills them
+// without, and the bridge plugin's iptables rules, named after the sandbox
+// IDs that are the same for a pod of the same name in every test, would
+// outlive the test and make a later test's DEL of that pod fail.
+func (e *env) releaseNetworks() {
+	cs, err := e.client.Containers(e.ctx)
+	if err != nil {
+		return
+	}
+	opts := []cni.Option{cni.WithRootDir(e.root), cni.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	if e.network != nil {
+		opts = append(opts, cni.WithConfDir(e.network.confDir))
+	}
+	m, err := cni.New(opts...)
+	if err != nil {
+		e.t.Logf("release pod networks: %v", err)
+		return
+	}
+	for _, c := range cs {
+		labels, err := c.Labels(e.ctx)
+		if err == nil && labels[runtime.LabelKind] == "sandbox" && labels[runtime.LabelNetNS] != "" {
+			if err := m.TearDown(e.ctx, c.ID()); err != nil {
+				e.t.Logf("release the network of %s: %v", c.ID(), err)
+			}
+		}
+	}
 }
 
 // keepLogs copies podsup's logs out of the test's temporary directories,

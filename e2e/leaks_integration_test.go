@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -17,7 +18,8 @@ import (
 // hostLeaks reports what the host holds beyond what the live pods need:
 // mounts under the root dir, network namespaces, pod and log directories,
 // cgroups and shims, and, when the env has a test network of its own, veths
-// on its bridge and host-local allocations. What a pod needs is read from
+// on its bridge, host-local allocations and the bridge plugin's masquerade
+// rules. What a pod needs is read from
 // its sandbox's labels in containerd; leaks checks containerd itself.
 func (e *env) hostLeaks(names map[string]bool, cs []containerd.Container, errorf func(format string, args ...any)) {
 	ids := map[string]bool{}
@@ -112,6 +114,9 @@ func (e *env) hostLeaks(names map[string]bool, cs []containerd.Container, errorf
 				errorf("address %s allocated to %s, which is no live sandbox", ip, id)
 			}
 		}
+		if r := net.masqRules(); r != len(netns) {
+			errorf("%d masquerade rules of network e2e-%s for %d pod network namespaces", r, net.bridge, len(netns))
+		}
 	}
 }
 
@@ -144,4 +149,11 @@ func (n *testNetwork) allocationOwners() map[string]string {
 		out[e.Name()] = strings.TrimSpace(id)
 	}
 	return out
+}
+
+// masqRules counts the bridge plugin's rules in the nat table's POSTROUTING
+// chain for the network: one per pod, naming the network in its comment.
+func (n *testNetwork) masqRules() int {
+	out, _ := exec.Command("iptables", "-t", "nat", "-S", "POSTROUTING").Output()
+	return strings.Count(string(out), `name: \"e2e-`+n.bridge+`\"`)
 }
