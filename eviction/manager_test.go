@@ -204,6 +204,21 @@ func TestSoftThresholdWaitsForItsGracePeriod(t *testing.T) {
 	}
 }
 
+// TestNegativeMaxPodGracePeriod: a negative --eviction-max-pod-grace-period
+// leaves a pod evicted for a soft threshold its own grace period.
+func TestNegativeMaxPodGracePeriod(t *testing.T) {
+	h := newHarness(t, "", "memory.available<1Gi", "memory.available=0s", "")
+	h.m.cfg.MaxPodGracePeriod = -1
+	h.pods = []*v1.Pod{pod("web", 0, 0, 0)}
+	long := int64(60)
+	h.pods[0].Spec.TerminationGracePeriodSeconds = &long
+	h.memory(500 * mi)
+	h.step(0)
+	if len(h.evicted) != 1 || h.grace[0] != 60 {
+		t.Fatalf("evicted %v with grace %v, want web with its own 60 s", h.evicted, h.grace)
+	}
+}
+
 func TestReclaimBeforeEvicting(t *testing.T) {
 	h := newHarness(t, "nodefs.available<10%", "", "", "nodefs.available=5%")
 	h.pods = []*v1.Pod{pod("web", 0, 0, 0)}
