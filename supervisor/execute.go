@@ -290,18 +290,14 @@ func podIP(pod *v1.Pod, st *runtime.PodState, hostIP string) string {
 	return "127.0.0.1"
 }
 
-// removeSandbox tears the sandbox's network down, then removes it: while
-// the sandbox is in containerd, a failed teardown is retried with it, as
-// the CRI plugin's StopPodSandbox does; the other way round, the network of
-// a sandbox gone from containerd would wait for the next podsup's GC.
 func (w *podWorker) removeSandbox(ctx context.Context, sb *runtime.Sandbox) error {
+	if err := w.s.rt.RemoveSandbox(ctx, sb); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", sb.ID, err)
+	}
 	if !sb.HostNetwork {
 		if err := w.s.net.TearDown(ctx, sb.ID); err != nil {
 			return fmt.Errorf("tear down network of %s: %w", sb.ID, err)
 		}
-	}
-	if err := w.s.rt.RemoveSandbox(ctx, sb); err != nil {
-		return fmt.Errorf("remove sandbox %s: %w", sb.ID, err)
 	}
 	delete(w.stopped, sb.ID)
 	return nil
