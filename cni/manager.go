@@ -32,7 +32,8 @@ type Manager struct {
 
 // New returns a manager. It reads the configuration directory and fails on
 // a configuration it cannot parse, naming the file, or on a bad pod CIDR; it
-// does not touch the root directory until a pod is set up.
+// does not touch the root directory until a pod is set up. It first waits
+// for plugins a previous podsup left running to finish.
 func New(opts ...Option) (*Manager, error) {
 	o, err := buildOptions(opts)
 	if err != nil {
@@ -60,6 +61,7 @@ func New(opts ...Option) (*Manager, error) {
 		results:  map[string]*Result{},
 	}
 	m.logNetwork(n)
+	m.waitForStrayPlugins("/proc", o.pluginTimeout)
 	return m, nil
 }
 
