@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd"
@@ -23,15 +24,15 @@ import (
 // its sandbox's labels in containerd; leaks checks containerd itself.
 func (e *env) hostLeaks(names map[string]bool, cs []containerd.Container, errorf func(format string, args ...any)) {
 	ids := map[string]bool{}
-	netns := map[string]string{} // pinned namespace path -> sandbox ID
-	sandboxes := 0
+	netns := map[string]string{}    // pinned namespace path -> sandbox ID
+	sandboxIDs := map[string]bool{} // a pod's shim is named after its sandbox (shim grouping)
 	for _, c := range cs {
 		ids[c.ID()] = true
 		labels, err := c.Labels(e.ctx)
 		if err != nil || labels[runtime.LabelKind] != "sandbox" {
 			continue
 		}
-		sandboxes++
+		sandboxIDs[c.ID()] = true
 		if p := labels[runtime.LabelNetNS]; p != "" && labels[runtime.LabelHostNetwork] != "true" {
 			netns[p] = c.ID()
 		}
@@ -93,8 +94,10 @@ func (e *env) hostLeaks(names map[string]bool, cs []containerd.Container, errorf
 			}
 		}
 	}
-	if n := e.shims(); n > sandboxes {
-		errorf("%d shims run for %d sandboxes", n, sandboxes)
+	for _, id := range e.shims() {
+		if !sandboxIDs[id] {
+			errorf("a shim serves %s, which is no live sandbox", id)
+		}
 	}
 
 	if net := e.network; net != nil {
@@ -120,18 +123,24 @@ func (e *env) hostLeaks(names map[string]bool, cs []containerd.Container, errorf
 	}
 }
 
-// shims counts the containerd shims serving the env's namespace.
-func (e *env) shims() int {
+// shims lists the IDs the containerd shims of the env's namespace serve.
+func (e *env) shims() []string {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	want := []byte("\x00-namespace\x00" + e.ns + "\x00")
-	n := 0
+	var ids []string
 	for _, p := range procs {
 		cmdline, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(cmdline, []byte("containerd-shim")) && bytes.Contains(cmdline, want) {
-			n++
+		if err != nil || !bytes.Contains(cmdline, []byte("containerd-shim")) {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if i := slices.Index(args, "-namespace"); i < 0 || i+1 >= len(args) || args[i+1] != e.ns {
+			continue
+		}
+		if i := slices.Index(args, "-id"); i >= 0 && i+1 < len(args) {
+			ids = append(ids, args[i+1])
 		}
 	}
-	return n
+	return ids
 }
 
 // allocationOwners maps each address host-local allocated on the network
