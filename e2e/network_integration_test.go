@@ -270,3 +270,34 @@ func TestBuiltinNetwork(t *testing.T) {
 	e.waitConverged(map[string]bool{}, 30*time.Second)
 	waitFor(t, 20*time.Second, "the namespace released", func() bool { return e.netnsFiles() == 0 })
 }
+
+// TestLostNetworkNamespace removes a running pod's network namespace by
+// hand, as a failed removal that tore the network down first leaves it: the
+// sandbox can hold no new container, so the pod gets a new sandbox and
+// network and runs again, rather than failing to create containers in it
+// forever.
+func TestLostNetworkNamespace(t *testing.T) {
+	e := newEnv(t)
+	n := newTestNetwork(t, e, 24)
+	e.write("p.yaml", sleeperPod("p", "trap 'exit 0' TERM; while true; do sleep 0.5; done"))
+	e.start(append(n.args(), "--sync-frequency", "2s")...) // a sync notices the loss
+	e.waitConverged(map[string]bool{"p": true}, 60*time.Second)
+	before := containerIDs(e.pod("p"))
+	files, _ := filepath.Glob(filepath.Join(e.root, "netns", "*"))
+	if len(files) != 1 {
+		t.Fatalf("network namespaces %v, want one", files)
+	}
+	if out, err := exec.Command("umount", files[0]).CombinedOutput(); err != nil {
+		t.Fatalf("umount %s: %v: %s", files[0], err, out)
+	}
+	if err := os.Remove(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPod("p", 60*time.Second, "running in a new sandbox", func(p v1.Pod) bool {
+		return containerIDs(p) != before && isRunning(p)
+	})
+	// Not checkNoLeaks: without the namespace, the bridge plugin cannot
+	// learn the old address, and leaves its masquerade rule.
+	waitFor(t, 20*time.Second, fmt.Sprintf("one address, namespace and veth (have %d, %d, %d)", n.allocations(), e.netnsFiles(), n.veths()),
+		func() bool { return n.allocations() == 1 && e.netnsFiles() == 1 && n.veths() == 1 })
+}

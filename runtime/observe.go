@@ -3,8 +3,10 @@ package runtime
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -109,6 +111,15 @@ func sandboxFrom(rec containers.Container, proc *tasktypes.Process) *Sandbox {
 	}
 	if proc != nil && proc.Status == tasktypes.Status_RUNNING {
 		sb.Ready, sb.Pid = true, proc.Pid
+	}
+	// A sandbox whose network namespace is gone (torn down by a removal
+	// that then failed, or deleted by hand) can hold no container: new
+	// ones would fail to join it forever. It is not ready, so the pod gets
+	// a new one.
+	if sb.Ready && !sb.HostNetwork && sb.NetNS != "" {
+		if _, err := os.Lstat(sb.NetNS); errors.Is(err, fs.ErrNotExist) {
+			sb.Ready = false
+		}
 	}
 	return sb
 }
