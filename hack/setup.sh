@@ -44,3 +44,7 @@ if ! ctr version >/dev/null 2>&1; then
 	done
 	ctr version >/dev/null 2>&1 || { echo "containerd did not start; see /var/log/containerd.log" >&2; exit 1; }
 fi
+
+# Masquerade rules of sandboxes that no longer exist (an interrupted run)
+# would make the CNI DEL of a later sandbox with the same ID fail.
+bash "$(dirname "${BASH_SOURCE[0]}")/clean-cni.sh"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Removes the bridge plugin's masquerade rules (nat POSTROUTING rules and
+# their CNI-* chains) whose sandbox no longer exists in any containerd
+# namespace: what an interrupted test run or a killed podsup that never
+# restarted leaves behind. Left in place, a rule makes the next CNI DEL of a
+# sandbox with the same ID fail with "chain busy" (podsup's sandbox IDs are
+# derived from the pod's name). Rules of live sandboxes are kept.
+set -euo pipefail
+
+declare -A live=()
+for ns in $(ctr namespaces ls -q); do
+	for id in $(ctr -n "$ns" containers ls -q); do
+		live[$id]=1
+	done
+done
+
+removed=0
+while IFS= read -r rule; do
+	id="$(sed -n 's/.*id: \\"\([^\\]*\)\\".*/\1/p' <<<"$rule")"
+	chain="$(sed -n 's/.* -j \(CNI-[0-9a-f]*\)$/\1/p' <<<"$rule")"
+	[ -n "$id" ] && [ -n "$chain" ] || continue
+	[ -z "${live[$id]:-}" ] || continue
+	eval "iptables -w -t nat ${rule/-A POSTROUTING/-D POSTROUTING}" 2>/dev/null || continue
+	iptables -w -t nat -F "$chain" 2>/dev/null || true
+	iptables -w -t nat -X "$chain" 2>/dev/null || true
+	removed=$((removed + 1))
+done < <(iptables -w -t nat -S POSTROUTING | grep -- '-j CNI-' | grep 'id: ' || true)
+echo "clean-cni: removed $removed masquerade rules of sandboxes that no longer exist"
