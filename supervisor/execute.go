@@ -314,6 +314,8 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int)
 		s.events.Eventf(events.Warning, reason, w.key, "", "%v", err)
 		return err
 	}
+	s.creating.RLock()
+	defer s.creating.RUnlock()
 	var netns string
 	var ips []string
 	if !pod.Spec.HostNetwork {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,12 @@ type Supervisor struct {
 	onNetworkGC func(ctx context.Context, live map[string]bool) error
 
 	wg sync.WaitGroup // workers
+
+	// creating is held for reading while a worker creates a sandbox (its
+	// network first, then its pod directory and pause container), and for
+	// writing by the orphan collector: what the collector finds without a
+	// container is then truly left over, not a sandbox half made.
+	creating sync.RWMutex
 
 	mu             sync.Mutex
 	workers        map[string]*podWorker
@@ -270,6 +277,8 @@ func (s *Supervisor) maybeCollectOrphans(ctx context.Context) {
 	if !due {
 		return
 	}
+	s.creating.Lock()
+	defer s.creating.Unlock()
 	pods, err := s.rt.ListPods(ctx)
 	if err != nil {
 		s.setContainerdDown(err)
@@ -291,10 +300,17 @@ func (s *Supervisor) maybeCollectOrphans(ctx context.Context) {
 			live[sb.ID] = true
 		}
 	}
+	desiredDirs := map[string]bool{}
+	for key := range s.workers {
+		desiredDirs[runtime.PodHash(key)] = true
+	}
 	for dir, key := range dirs {
 		_, hasWorker := s.workers[key]
 		_, inContainerd := pods[key]
 		switch {
+		case desiredDirs[filepath.Base(dir)]:
+			// A desired pod's: its worker may be writing it (volumes
+			// come before the key file).
 		case key == "":
 			if err := s.rt.RemovePodDir(dir); err != nil {
 				s.log.Warn("cannot remove an orphaned pod directory", "dir", dir, "err", err)
