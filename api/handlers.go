@@ -177,14 +177,21 @@ func (h *headerRecorder) WriteHeader(code int) {
 	}
 }
 
-// refuseDotSegments answers 400 to a path with "." or ".." segments, which
+// refuseDotSegments answers 400 to a path with ".", ".." or empty segments, which
 // the mux would otherwise clean and redirect: a client asking for one is
 // confused or hostile.
 func refuseDotSegments(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, seg := range strings.Split(r.URL.Path, "/") {
+		segs := strings.Split(r.URL.Path, "/")
+		for i, seg := range segs {
 			if seg == "." || seg == ".." {
 				writeError(w, http.StatusBadRequest, fmt.Sprintf("path %q: no . or .. segments allowed", r.URL.Path))
+				return
+			}
+			// An empty segment would have the mux answer with a redirect
+			// to the cleaned path: refuse it as the others are refused.
+			if seg == "" && i > 0 && i < len(segs)-1 {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("path %q: no empty segments allowed", r.URL.Path))
 				return
 			}
 		}
