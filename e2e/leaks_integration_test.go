@@ -170,3 +170,19 @@ func (n *testNetwork) masqRules() int {
 	out, _ := exec.Command("iptables", "-t", "nat", "-S", "POSTROUTING").Output()
 	return strings.Count(string(out), `name: \"e2e-`+n.bridge+`\"`)
 }
+
+// shimBundleLeft reports whether the running podsup's log shows a
+// container start refused because containerd kept the task bundle of a
+// create whose client was killed (containerd/containerd#6860).
+func (e *env) shimBundleLeft() bool {
+	data, err := os.ReadFile(e.procLog.Name())
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, "failed to start shim") && strings.Contains(line, "file exists") {
+			return true
+		}
+	}
+	return false
+}

@@ -38,7 +38,7 @@ func TestReliabilityCrashLoop(t *testing.T) {
 	e.waitConverged(w.names(), 120*time.Second)
 
 	var took []time.Duration
-	converged, leaks, replaced, kept, slow := 0, 0, 0, 0, 0
+	converged, leaks, replaced, kept, slow, bundleWaits := 0, 0, 0, 0, 0, 0
 	shims := map[string]bool{}
 	for round := range rounds {
 		// Every third round the changes wait for podsup to come back, and
@@ -59,7 +59,16 @@ func TestReliabilityCrashLoop(t *testing.T) {
 		e.start(n.args()...)
 		d := e.waitConverged(w.names(), 60*time.Second)
 		took, converged = append(took, d), converged+len(w.version)
-		if d > crashConvergence {
+		switch {
+		case d > crashConvergence && e.shimBundleLeft():
+			// containerd kept the bundle of a task create whose client
+			// was killed (containerd/containerd#6860): the container's
+			// first start fails with "file exists" until containerd
+			// clears it, and waits out the start back-off. Counted, not
+			// podsup's to fix.
+			bundleWaits++
+			t.Logf("round %d: converged in %s: a bundle containerd left (containerd#6860) held a start back", round, d.Round(time.Millisecond))
+		case d > crashConvergence:
 			slow++
 			t.Errorf("round %d: converged in %s after the restart, want within %s (load average %s)", round, d.Round(time.Millisecond), crashConvergence, loadAverage())
 		}
@@ -101,7 +110,7 @@ func TestReliabilityCrashLoop(t *testing.T) {
 	summary.record(test, "podsup SIGKILLs", "%d (%d at start-up)", rounds, rounds/3)
 	summary.record(test, "pods converged after restarts", "%d", converged)
 	summary.record(test, "convergence after restart (median / max)", "%s / %s", median(took), slices.Max(took).Round(time.Millisecond))
-	summary.record(test, "restarts converged within 10 s", "%d of %d", rounds-slow, rounds)
+	summary.record(test, "restarts converged within 10 s", "%d of %d (%d held back by a bundle containerd left, containerd#6860)", rounds-slow-bundleWaits, rounds, bundleWaits)
 	summary.record(test, "pods added (before the first kill + after) / edited / removed", "%d + %d / %d / %d", initial, w.added-initial, w.edited, w.removed)
 	summary.record(test, "leaks found", "%d", leaks)
 	summary.record(test, "shims containerd left (not podsup's leak, containerd#6860)", "%d", len(shims))
