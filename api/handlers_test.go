@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,44 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/podsup/podsup/api/apitest"
 	"github.com/podsup/podsup/events"
-	"github.com/podsup/podsup/health"
 	"github.com/podsup/podsup/logs"
 	"github.com/podsup/podsup/manifest"
 )
-
-// fakePods lists pods that a test may take away.
-type fakePods struct {
-	mu   sync.Mutex
-	pods []*v1.Pod
-}
-
-func newFakePods(pods ...*v1.Pod) *fakePods { return &fakePods{pods: pods} }
-
-func (f *fakePods) Pods() []*v1.Pod {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]*v1.Pod(nil), f.pods...)
-}
-
-func (f *fakePods) Pod(key string) *v1.Pod {
-	for _, p := range f.Pods() {
-		if p.Namespace+"/"+p.Name == key {
-			return p
-		}
-	}
-	return nil
-}
-
-func (f *fakePods) set(pods ...*v1.Pod) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pods = pods
-}
-
-type fakeProbes map[string][]health.ProbeStatus
-
-func (f fakeProbes) Probes(key string) []health.ProbeStatus { return f[key] }
 
 func testPod() *v1.Pod {
 	return &v1.Pod{
@@ -77,8 +43,8 @@ func testDeps(t testing.TB) Deps {
 		t.Fatal(err)
 	}
 	return Deps{
-		Pods:   newFakePods(testPod()),
-		Probes: fakeProbes{"default/web-node1": {{Container: "app", Probe: "Readiness", Result: "failure", State: "failure", Output: "HTTP probe failed with statuscode: 503"}}},
+		Pods:   apitest.NewPods(testPod()),
+		Probes: apitest.Probes{"default/web-node1": {{Container: "app", Probe: "Readiness", Result: "failure", State: "failure", Output: "HTTP probe failed with statuscode: 503"}}},
 		Events: rec, Push: push, LogDir: t.TempDir(),
 		Node: fakeNode{},
 	}
@@ -264,7 +230,7 @@ func TestFollowEndsWhenThePodGoes(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, line); err != nil || string(line) != "hello\n" {
 		t.Fatalf("first line: %q %v", line, err)
 	}
-	d.Pods.(*fakePods).set()
+	d.Pods.(*apitest.Pods).Set()
 	done := make(chan error, 1)
 	go func() {
 		_, err := io.ReadAll(resp.Body)

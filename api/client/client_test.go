@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"github.com/podsup/podsup/api/apitest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -49,7 +50,7 @@ func TestParseServer(t *testing.T) {
 // when neither does.
 func TestDefaultServer(t *testing.T) {
 	fx := newFixture(t)
-	fx.pods.set(staticPod("default", "web", "main"))
+	fx.pods.Set(staticPod("default", "web", "main"))
 	readOnly := httptest.NewServer(api.ReadOnlyHandler(api.Deps{Pods: fx.pods}))
 	defer readOnly.Close()
 	missing := filepath.Join(t.TempDir(), "none.sock")
@@ -137,8 +138,8 @@ func TestAuthenticatedPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods := &fakePods{}
-	pods.set(staticPod("default", "web", "main"))
+	pods := &apitest.Pods{}
+	pods.Set(staticPod("default", "web", "main"))
 	srv := httptest.NewTLSServer(api.NewAuthenticator(tokens, false).Middleware(api.FullHandler(api.Deps{Pods: pods})))
 	defer srv.Close()
 	caFile := filepath.Join(dir, "ca.crt")

@@ -28,7 +28,7 @@ func TestDescribe(t *testing.T) {
 		{Name: "PASSWORD", ValueFrom: &v1.EnvVarSource{SecretKeyRef: &v1.SecretKeySelector{LocalObjectReference: v1.LocalObjectReference{Name: "db"}, Key: "password"}}}}
 	web.Status.ContainerStatuses[0].RestartCount = 2
 	web.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue}}
-	fx.pods.set(web)
+	fx.pods.Set(web)
 	fx.probes["default/web-node1"] = []health.ProbeStatus{{Container: "main", Probe: "Liveness", Result: "failure", State: "success",
 		Output: "HTTP probe failed\nwith statuscode: 500", Time: time.Now()}}
 	fx.events.Eventf(events.Warning, "Unhealthy", "default/web-node1", "main", "Liveness probe failed: HTTP probe failed with statuscode: 500")

@@ -10,7 +10,7 @@ import (
 
 func TestEvents(t *testing.T) {
 	fx := newFixture(t)
-	fx.pods.set(staticPod("default", "web", "main"), staticPod("kube-system", "dns", "main"))
+	fx.pods.Set(staticPod("default", "web", "main"), staticPod("kube-system", "dns", "main"))
 	fx.events.Eventf(events.Normal, "Started", "default/web-node1", "main", "Started container main")
 	fx.events.Eventf(events.Warning, "BackOff", "kube-system/dns-node1", "main", "Back-off restarting failed container main")
 	fx.events.Eventf(events.Warning, "BackOff", "kube-system/dns-node1", "main", "Back-off restarting failed container main")
@@ -74,7 +74,7 @@ func TestEvents(t *testing.T) {
 // the pod asked for only.
 func TestEventsWatch(t *testing.T) {
 	fx := newFixture(t)
-	fx.pods.set(staticPod("default", "web", "main"))
+	fx.pods.Set(staticPod("default", "web", "main"))
 	fx.events.Eventf(events.Normal, "Pulled", "default/web-node1", "main", "pulled before")
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -22,47 +22,15 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/api"
+	"github.com/podsup/podsup/api/apitest"
 	"github.com/podsup/podsup/events"
-	"github.com/podsup/podsup/health"
 	"github.com/podsup/podsup/logs"
 	"github.com/podsup/podsup/manifest"
 )
 
-// fakePods is a supervisor's pod list.
-type fakePods struct {
-	mu   sync.Mutex
-	pods []*v1.Pod
-}
-
-func (f *fakePods) Pods() []*v1.Pod {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]*v1.Pod(nil), f.pods...)
-}
-
-func (f *fakePods) Pod(key string) *v1.Pod {
-	for _, p := range f.Pods() {
-		if p.Namespace+"/"+p.Name == key {
-			return p
-		}
-	}
-	return nil
-}
-
-func (f *fakePods) set(pods ...*v1.Pod) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pods = pods
-}
-
-// fakeProbes reports probe results by pod key.
-type fakeProbes map[string][]health.ProbeStatus
-
-func (f fakeProbes) Probes(key string) []health.ProbeStatus { return f[key] }
-
 var (
-	_ api.PodLister     = (*fakePods)(nil)
-	_ api.ProbeReporter = fakeProbes(nil)
+	_ api.PodLister     = (*apitest.Pods)(nil)
+	_ api.ProbeReporter = apitest.Probes(nil)
 )
 
 // fixture is a podsup API on a unix socket: FullHandler over fakes, a real
@@ -70,8 +38,8 @@ var (
 // directory.
 type fixture struct {
 	t      *testing.T
-	pods   *fakePods
-	probes fakeProbes
+	pods   *apitest.Pods
+	probes apitest.Probes
 	events *events.Recorder
 	push   *manifest.PushSource
 	logDir string
@@ -85,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx := &fixture{t: t, pods: &fakePods{}, probes: fakeProbes{}, events: events.NewRecorder(100, quiet, clock.RealClock{}),
+	fx := &fixture{t: t, pods: &apitest.Pods{}, probes: apitest.Probes{}, events: events.NewRecorder(100, quiet, clock.RealClock{}),
 		push: push, logDir: t.TempDir(), socket: shortSocketPath(t)}
 	ln, err := net.Listen("unix", fx.socket)
 	if err != nil {

@@ -12,7 +12,7 @@ func TestLogs(t *testing.T) {
 	fx := newFixture(t)
 	web := staticPod("default", "web", "main")
 	two := staticPod("default", "two", "app", "side")
-	fx.pods.set(web, two)
+	fx.pods.Set(web, two)
 	fx.writeLog(web, "main", 0, "first one", "first two")
 	fx.writeLog(web, "main", 1, "second one", "second two", "second three")
 	fx.writeLog(two, "side", 0, "side line")
@@ -63,7 +63,7 @@ func TestLogs(t *testing.T) {
 func TestLogsTimestamps(t *testing.T) {
 	fx := newFixture(t)
 	web := staticPod("default", "web", "main")
-	fx.pods.set(web)
+	fx.pods.Set(web)
 	fx.writeLog(web, "main", 0, "hello")
 	r := fx.run("logs", "web", "--timestamps", "--since", "1h")
 	if r.err != nil {
@@ -80,7 +80,7 @@ func TestLogsTimestamps(t *testing.T) {
 func TestLogsFollowAcrossRestart(t *testing.T) {
 	fx := newFixture(t)
 	web := staticPod("default", "web", "main")
-	fx.pods.set(web)
+	fx.pods.Set(web)
 	fx.writeLog(web, "main", 0, "before restart")
 
 	ctx, cancel := context.WithCancel(context.Background())

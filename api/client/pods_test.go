@@ -93,7 +93,7 @@ func TestPrintPods(t *testing.T) {
 
 func TestPodsCommand(t *testing.T) {
 	fx := newFixture(t)
-	fx.pods.set(staticPod("default", "web", "main"), staticPod("kube-system", "dns", "main"))
+	fx.pods.Set(staticPod("default", "web", "main"), staticPod("kube-system", "dns", "main"))
 	tests := []struct {
 		name     string
 		args     []string
