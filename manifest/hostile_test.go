@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,10 +91,8 @@ func TestHostileDirectory(t *testing.T) {
 // TestHostileURL serves the corpus from the manifest URL after a good
 // manifest: each body is refused and the last good pods are kept.
 func TestHostileURL(t *testing.T) {
-	srv := &manifestServer{}
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
-	s := newURLSource(t, ts.URL+"/pods", WithTimeout(time.Minute)) // not the test's short default: the machine may be busy
+	srv, ts := startManifestServer(t, false)
+	s := newURLSource(t, ts.URL+"/pods")
 	srv.set(200, podYAML("good", "good:1"))
 	if u := s.Poll(t.Context()); len(u.Pods) != 1 || u.Stale {
 		t.Fatalf("good body: %s", describeUpdate(u))
@@ -114,10 +111,8 @@ func TestHostileURL(t *testing.T) {
 // TestURLParsesABodyOnce polls a server serving the same broken body, then
 // the same good one: each is parsed once.
 func TestURLParsesABodyOnce(t *testing.T) {
-	srv := &manifestServer{}
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
-	s := newURLSource(t, ts.URL, WithTimeout(time.Minute))
+	srv, ts := startManifestServer(t, false)
+	s := newURLSource(t, ts.URL)
 	for _, body := range []string{"kind: [", podYAML("good", "good:1")} {
 		srv.set(200, body)
 		first := s.Poll(t.Context())

@@ -33,7 +33,7 @@ type URLSource struct {
 	timeout time.Duration
 	client  *http.Client
 	static  Static
-	clock   clock.WithTicker
+	clock   clock.WithTickerAndDelayedExecution // polls and request timeouts
 	log     *slog.Logger
 
 	etag, lastModified string
@@ -65,7 +65,7 @@ func WithInterval(d time.Duration) URLOption {
 	return func(s *URLSource) error { s.every = d; return nil }
 }
 
-// WithTimeout bounds each request, body included.
+// WithTimeout bounds each request, body included, on the source's clock.
 func WithTimeout(d time.Duration) URLOption {
 	return func(s *URLSource) error { s.timeout = d; return nil }
 }
@@ -89,8 +89,9 @@ func WithCAFile(file string) URLOption {
 	}
 }
 
-// WithURLClock sets the clock, for tests.
-func WithURLClock(c clock.WithTicker) URLOption {
+// WithURLClock sets the clock that paces polls and times requests out, for
+// tests.
+func WithURLClock(c clock.WithTickerAndDelayedExecution) URLOption {
 	return func(s *URLSource) error { s.clock = c; return nil }
 }
 
@@ -182,7 +183,7 @@ func (s *URLSource) Poll(ctx context.Context) Update {
 // fetch returns the objects at the URL, or nil objects and no error when the
 // server says nothing changed.
 func (s *URLSource) fetch(ctx context.Context) (*Objects, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
@@ -201,7 +202,7 @@ func (s *URLSource) fetch(ctx context.Context) (*Objects, error) {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.origin, scrubURLError(err))
+		return nil, fmt.Errorf("%s: %w", s.origin, s.requestError(ctx, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotModified && s.lastGood != nil {
@@ -209,7 +210,7 @@ func (s *URLSource) fetch(ctx context.Context) (*Objects, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: read body: %w", s.origin, scrubURLError(err))
+		return nil, fmt.Errorf("%s: read body: %w", s.origin, s.requestError(ctx, err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, fmt.Errorf("%s: HTTP %s: %s", s.origin, resp.Status, snippet(body))
@@ -238,6 +239,30 @@ func (s *URLSource) fetch(ctx context.Context) (*Objects, error) {
 	s.goodSum, s.badErr = sum, nil
 	s.etag, s.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	return objs, nil
+}
+
+// errRequestTimeout cancels a request that outlived the source's timeout.
+var errRequestTimeout = errors.New("request timeout")
+
+// withTimeout is context.WithTimeout on the source's clock rather than the
+// wall clock, so that tests drive the request timeout with a fake clock.
+func (s *URLSource) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	timer := s.clock.AfterFunc(s.timeout, func() { cancel(errRequestTimeout) })
+	return ctx, func() {
+		timer.Stop()
+		cancel(context.Canceled)
+	}
+}
+
+// requestError is the error to report for a request made with ctx that
+// failed with err: the timeout when it was the cause, otherwise err without
+// the URL.
+func (s *URLSource) requestError(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errRequestTimeout) {
+		return fmt.Errorf("no complete answer within %s: %w", s.timeout, context.DeadlineExceeded)
+	}
+	return scrubURLError(err)
 }
 
 // scrubURLError drops the URL from net/http's errors: it may carry a token.
