@@ -73,7 +73,7 @@ type fakeConf struct {
 	IP            string          `json:"fakeIP"`        // ADD gives the pod this address
 	Fail          string          `json:"fakeFail"`      // the command that fails, ADD or DEL
 	FailWhile     string          `json:"fakeFailWhile"` // if set, Fail applies only while this file exists
-	Sleep         string          `json:"fakeSleep"`     // ADD takes this long
+	Hang          bool            `json:"fakeHang"`      // ADD says it runs (fakePlugins.hanging) and never returns
 	RuntimeConfig json.RawMessage `json:"runtimeConfig"`
 }
 
@@ -138,9 +138,14 @@ func fakeAdd(args *fakeArgs) error {
 	if err := os.WriteFile(fakeHeld(args), nil, 0o600); err != nil {
 		return err
 	}
-	if conf.Sleep != "" {
-		d, _ := time.ParseDuration(conf.Sleep)
-		time.Sleep(d)
+	if conf.Hang {
+		// Only the manager ends this plugin: by killing it.
+		if err := os.WriteFile(filepath.Join(os.Getenv(fakeEnv), "hanging-"+filepath.Base(os.Args[0])), nil, 0o600); err != nil {
+			return err
+		}
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	result := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
 	if conf.PrevResult != nil {
@@ -254,6 +259,12 @@ func dirNames(t *testing.T, dir string) []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// hanging reports whether the plugin of that type got to its hang (fakeHang).
+func (f *fakePlugins) hanging(pluginType string) bool {
+	_, err := os.Stat(filepath.Join(f.dir, "hanging-"+pluginType))
+	return err == nil
 }
 
 // reset forgets the calls recorded so far.

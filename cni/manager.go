@@ -54,7 +54,7 @@ func New(opts ...Option) (*Manager, error) {
 	m := &Manager{
 		opts:     o,
 		log:      o.log.With("component", "cni"),
-		cni:      libcni.NewCNIConfigWithCacheDir(o.binDirs, o.cacheDir(), newTimedExec(o.pluginTimeout)),
+		cni:      libcni.NewCNIConfigWithCacheDir(o.binDirs, o.cacheDir(), newTimedExec(o.pluginTimeout, o.clock)),
 		podCIDR:  podCIDR,
 		loopback: lo,
 		net:      n,

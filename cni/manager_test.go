@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 )
 
 // harness runs managers over one root directory with fake plugins and
@@ -77,6 +79,9 @@ func (h *harness) cached(m *Manager) []string {
 // assertNothingOf fails if anything of the sandboxes is left.
 func (h *harness) assertNothingOf(m *Manager, ids ...string) {
 	h.t.Helper()
+	if pids := strayPlugins("/proc", m.opts.netnsDir()); len(pids) > 0 {
+		h.t.Errorf("plugins %v still run", pids)
+	}
 	for _, id := range ids {
 		for _, held := range h.fp.held() {
 			if strings.Contains(held, "-"+id+"-") {
@@ -189,7 +194,7 @@ func TestSetUpFailureLeavesNothing(t *testing.T) {
 		name     string
 		conflist string
 		ctx      context.Context
-		opts     []Option
+		hangs    string // the plugin whose time limit is run out once it hangs
 		nsErr    error
 		want     []string // parts of the error
 		wantIs   error
@@ -206,9 +211,9 @@ func TestSetUpFailureLeavesNothing(t *testing.T) {
 		},
 		{
 			name:     "plugin hangs",
-			conflist: conflist(good, `{"type":"fake2","fakeSleep":"1m"}`),
-			opts:     []Option{WithPluginTimeout(500 * time.Millisecond)},
-			want:     []string{`plugin type="fake2" failed (add)`, "fake2 did not finish within 500ms"},
+			conflist: conflist(good, `{"type":"fake2","fakeHang":true}`),
+			hangs:    "fake2",
+			want:     []string{`plugin type="fake2" failed (add)`, "fake2 did not finish within 1m0s"},
 			wantIs:   context.DeadlineExceeded,
 		},
 		{
@@ -229,12 +234,23 @@ func TestSetUpFailureLeavesNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, tt.conflist)
 			h.ns.failCreate = tt.nsErr
-			m := h.manager(tt.opts...)
+			// Plugins' time runs out only when the test says so.
+			clk := testingclock.NewFakeClock(time.Now())
+			m := h.manager(WithClock(clk), WithPluginTimeout(time.Minute))
 			ctx := tt.ctx
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			_, err := m.SetUp(ctx, testPod("sb1"))
+			done := make(chan error, 1)
+			go func() {
+				_, err := m.SetUp(ctx, testPod("sb1"))
+				done <- err
+			}()
+			if tt.hangs != "" {
+				waitFor(t, done, "plugin "+tt.hangs+" to hang", func() bool { return h.fp.hanging(tt.hangs) })
+				clk.Step(time.Minute)
+			}
+			err := <-done
 			if err == nil {
 				t.Fatal("SetUp succeeded")
 			}
@@ -248,6 +264,22 @@ func TestSetUpFailureLeavesNothing(t *testing.T) {
 			}
 			h.assertNothingOf(m, "sb1")
 		})
+	}
+}
+
+// waitFor polls cond until it holds. It fails the test if cond does not hold
+// within a minute or if done reports first, passing the report on.
+func waitFor(t *testing.T, done chan error, what string, cond func() bool) {
+	t.Helper()
+	limit := time.After(time.Minute)
+	for !cond() {
+		select {
+		case err := <-done:
+			t.Fatalf("finished (%v) before %s", err, what)
+		case <-limit:
+			t.Fatalf("waited a minute for %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 

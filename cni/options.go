@@ -42,7 +42,7 @@ type options struct {
 	bridge        string
 	pluginTimeout time.Duration
 	log           *slog.Logger
-	clock         clock.PassiveClock
+	clock         clock.WithDelayedExecution
 	ns            netnsOps
 }
 
@@ -121,8 +121,10 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithClock sets the clock that times setups in the log, for tests.
-func WithClock(c clock.PassiveClock) Option {
+// WithClock sets the clock that times plugins (WithPluginTimeout), the wait
+// for plugins a previous podsup left running, and setups in the log; tests
+// pass a fake one to run a time limit out.
+func WithClock(c clock.WithDelayedExecution) Option {
 	return func(o *options) error {
 		o.clock = c
 		return nil

@@ -49,7 +49,7 @@ func (m *Manager) waitForStrayPlugins(procDir string, timeout time.Duration) {
 	}
 	m.log.Info("waiting for CNI plugins a previous podsup started", "pids", pids)
 	for len(pids) > 0 && m.opts.clock.Since(start) < timeout {
-		time.Sleep(20 * time.Millisecond)
+		<-m.opts.clock.After(20 * time.Millisecond)
 		pids = strayPlugins(procDir, m.opts.netnsDir())
 	}
 	if len(pids) > 0 {
