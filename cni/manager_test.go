@@ -190,6 +190,8 @@ func TestSetUpFailureLeavesNothing(t *testing.T) {
 	const good = `{"type":"fake","fakeIP":"10.1.0.5/24"}`
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
+	expired, cancelExpired := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancelExpired()
 	tests := []struct {
 		name     string
 		conflist string
@@ -222,6 +224,13 @@ func TestSetUpFailureLeavesNothing(t *testing.T) {
 			ctx:      cancelled,
 			want:     []string{"interrupted"},
 			wantIs:   context.Canceled,
+		},
+		{
+			name:     "caller's deadline passes",
+			conflist: conflist(good),
+			ctx:      expired,
+			want:     []string{"loopback interrupted"}, // not the plugin's own time limit
+			wantIs:   context.DeadlineExceeded,
 		},
 		{
 			name:     "namespace cannot be made",
