@@ -51,7 +51,7 @@ type instance struct {
 // Manager runs the probes of every running container.
 type Manager struct {
 	prober   runner
-	clock    clock.WithTicker
+	clock    clock.WithTickerAndDelayedExecution
 	log      *slog.Logger
 	events   *events.Recorder
 	onChange func(podKey string)
@@ -69,8 +69,9 @@ type Manager struct {
 // Option configures a Manager.
 type Option func(*Manager)
 
-// WithClock sets the clock.
-func WithClock(c clock.WithTicker) Option { return func(m *Manager) { m.clock = c } }
+// WithClock sets the clock: of probe periods, delays and timeouts, and of
+// sleep hooks.
+func WithClock(c clock.WithTickerAndDelayedExecution) Option { return func(m *Manager) { m.clock = c } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
@@ -90,11 +91,12 @@ func WithResultHandler(f func(kind Kind, result Result)) Option {
 
 // New returns a manager whose exec probes run through exec.
 func New(exec Execer, opts ...Option) *Manager {
-	m := &Manager{prober: newProber(exec), clock: clock.RealClock{}, log: slog.Default(), onChange: func(string) {}, onResult: func(Kind, Result) {},
+	m := &Manager{clock: clock.RealClock{}, log: slog.Default(), onChange: func(string) {}, onResult: func(Kind, Result) {},
 		workers: map[workerKey]*worker{}, instances: map[string]*instance{}}
 	for _, o := range opts {
 		o(m)
 	}
+	m.prober = newProber(exec, m.clock)
 	if m.events == nil {
 		m.events = events.NewRecorder(events.DefaultCapacity, m.log, m.clock)
 	}

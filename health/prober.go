@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/manifest"
 )
@@ -68,10 +68,13 @@ var _ runner = (*prober)(nil)
 
 // prober runs the four kinds of probe handler.
 type prober struct {
-	exec Execer
+	exec  Execer
+	clock clock.WithDelayedExecution // times network probes' timeouts
 }
 
-func newProber(exec Execer) *prober { return &prober{exec: exec} }
+func newProber(exec Execer, clk clock.WithDelayedExecution) *prober {
+	return &prober{exec: exec, clock: clk}
+}
 
 // maxRedirects is how many same-host redirects an HTTP probe follows.
 const maxRedirects = 10
@@ -90,8 +93,13 @@ func (p *prober) run(ctx context.Context, h *v1.ProbeHandler, t target, timeout 
 		// The runtime enforces the timeout itself, killing the command.
 		return p.runExec(ctx, h.Exec.Command, t, timeout)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	// A timeout on the injected clock rather than a context deadline, so
+	// that tests run it out; what ends the context interrupts the probe's
+	// I/O, and context.Cause says it was the timeout.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := p.clock.AfterFunc(timeout, func() { cancel(context.DeadlineExceeded) })
+	defer timer.Stop()
 	switch {
 	case h.HTTPGet != nil:
 		return p.runHTTP(ctx, h.HTTPGet, t)
@@ -160,16 +168,17 @@ func httpGet(ctx context.Context, u *url.URL, headers []v1.HTTPHeader) (int, str
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
-		return 0, "", nil, unwrapOpError(err)
+		return 0, "", nil, deadlineErr(ctx, unwrapOpError(err))
 	}
 	defer conn.Close()
-	if deadline, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(deadline)
-	}
+	// The end of ctx interrupts whatever the connection is waiting for.
+	raw := conn
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	if u.Scheme == "https" {
 		tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname()}) //nolint:gosec // probes never verify, as in Kubernetes
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return 0, "", nil, err
+			return 0, "", nil, deadlineErr(ctx, err)
 		}
 		conn = tc
 	}
@@ -196,16 +205,11 @@ func httpGet(ctx context.Context, u *url.URL, headers []v1.HTTPHeader) (int, str
 	return resp.StatusCode, resp.Header.Get("Location"), body, nil
 }
 
-// deadlineErr reports a timed-out probe as such, not as the I/O error the
-// connection's deadline caused.
-// The connection's deadline is the context's, and may fire a moment before
-// the context's own timer does.
+// deadlineErr reports a probe whose context ended (its timeout: context
+// deadline exceeded) as such, not as the I/O error that ending caused.
 func deadlineErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return context.DeadlineExceeded
+		return context.Cause(ctx)
 	}
 	return err
 }
@@ -219,7 +223,7 @@ func (p *prober) runTCP(ctx context.Context, s *v1.TCPSocketAction, t target) (R
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return Failure, fmt.Sprintf("dial tcp %s: %v", addr, unwrapOpError(err))
+		return Failure, fmt.Sprintf("dial tcp %s: %v", addr, deadlineErr(ctx, unwrapOpError(err)))
 	}
 	conn.Close()
 	return Success, ""
@@ -237,7 +241,7 @@ func (p *prober) runGRPC(ctx context.Context, g *v1.GRPCAction, t target) (Resul
 	addr := net.JoinHostPort(t.host, strconv.Itoa(int(g.Port)))
 	conn, err := grpc.DialContext(ctx, addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithBlock(), grpc.WithUserAgent(userAgent))
 	if err != nil {
-		return Failure, fmt.Sprintf("failed to connect to service at %q: %v", addr, err)
+		return Failure, fmt.Sprintf("failed to connect to service at %q: %v", addr, deadlineErr(ctx, err))
 	}
 	defer conn.Close()
 	service := ""
@@ -246,7 +250,7 @@ func (p *prober) runGRPC(ctx context.Context, g *v1.GRPCAction, t target) (Resul
 	}
 	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
 	if err != nil {
-		return Failure, fmt.Sprintf("health rpc to %q failed: %v", addr, err)
+		return Failure, fmt.Sprintf("health rpc to %q failed: %v", addr, deadlineErr(ctx, err))
 	}
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		return Failure, fmt.Sprintf("service unhealthy (responded with %q)", resp.GetStatus())

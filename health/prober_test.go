@@ -18,6 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // fakeExec answers exec probes from a table of commands.
@@ -32,8 +33,40 @@ func (f fakeExec) Exec(_ context.Context, _ string, cmd []string, _ time.Duratio
 	return r.code, []byte(r.out), r.err
 }
 
+// newTestProber is a prober whose timeouts run out only when the test steps
+// the clock it returns.
+func newTestProber(exec Execer) (*prober, *clocktesting.FakeClock) {
+	clk := clocktesting.NewFakeClock(t0)
+	return newProber(exec, clk), clk
+}
+
+// timesOut runs probe, which must block until its timeout, and runs that
+// out once arrived reports that the probe reached what it waits on.
+func timesOut(t *testing.T, clk *clocktesting.FakeClock, timeout time.Duration, arrived <-chan struct{}, probe func() (Result, string)) (Result, string) {
+	t.Helper()
+	type outcome struct {
+		r   Result
+		out string
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		r, out := probe()
+		done <- outcome{r, out}
+	}()
+	select {
+	case o := <-done:
+		t.Fatalf("the probe ended (%s %q) before it reached the server", o.r, o.out)
+	case <-arrived:
+	case <-time.After(time.Minute):
+		t.Fatal("the probe did not reach the server within a minute")
+	}
+	clk.Step(timeout)
+	o := <-done
+	return o.r, o.out
+}
+
 func TestExecProbe(t *testing.T) {
-	p := newProber(fakeExec{
+	p, _ := newTestProber(fakeExec{
 		"ok":       {code: 0},
 		"bad":      {code: 2, out: "database unreachable\n"},
 		"hang":     {err: fmt.Errorf("exec: %w", ErrTimeout)},
@@ -80,15 +113,23 @@ func TestHTTPProbe(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte("warming up"))
 	})
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) { time.Sleep(2 * time.Second) })
+	hung, release := make(chan struct{}, 1), make(chan struct{})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		hung <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	tls := httptest.NewTLSServer(mux)
 	defer tls.Close()
+	defer close(release) // before the servers close: they wait for their handlers
 	host, port := hostPort(t, srv.URL)
 	_, tlsPort := hostPort(t, tls.URL)
 	c := &v1.Container{Ports: []v1.ContainerPort{{Name: "http", ContainerPort: port}}}
-	p := newProber(nil)
+	p, clk := newTestProber(nil)
 	get := func(path string, scheme v1.URIScheme, port intstr.IntOrString, headers ...v1.HTTPHeader) (Result, string) {
 		h := &v1.ProbeHandler{HTTPGet: &v1.HTTPGetAction{Path: path, Port: port, Scheme: scheme, HTTPHeaders: headers}}
 		return p.run(context.Background(), h, target{host: host, container: c}, time.Second)
@@ -108,7 +149,6 @@ func TestHTTPProbe(t *testing.T) {
 		{"redirect on the same host is followed", "/redirect-here", v1.URISchemeHTTP, byNumber, Success, ""},
 		{"redirect elsewhere ends the probe as success", "/redirect-away", v1.URISchemeHTTP, byNumber, Success, ""},
 		{"503 fails with the body", "/fail", v1.URISchemeHTTP, byNumber, Failure, "HTTP probe failed with statuscode: 503: warming up"},
-		{"timeout", "/slow", v1.URISchemeHTTP, byNumber, Failure, "context deadline exceeded"},
 		{"HTTPS without verification", "/ok", v1.URISchemeHTTPS, tlsP, Success, ""},
 		{"unknown port name", "/ok", v1.URISchemeHTTP, intstr.FromString("nope"), Failure, `port "nope" names no port`},
 	}
@@ -117,6 +157,10 @@ func TestHTTPProbe(t *testing.T) {
 		if r != tc.result || !strings.Contains(out, tc.output) {
 			t.Errorf("%s: %s %q, want %s containing %q", tc.name, r, out, tc.result, tc.output)
 		}
+	}
+	r, out := timesOut(t, clk, time.Second, hung, func() (Result, string) { return get("/hang", v1.URISchemeHTTP, byNumber) })
+	if want := fmt.Sprintf(`Get "%s/hang": context deadline exceeded`, srv.URL); r != Failure || out != want {
+		t.Errorf("timeout: %s %q, want failure %q", r, out, want)
 	}
 	get("/ok", v1.URISchemeHTTP, byNumber, v1.HTTPHeader{Name: "Host", Value: "app.example"}, v1.HTTPHeader{Name: "X-Probe", Value: "yes"})
 	if gotHost != "app.example" || gotHeader != "yes" || !strings.HasPrefix(gotAgent, "kube-probe/") {
@@ -130,7 +174,7 @@ func TestTCPProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, port := hostPort(t, "tcp://"+ln.Addr().String())
-	p := newProber(nil)
+	p, _ := newTestProber(nil)
 	h := &v1.ProbeHandler{TCPSocket: &v1.TCPSocketAction{Port: intstr.FromInt32(port)}}
 	if r, out := p.run(context.Background(), h, target{host: "127.0.0.1", container: &v1.Container{}}, time.Second); r != Success {
 		t.Errorf("listening: %s %s", r, out)
@@ -152,10 +196,11 @@ func TestGRPCProbe(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Stop()
 	_, port := hostPort(t, "tcp://"+ln.Addr().String())
-	p := newProber(nil)
-	probe := func(service string) (Result, string) {
+	p, clk := newTestProber(nil)
+	probeAt := func(port int32, service string) (Result, string) {
 		return p.run(context.Background(), &v1.ProbeHandler{GRPC: &v1.GRPCAction{Port: port, Service: &service}}, target{host: "127.0.0.1"}, time.Second)
 	}
+	probe := func(service string) (Result, string) { return probeAt(port, service) }
 	hs.SetServingStatus("db", healthpb.HealthCheckResponse_NOT_SERVING)
 	if r, _ := probe(""); r != Success {
 		t.Errorf("overall health: %s", r)
@@ -169,5 +214,32 @@ func TestGRPCProbe(t *testing.T) {
 	}
 	if r, _ := probe("unknown"); r != Failure {
 		t.Errorf("unknown service: %s", r)
+	}
+
+	// A server that accepts and never answers holds the probe until its
+	// timeout.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	accepted := make(chan struct{}, 1)
+	go func() { // ends when mute is closed
+		for {
+			conn, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	_, mutePort := hostPort(t, "tcp://"+mute.Addr().String())
+	r, out := timesOut(t, clk, time.Second, accepted, func() (Result, string) { return probeAt(mutePort, "") })
+	if r != Failure || !strings.HasSuffix(out, ": context deadline exceeded") {
+		t.Errorf("mute server: %s %q, want a failure saying the deadline passed", r, out)
 	}
 }

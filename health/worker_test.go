@@ -192,25 +192,38 @@ func TestInitialDelay(t *testing.T) {
 	defer func() { cancel(); <-w.done }()
 	waitTimers(t, clk)
 	clk.Step(4 * time.Second)
-	select {
-	case <-s.called:
+	// Step fires a due timer before it returns: the worker's is still set.
+	if !clk.HasWaiters() || s.count("ready") != 0 {
 		t.Fatal("probed before the initial delay")
-	case <-time.After(50 * time.Millisecond):
 	}
 	clk.Step(time.Second)
-	<-s.called
+	waitProbe(t, s.called)
 	waitTimers(t, clk)
 	clk.Step(2 * time.Second)
-	<-s.called
+	waitProbe(t, s.called)
+	if n := s.count("ready"); n != 2 {
+		t.Errorf("%d probes in the first two periods, want 2", n)
+	}
 }
 
+// waitTimers waits until the worker waits on the clock, for a minute at most.
 func waitTimers(t *testing.T, clk *clocktesting.FakeClock) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !clk.HasWaiters(); {
+	for deadline := time.Now().Add(time.Minute); !clk.HasWaiters(); {
 		if time.Now().After(deadline) {
 			t.Fatal("the worker never waited on the clock")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitProbe waits for the worker's next probe, for a minute at most.
+func waitProbe(t *testing.T, called <-chan string) {
+	t.Helper()
+	select {
+	case <-called:
+	case <-time.After(time.Minute):
+		t.Fatal("the worker did not probe within a minute of its time")
 	}
 }
 
