@@ -107,11 +107,15 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// waitLimit bounds a wait for the code under test to get somewhere: long
+// enough for a loaded machine, and still an end when it never does.
+const waitLimit = time.Minute
+
 // waitFor waits until the output is want, and fails if it becomes
-// something else that is not a prefix of want, or takes too long.
+// something else that is not a prefix of want, or takes over waitLimit.
 func (b *syncBuffer) waitFor(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for {
 		got := b.String()
 		if got == want {

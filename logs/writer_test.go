@@ -302,7 +302,7 @@ func TestWriterFillsFilesystem(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("writes blocked on a full disk")
 	}
 	if st := w.Stats(); st.DroppedLines == 0 {
