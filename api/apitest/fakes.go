@@ -1,5 +1,6 @@
-// Package apitest holds fakes of what the API reports on, for the tests of
-// the API and of its command-line client.
+// Package apitest holds fakes of what the API reports on, and an output a
+// test can wait on, for the tests of the API and of its command-line
+// client.
 package apitest
 
 import (

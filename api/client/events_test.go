@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podsup/podsup/api/apitest"
 	"github.com/podsup/podsup/events"
 )
 
@@ -79,15 +80,15 @@ func TestEventsWatch(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := newWaitWriter()
+	out := apitest.NewOutput()
 	done := make(chan result, 1) // buffered: the command never blocks on exit
 	go func() {
 		done <- runCLI(ctx, out, "events", "--server", "unix://"+fx.socket, "-w", "--pod", "web")
 	}()
-	out.waitFor(t, "pulled before")
+	out.WaitFor(t, "pulled before")
 	fx.events.Eventf(events.Normal, "Started", "default/other-node1", "main", "another pod")
 	fx.events.Eventf(events.Warning, "Unhealthy", "default/web-node1", "main", "Liveness probe failed:\nconnection refused")
-	out.waitFor(t, "Liveness probe failed: connection refused")
+	out.WaitFor(t, "Liveness probe failed: connection refused")
 	cancel()
 	r := <-done
 	if r.err != nil {

@@ -10,10 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	v1 "k8s.io/api/core/v1"
@@ -150,43 +147,4 @@ func runCLI(ctx context.Context, stdout io.Writer, args ...string) result {
 	}
 	err := app.RunContext(ctx, append([]string{"podsup"}, args...))
 	return result{stdout: out.String(), stderr: errOut.String(), err: err}
-}
-
-// waitWriter is an output that tells when it has seen some text.
-type waitWriter struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // size 1: a write is never lost
-}
-
-func newWaitWriter() *waitWriter { return &waitWriter{changed: make(chan struct{}, 1)} }
-
-func (w *waitWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	select {
-	case w.changed <- struct{}{}:
-	default:
-	}
-	return len(p), nil
-}
-
-func (w *waitWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
-// waitFor waits until the output holds text.
-func (w *waitWriter) waitFor(t *testing.T, text string) {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for !strings.Contains(w.String(), text) {
-		select {
-		case <-w.changed:
-		case <-timeout:
-			t.Fatalf("output never showed %q; it is:\n%s", text, w.String())
-		}
-	}
 }

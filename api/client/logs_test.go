@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/api/apitest"
 )
 
 func TestLogs(t *testing.T) {
@@ -85,14 +87,14 @@ func TestLogsFollowAcrossRestart(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := newWaitWriter()
+	out := apitest.NewOutput()
 	done := make(chan result, 1) // buffered: the command never blocks on exit
 	go func() {
 		done <- runCLI(ctx, out, "logs", "--server", "unix://"+fx.socket, "web", "-f")
 	}()
-	out.waitFor(t, "before restart\n")
+	out.WaitFor(t, "before restart\n")
 	fx.writeLog(web, "main", 1, "after restart")
-	out.waitFor(t, "after restart\n")
+	out.WaitFor(t, "after restart\n")
 	cancel()
 	r := <-done
 	if r.err != nil {
