@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -396,44 +395,6 @@ func (d Deps) runningPods(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, PodList(out))
-}
-
-// events lists recorded events (?pod=namespace/name), or with ?watch=true
-// streams them as JSON lines as they happen.
-func (d Deps) events(w http.ResponseWriter, r *http.Request) {
-	if d.Events == nil {
-		writeError(w, http.StatusNotFound, "events are not recorded")
-		return
-	}
-	pod := r.URL.Query().Get("pod")
-	if r.URL.Query().Get("watch") != "true" {
-		evs := d.Events.List(pod)
-		if evs == nil {
-			evs = []events.Event{}
-		}
-		writeJSON(w, http.StatusOK, evs)
-		return
-	}
-	f, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "streaming unsupported")
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	for _, e := range d.Events.List(pod) {
-		enc.Encode(e)
-	}
-	f.Flush()
-	for e := range d.Events.Watch(r.Context()) {
-		if pod == "" || e.Pod == pod {
-			if err := enc.Encode(e); err != nil {
-				return
-			}
-			f.Flush()
-		}
-	}
 }
 
 func (d Deps) listManifests(w http.ResponseWriter, r *http.Request) {

@@ -73,7 +73,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // writeError answers with a JSON error in the shape of a Kubernetes Status.
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": msg, "code": code})
+	writeJSON(w, code, statusBody(code, "", msg))
+}
+
+// statusBody is a Kubernetes Status of a failure; reason may be empty.
+func statusBody(code int, reason, msg string) map[string]any {
+	st := map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": msg, "code": code}
+	if reason != "" {
+		st["reason"] = reason
+	}
+	return st
 }
 
 // Serve serves h on a TCP address until ctx ends, then shuts down
