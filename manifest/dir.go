@@ -72,6 +72,7 @@ type DirSource struct {
 	clock      clock.WithTicker
 	log        *slog.Logger
 	openWriter func(path string) bool
+	syncs      chan chan syncState // nil but in tests; see withSync
 
 	files    map[string]*fileState // by base name
 	ignored  map[string]bool       // names already logged as ignored
@@ -109,6 +110,21 @@ func WithLogger(l *slog.Logger) DirOption { return func(s *DirSource) { s.log = 
 // withWriterCheck replaces the check for processes writing a file, for tests.
 func withWriterCheck(f func(string) bool) DirOption {
 	return func(s *DirSource) { s.openWriter = f }
+}
+
+// syncState is what Run answers a test that syncs with it.
+type syncState struct {
+	watching  bool   // a watcher is open on the directory
+	lastEvent string // base name of the last watch event handled
+}
+
+// withSync makes Run answer each request sent on syncs (on a buffered
+// channel) once it has handled everything its clock has fired, for tests
+// that drive the clock: after a step and an answer naming an event of
+// theirs, they know the source acted on every change they made and every
+// timer that was due.
+func withSync(syncs chan chan syncState) DirOption {
+	return func(s *DirSource) { s.syncs = syncs }
 }
 
 // NewDirSource returns a source for the manifests in dir.
@@ -196,6 +212,27 @@ func (s *DirSource) Run(ctx context.Context, out chan<- Update) {
 
 	watch(true)
 	s.send(ctx, out)
+	readDue := func() {
+		s.readDue(pending)
+		rearm()
+	}
+	// fired handles one thing the clock fired, if there is one.
+	fired := func() bool {
+		select {
+		case <-timer.C():
+			readDue()
+		case <-relist.C():
+			watch(true)
+		case <-poll.C():
+			if s.watched == nil {
+				watch(false)
+			}
+		default:
+			return false
+		}
+		return true
+	}
+	var lastEvent string // for syncs
 	for {
 		var events <-chan fsnotify.Event
 		var errs <-chan error
@@ -210,6 +247,7 @@ func (s *DirSource) Run(ctx context.Context, out chan<- Update) {
 				closeWatcher()
 				continue
 			}
+			lastEvent = filepath.Base(ev.Name)
 			if filepath.Clean(ev.Name) == filepath.Clean(s.dir) {
 				if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 					closeWatcher()
@@ -239,8 +277,7 @@ func (s *DirSource) Run(ctx context.Context, out chan<- Update) {
 			s.log.Warn("watch error; re-listing", "err", err)
 			s.relist(pending)
 		case <-timer.C():
-			s.readDue(pending)
-			rearm()
+			readDue()
 		case <-relist.C():
 			watch(true)
 		case <-poll.C():
@@ -248,6 +285,11 @@ func (s *DirSource) Run(ctx context.Context, out chan<- Update) {
 				continue
 			}
 			watch(false)
+		case reply := <-s.syncs:
+			for fired() {
+			}
+			s.send(ctx, out)
+			reply <- syncState{watching: watcher != nil, lastEvent: lastEvent}
 		}
 		s.send(ctx, out)
 	}

@@ -9,28 +9,39 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // quietForTests is the debounce the directory tests run with: the default, so
 // they prove the shipped setting.
 const quietForTests = DefaultQuiet
 
-// settle is how long the tests wait to be sure no further update comes.
-const settle = 6 * quietForTests
+// quietSpell is how long the clock runs on to be sure no further update
+// comes: past every quiet period and grace, and a look for a missing
+// directory.
+const quietSpell = removeGrace*quietForTests + missingDirPoll
 
 func podYAML(name, image string) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\nspec:\n  containers:\n  - name: app\n    image: %s\n", name, image)
 }
 
-// dirHarness runs a DirSource over a temporary directory and collects its
-// updates.
+// dirHarness runs a DirSource over a temporary directory on a fake clock
+// and collects its updates. The clock stands still while a test changes
+// the directory, so the source never acts on a state the test did not mean
+// it to see however slow the machine is; next, none and advance run the
+// clock on, each step once the source has caught up with the last.
 type dirHarness struct {
 	t       *testing.T
 	dir     string
+	clock   *clocktesting.FakeClock
+	syncs   chan chan syncState
+	markers int // marker files written by sync
 	updates chan Update
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -43,8 +54,14 @@ func startDir(t *testing.T, dir string, opts ...DirOption) *dirHarness {
 		dir = t.TempDir()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &dirHarness{t: t, dir: dir, updates: make(chan Update, 100), cancel: cancel, done: make(chan struct{})}
-	opts = append([]DirOption{WithQuiet(quietForTests), WithResync(time.Hour), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
+	h := &dirHarness{
+		t: t, dir: dir, clock: newFakeClock(), syncs: make(chan chan syncState),
+		updates: make(chan Update, 100), cancel: cancel, done: make(chan struct{}),
+	}
+	opts = append([]DirOption{
+		WithQuiet(quietForTests), WithResync(time.Hour), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		WithClock(h.clock), withSync(h.syncs),
+	}, opts...)
 	src := NewDirSource(dir, testStatic, opts...)
 	go func() {
 		defer close(h.done)
@@ -68,25 +85,94 @@ func (h *dirHarness) write(name, content string) {
 	}
 }
 
-// next waits for the next update.
-func (h *dirHarness) next() Update {
+// markerPrefix starts the names of sync's marker files: dotfiles, which
+// are never manifests.
+const markerPrefix = ".sync-"
+
+// sync returns once the source has handled every change made to the
+// directory so far and everything its clock has fired. It writes a marker
+// file and asks the source until the source has handled the marker's
+// event (inotify keeps events in order) or watches nothing.
+func (h *dirHarness) sync() {
 	h.t.Helper()
-	select {
-	case u := <-h.updates:
-		return u
-	case <-time.After(10 * time.Second):
-		h.t.Fatal("no update within 10s")
+	first := h.markers + 1
+	deadline := time.Now().Add(waitLimit)
+	for try := 0; ; try++ {
+		if try%20 == 0 {
+			// A marker now and then, not once: one written just
+			// before the source began to watch raises no event.
+			h.markers++
+			marker := h.path(fmt.Sprintf("%s%d", markerPrefix, h.markers))
+			if os.WriteFile(marker, nil, 0o600) == nil {
+				os.Remove(marker)
+			}
+		}
+		st := h.ask()
+		n, err := strconv.Atoi(strings.TrimPrefix(st.lastEvent, markerPrefix))
+		if !st.watching || (strings.HasPrefix(st.lastEvent, markerPrefix) && err == nil && n >= first) {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the source did not catch up within %s (last event %q)", waitLimit, st.lastEvent)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return Update{}
 }
 
-// none asserts that no update arrives for a while.
+// ask makes the source handle what its clock fired and say what it last
+// handled.
+func (h *dirHarness) ask() syncState {
+	h.t.Helper()
+	reply := make(chan syncState, 1)
+	select {
+	case h.syncs <- reply:
+	case <-h.done:
+		h.t.Fatal("the source stopped")
+	case <-time.After(waitLimit):
+		h.t.Fatalf("the source did not answer within %s", waitLimit)
+	}
+	return <-reply
+}
+
+// advance runs the clock on by d, in steps of the settle period so that
+// the source looks at pending files when it would with a real clock.
+func (h *dirHarness) advance(d time.Duration) {
+	h.t.Helper()
+	h.sync()
+	for d > 0 {
+		step := min(d, DefaultSettle)
+		h.clock.Step(step)
+		h.sync()
+		d -= step
+	}
+}
+
+// next runs the clock on until the source sends an update.
+func (h *dirHarness) next() Update {
+	h.t.Helper()
+	for deadline := time.Now().Add(waitLimit); ; {
+		h.sync()
+		select {
+		case u := <-h.updates:
+			return u
+		default:
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("no update within %s (the clock at %s)", waitLimit, h.clock.Now())
+		}
+		h.clock.Step(DefaultSettle)
+	}
+}
+
+// none asserts that no update comes while the clock runs through a quiet
+// spell.
 func (h *dirHarness) none() {
 	h.t.Helper()
+	h.advance(quietSpell)
 	select {
 	case u := <-h.updates:
 		h.t.Fatalf("unexpected update: %s", describeUpdate(u))
-	case <-time.After(settle):
+	default:
 	}
 }
 
@@ -124,7 +210,7 @@ func TestWritePatterns(t *testing.T) {
 				h.t.Fatal(err)
 			}
 			f.Sync()
-			time.Sleep(quietForTests / 3)
+			h.advance(quietForTests / 3)
 			f.WriteString(c)
 			f.Close()
 		}},
@@ -134,7 +220,7 @@ func TestWritePatterns(t *testing.T) {
 			if err := os.Truncate(h.path("web.yaml"), 0); err != nil {
 				h.t.Fatal(err)
 			}
-			time.Sleep(quietForTests / 2)
+			h.advance(quietForTests / 2)
 			f, err := os.OpenFile(h.path("web.yaml"), os.O_WRONLY|os.O_APPEND, 0)
 			if err != nil {
 				h.t.Fatal(err)
@@ -152,7 +238,7 @@ func TestWritePatterns(t *testing.T) {
 			}
 			half := strings.Index(c, "    image:")
 			f.WriteString(c[:half])
-			time.Sleep(3 * quietForTests)
+			h.advance(3 * quietForTests)
 			f.WriteString(c[half:])
 			f.Close()
 		}},
@@ -196,8 +282,11 @@ func TestWritePatterns(t *testing.T) {
 			}
 		}},
 		{"kubeadm upgrade (move out, write new)", func(h *dirHarness, c string) {
+			// The new one comes a moment later, within the grace a
+			// vanished file has to come back.
 			backup := h.t.TempDir()
 			os.Rename(h.path("web.yaml"), filepath.Join(backup, "web.yaml"))
+			h.advance(2 * quietForTests)
 			h.write("web.yaml", c)
 		}},
 		{"chmod and touch only, then write", func(h *dirHarness, c string) {
