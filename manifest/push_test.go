@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestPushSource(t *testing.T) {
@@ -49,23 +48,14 @@ func TestPushSource(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); again.Run(ctx, out) }()
 	defer func() { cancel(); <-done }()
-	recv := func() Update {
-		select {
-		case u := <-out:
-			return u
-		case <-time.After(5 * time.Second):
-			t.Fatal("no snapshot")
-		}
-		return Update{}
-	}
-	u := recv()
+	u := recv(t, out)
 	if len(u.Pods) != 1 || u.Pods[0].Name != "web-node1" || u.Pods[0].Annotations[AnnotationSource] != SourceAPI {
 		t.Fatalf("after a restart: %+v", u.Pods)
 	}
 	if err := again.Delete("web"); err != nil {
 		t.Fatal(err)
 	}
-	if u := recv(); len(u.Pods) != 0 {
+	if u := recv(t, out); len(u.Pods) != 0 {
 		t.Errorf("after delete: %d pods", len(u.Pods))
 	}
 	if err := again.Delete("web"); !errors.Is(err, ErrNotFound) {
