@@ -16,11 +16,13 @@ import (
 	"time"
 )
 
-// Limits on what the client reads from a server.
-const (
-	maxResponse      = 64 << 20 // a JSON answer: a long pod list
-	maxErrorResponse = 1 << 20  // an error answer
-)
+// Limits on what the client reads from a server: a JSON answer (a long pod
+// list), and an error answer. maxResponse is a variable so tests can
+// shorten it: reading 64 MiB takes long enough, on a busy machine, to race
+// a request's timeout.
+var maxResponse = 64 << 20
+
+const maxErrorResponse = 1 << 20
 
 // endpoint is one place podsup may answer.
 type endpoint struct {
@@ -203,7 +205,7 @@ func (c *Client) call(ctx context.Context, r request, v any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(maxResponse)+1))
 	if err != nil {
 		return fmt.Errorf("read the answer to %s: %w", r.path, err)
 	}

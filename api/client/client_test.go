@@ -95,6 +95,9 @@ func TestDefaultServer(t *testing.T) {
 }
 
 func TestErrorAnswers(t *testing.T) {
+	old := maxResponse
+	maxResponse = 64 << 10
+	t.Cleanup(func() { maxResponse = old })
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/status":
