@@ -30,7 +30,7 @@ func TestDescribe(t *testing.T) {
 	web.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue}}
 	fx.pods.Set(web)
 	fx.probes["default/web-node1"] = []health.ProbeStatus{{Container: "main", Probe: "Liveness", Result: "failure", State: "success",
-		Output: "HTTP probe failed\nwith statuscode: 500", Time: time.Now()}}
+		Output: "HTTP probe failed\nwith statuscode: 500", Time: time.Now().Add(-eventsAge)}}
 	fx.events.Eventf(events.Warning, "Unhealthy", "default/web-node1", "main", "Liveness probe failed: HTTP probe failed with statuscode: 500")
 	fx.events.Eventf(events.Normal, "Started", "default/other-node1", "main", "Started container main")
 
@@ -48,8 +48,8 @@ func TestDescribe(t *testing.T) {
 		"    Environment:\n      MODE:      fast\n",
 		"<set to the key 'password' in secret 'db'>",
 		"Ready   True",
-		"main        Liveness  failure  success  0s ago    HTTP probe failed with statuscode: 500",
-		"Warning  Unhealthy  0s    podsup, container main  Liveness probe failed",
+		"main        Liveness  failure  success  10h ago   HTTP probe failed with statuscode: 500",
+		"Warning  Unhealthy  10h   podsup, container main  Liveness probe failed",
 	} {
 		if !strings.Contains(spaces.ReplaceAllString(r.stdout, " "), spaces.ReplaceAllString(want, " ")) {
 			t.Errorf("describe does not show %q:\n%s", want, r.stdout)

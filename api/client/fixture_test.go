@@ -11,12 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podsup/podsup/api"
 	"github.com/podsup/podsup/api/apitest"
@@ -43,6 +44,11 @@ type fixture struct {
 	socket string
 }
 
+// eventsAge is how long ago the fixture's events happened: far enough
+// back that the age a command prints is the same however long the command
+// takes on a busy machine.
+const eventsAge = 10*time.Hour + 30*time.Minute
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -50,7 +56,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx := &fixture{t: t, pods: &apitest.Pods{}, probes: apitest.Probes{}, events: events.NewRecorder(100, quiet, clock.RealClock{}),
+	rec := events.NewRecorder(100, quiet, clocktesting.NewFakePassiveClock(time.Now().Add(-eventsAge)))
+	fx := &fixture{t: t, pods: &apitest.Pods{}, probes: apitest.Probes{}, events: rec,
 		push: push, logDir: t.TempDir(), socket: shortSocketPath(t)}
 	ln, err := net.Listen("unix", fx.socket)
 	if err != nil {
