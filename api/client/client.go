@@ -220,10 +220,6 @@ func (c *Client) call(ctx context.Context, r request, v any) error {
 
 // stream sends a GET with no timeout, for a follow or a watch that lasts
 // until ctx ends. The caller closes the body.
-func (c *Client) stream(ctx context.Context, path string, query url.Values) (io.ReadCloser, error) {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: path, query: query, full: true})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+func (c *Client) stream(ctx context.Context, path string, query url.Values) (*http.Response, error) {
+	return c.do(ctx, request{method: http.MethodGet, path: path, query: query, full: true})
 }

@@ -2,11 +2,14 @@ package client
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/apimachinery/pkg/util/duration"
 
+	"github.com/podsup/podsup/api"
 	"github.com/podsup/podsup/events"
 )
 
@@ -63,12 +67,18 @@ func runEvents(cmd *command) error {
 		return t.print(t.filter(evs), time.Now())
 	}
 	q.Set("watch", "true")
-	body, err := cmd.client.stream(cmd.ctx, "/events", q)
+	w := &eventWatch{table: t, errOut: cmd.errOut, query: q, open: cmd.client.watchEvents, pause: pause}
+	return w.run(cmd.ctx)
+}
+
+// watchEvents starts a watch of events with query, and returns its stream
+// and the epoch of the recorder that numbers its events.
+func (c *Client) watchEvents(ctx context.Context, query url.Values) (io.ReadCloser, string, error) {
+	resp, err := c.stream(ctx, "/events", query)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	defer body.Close()
-	return t.watch(body)
+	return resp.Body, resp.Header.Get(api.EventsEpochHeader), nil
 }
 
 // eventsPodKey is the namespace/name of the pod --pod names: a pod that is
@@ -131,29 +141,125 @@ func (t *eventTable) print(evs []events.Event, now time.Time) error {
 	return tw.Flush()
 }
 
-// watch prints the events of a watch, one JSON object a line, as they
-// come, until the stream ends.
-func (t *eventTable) watch(body io.Reader) error {
+// eventsRetry is how long a broken watch of events waits before it
+// watches again.
+const eventsRetry = time.Second
+
+// pause waits eventsRetry, or until ctx ends.
+func pause(ctx context.Context) error {
+	t := time.NewTimer(eventsRetry)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// eventWatch prints the events of a watch as they come, until ctx ends.
+// When the stream breaks (podsup restarts, the connection drops), it
+// watches again from the last event it got: none is printed twice, and
+// none that podsup still keeps is missed. podsup says when it no longer
+// keeps some, and that is printed as a warning.
+type eventWatch struct {
+	table  *eventTable
+	errOut io.Writer
+	query  url.Values // watch=true, and the pod
+	// open starts a watch with query, and returns its stream and the epoch
+	// of the recorder that numbers its events.
+	open func(ctx context.Context, query url.Values) (body io.ReadCloser, epoch string, err error)
+	// pause waits before a broken watch is tried again; it returns ctx's
+	// error when ctx ends first.
+	pause func(ctx context.Context) error
+
+	opened bool   // a stream was opened: from then on, failing to reach podsup is tried again
+	epoch  string // of the last stream; "" from a podsup too old to resume a watch
+	seq    uint64 // of the last event got
+	said   string // the last break said on errOut, said once until a stream opens
+}
+
+// watchLine is a line of a watch: an event, or a Status saying that some
+// are no longer kept (its message is then the Event's).
+type watchLine struct {
+	Kind string `json:"kind"`
+	events.Event
+}
+
+func (w *eventWatch) run(ctx context.Context) error {
+	for {
+		resumable, err := w.once(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case !resumable:
+			return err
+		case w.epoch == "":
+			return err // an older podsup cannot resume a watch: it ends with its stream
+		}
+		why := "podsup ended the watch"
+		if err != nil {
+			why = err.Error()
+		}
+		if why != w.said {
+			fmt.Fprintf(w.errOut, "podsup events: %s; watching again\n", why)
+			w.said = why
+		}
+		if w.pause(ctx) != nil {
+			return nil
+		}
+	}
+}
+
+// once watches, from the last event got if there was one, until the
+// stream ends. resumable says whether the watch may go on with another.
+func (w *eventWatch) once(ctx context.Context) (resumable bool, err error) {
+	q := maps.Clone(w.query)
+	if w.epoch != "" {
+		q.Set("since", strconv.FormatUint(w.seq, 10))
+		q.Set("epoch", w.epoch)
+	}
+	body, epoch, err := w.open(ctx, q)
+	if err != nil {
+		return w.opened && errors.Is(err, ErrUnreachable), err
+	}
+	defer body.Close()
+	if !w.opened {
+		if err := w.table.print(nil, time.Now()); err != nil { // the header
+			return false, err
+		}
+	}
+	w.opened, w.said = true, ""
+	if epoch != w.epoch {
+		w.seq = 0 // another recorder (podsup restarted): its numbers start again
+	}
+	w.epoch = epoch
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxEventLine)
-	if err := t.print(nil, time.Now()); err != nil {
-		return err
-	}
 	for sc.Scan() {
-		var e events.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return fmt.Errorf("read events: %w", err)
+		var line watchLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return false, fmt.Errorf("read events: %w", err)
 		}
-		if kept := t.filter([]events.Event{e}); len(kept) > 0 {
-			if err := t.print(kept, time.Now()); err != nil {
-				return err
+		if line.Kind == "Status" {
+			fmt.Fprintf(w.errOut, "podsup events: warning: %s\n", line.Message)
+			continue
+		}
+		e := line.Event
+		if e.Seq != 0 && e.Seq <= w.seq {
+			continue // printed before the watch broke
+		}
+		w.seq = e.Seq
+		if kept := w.table.filter([]events.Event{e}); len(kept) > 0 {
+			if err := w.table.print(kept, time.Now()); err != nil {
+				return false, err
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read events: %w", err)
+		return !errors.Is(err, bufio.ErrTooLong), fmt.Errorf("read events: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // eventAge is kubectl's LAST SEEN: how long ago, and how often it repeated.

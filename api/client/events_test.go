@@ -1,8 +1,13 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/podsup/podsup/api/apitest"
@@ -72,7 +77,8 @@ func TestEvents(t *testing.T) {
 }
 
 // TestEventsWatch: the recorded events, then new ones as they happen, of
-// the pod asked for only.
+// the pod asked for only. Once the watch printed what was recorded, it
+// watches: an event recorded then is never lost between the two.
 func TestEventsWatch(t *testing.T) {
 	fx := newFixture(t)
 	fx.pods.Set(staticPod("default", "web", "main"))
@@ -99,5 +105,219 @@ func TestEventsWatch(t *testing.T) {
 	}
 	if n := strings.Count(r.stdout, "LAST SEEN"); n != 1 {
 		t.Errorf("the header is printed %d times:\n%s", n, r.stdout)
+	}
+	if n := strings.Count(r.stdout, "pulled before"); n != 1 || r.stderr != "" {
+		t.Errorf("the event before the watch is printed %d times, and it said %q:\n%s", n, r.stderr, r.stdout)
+	}
+}
+
+// safeBuffer is an errOut that the watch and the test may use at once.
+type safeBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *safeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestEventsWatchResumes: when the connection of a watch breaks, the watch
+// goes on from the last event it printed, with what was recorded
+// meanwhile and none printed twice; when podsup no longer keeps some of
+// those, it says so.
+func TestEventsWatchResumes(t *testing.T) {
+	tests := []struct {
+		name     string
+		meantime int // events recorded while the watch is broken
+		lost     bool
+	}{
+		{name: "the ring holds what happened", meantime: 3},
+		{name: "the ring dropped some of it", meantime: 150, lost: true}, // the fixture keeps 100
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t)
+			fx.events.Eventf(events.Normal, "Pulled", "default/web-node1", "main", "before the break")
+			c, err := newClient(connOptions{server: "unix://" + fx.socket})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			out, errOut := apitest.NewOutput(), &safeBuffer{}
+			paused, resume := make(chan struct{}, 1), make(chan struct{})
+			w := &eventWatch{table: &eventTable{out: out}, errOut: errOut, query: url.Values{"watch": {"true"}}, open: c.watchEvents,
+				pause: func(ctx context.Context) error {
+					paused <- struct{}{}
+					select {
+					case <-resume:
+						return nil
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}}
+			done := make(chan error, 1) // buffered: the watch never blocks on exit
+			go func() { done <- w.run(ctx) }()
+			out.WaitFor(t, "before the break")
+
+			fx.srv.CloseClientConnections()
+			apitest.Await(t, paused, "the broken watch to pause")
+			for i := range tc.meantime {
+				fx.events.Eventf(events.Normal, "Step", "default/web-node1", "main", "step %d.", i)
+			}
+			fx.events.Eventf(events.Normal, "Created", "default/web-node1", "main", "during the break")
+			close(resume)
+			out.WaitFor(t, "during the break") // the watch has resumed
+			fx.events.Eventf(events.Normal, "Started", "default/web-node1", "main", "after the break")
+			out.WaitFor(t, "after the break")
+			cancel()
+			if err := apitest.Await(t, done, "the watch to end"); err != nil {
+				t.Fatal(err)
+			}
+
+			printed := out.String()
+			if n := strings.Count(printed, "before the break"); n != 1 {
+				t.Errorf("the event before the break is printed %d times:\n%s", n, printed)
+			}
+			// The ring kept the newest of: the event before the break, the
+			// steps and the event during it.
+			first := tc.meantime + 2 - fx.events.Capacity() - 1
+			for i := range tc.meantime {
+				want := 1
+				if tc.lost && i < first {
+					want = 0
+				}
+				if n := strings.Count(printed, fmt.Sprintf("step %d.", i)); n != want {
+					t.Errorf("step %d is printed %d times, want %d:\n%s", i, n, want, printed)
+				}
+			}
+			if n := strings.Count(printed, "LAST SEEN"); n != 1 {
+				t.Errorf("the header is printed %d times:\n%s", n, printed)
+			}
+			warned := strings.Contains(errOut.String(), "warning: events recorded after event 1 are no longer kept (podsup keeps the last 100)")
+			if warned != tc.lost || !strings.Contains(errOut.String(), "; watching again") {
+				t.Errorf("the watch said\n%s\nwant it to say it watches again, and lost events: %v", errOut, tc.lost)
+			}
+		})
+	}
+}
+
+// stream is what a fake podsup answers to a watch.
+type stream struct {
+	wantQuery string // since and epoch
+	epoch     string
+	lines     []string
+	err       error
+}
+
+// TestEventWatchStreams: how a watch goes on after its stream ends, as
+// podsup answers each time.
+func TestEventWatchStreams(t *testing.T) {
+	ev := func(seq int, msg string) string {
+		return fmt.Sprintf(`{"seq":%d,"type":"Normal","reason":"Started","pod":"default/web-node1","message":%q,"count":1}`, seq, msg)
+	}
+	unreachable := fmt.Errorf("%w: connection refused", ErrUnreachable)
+	const ended = "podsup events: podsup ended the watch; watching again"
+	tests := []struct {
+		name       string
+		streams    []stream
+		wantOut    []string // messages printed, in order
+		wantErrOut []string // lines
+		wantErr    string
+	}{
+		{name: "resumes after the last event",
+			streams: []stream{
+				{epoch: "a", lines: []string{ev(1, "one"), ev(2, "two")}},
+				{wantQuery: "epoch=a&since=2", epoch: "a", lines: []string{ev(3, "three")}},
+			},
+			wantOut: []string{"one", "two", "three"}, wantErrOut: []string{ended, ended}},
+		{name: "prints nothing twice",
+			streams: []stream{
+				{epoch: "a", lines: []string{ev(1, "one"), ev(2, "two")}},
+				{wantQuery: "epoch=a&since=2", epoch: "a", lines: []string{ev(2, "two"), ev(3, "three")}},
+			},
+			wantOut: []string{"one", "two", "three"}, wantErrOut: []string{ended, ended}},
+		{name: "podsup restarted",
+			streams: []stream{
+				{epoch: "a", lines: []string{ev(1, "one"), ev(2, "two")}},
+				{wantQuery: "epoch=a&since=2", epoch: "b", lines: []string{
+					`{"kind":"Status","code":410,"reason":"Expired","message":"podsup restarted"}`, ev(1, "new one")}},
+			},
+			wantOut: []string{"one", "two", "new one"}, wantErrOut: []string{ended, "podsup events: warning: podsup restarted", ended}},
+		{name: "podsup is away a while",
+			streams: []stream{
+				{epoch: "a", lines: []string{ev(1, "one")}},
+				{wantQuery: "epoch=a&since=1", err: unreachable},
+				{wantQuery: "epoch=a&since=1", err: unreachable},
+				{wantQuery: "epoch=a&since=1", epoch: "a", lines: []string{ev(2, "two")}},
+			},
+			wantOut: []string{"one", "two"},
+			// Each break is said once, however many tries it takes.
+			wantErrOut: []string{ended, "podsup events: cannot reach podsup: connection refused; watching again", ended}},
+		{name: "podsup is not there",
+			streams: []stream{{err: unreachable}},
+			wantErr: "cannot reach podsup"},
+		{name: "an older podsup cannot resume",
+			streams: []stream{{lines: []string{ev(0, "one")}}},
+			wantOut: []string{"one"}},
+		{name: "podsup refuses to resume",
+			streams: []stream{
+				{epoch: "a", lines: []string{ev(1, "one")}},
+				{wantQuery: "epoch=a&since=1", err: &StatusError{Code: 404, Message: "events are not recorded"}},
+			},
+			wantOut: []string{"one"}, wantErrOut: []string{ended}, wantErr: "events are not recorded"},
+		{name: "a line that is not JSON",
+			streams: []stream{{epoch: "a", lines: []string{"junk"}}},
+			wantErr: "read events"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errOut bytes.Buffer
+			opened := 0
+			w := &eventWatch{table: &eventTable{out: &out}, errOut: &errOut, query: url.Values{"watch": {"true"}},
+				open: func(ctx context.Context, q url.Values) (io.ReadCloser, string, error) {
+					if opened == len(tc.streams) {
+						cancel() // the test has seen what it wanted
+						return nil, "", ctx.Err()
+					}
+					s := tc.streams[opened]
+					opened++
+					q.Del("watch")
+					if got := q.Encode(); got != s.wantQuery {
+						t.Errorf("watch %d asked for %q, want %q", opened, got, s.wantQuery)
+					}
+					if s.err != nil {
+						return nil, "", s.err
+					}
+					return io.NopCloser(strings.NewReader(strings.Join(s.lines, "\n"))), s.epoch, nil
+				},
+				pause: func(context.Context) error { return nil }}
+			err := w.run(ctx)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("the watch ended with %v, want %q", err, tc.wantErr)
+			}
+			var printed []string
+			if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) > 1 {
+				for _, line := range lines[1:] { // after the header
+					printed = append(printed, strings.Join(strings.Fields(line)[5:], " ")) // the message
+				}
+			}
+			if strings.Join(printed, "|") != strings.Join(tc.wantOut, "|") {
+				t.Errorf("printed %q, want %q:\n%s", printed, tc.wantOut, out.String())
+			}
+			if got := strings.Split(strings.TrimSpace(errOut.String()), "\n"); strings.Join(got, "|") != strings.Join(tc.wantErrOut, "|") {
+				t.Errorf("said %q, want %q", got, tc.wantErrOut)
+			}
+		})
 	}
 }

@@ -42,6 +42,7 @@ type fixture struct {
 	push   *manifest.PushSource
 	logDir string
 	socket string
+	srv    *httptest.Server
 }
 
 // eventsAge is how long ago the fixture's events happened: far enough
@@ -68,6 +69,7 @@ func newFixture(t *testing.T) *fixture {
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
+	fx.srv = srv
 	return fx
 }
 

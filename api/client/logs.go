@@ -56,12 +56,12 @@ func runLogs(cmd *command) error {
 		return err
 	}
 	path := "/containerLogs/" + url.PathEscape(pod.Namespace) + "/" + url.PathEscape(pod.Name) + "/" + url.PathEscape(container)
-	body, err := cmd.client.stream(cmd.ctx, path, query)
+	resp, err := cmd.client.stream(cmd.ctx, path, query)
 	if err != nil {
 		return err
 	}
-	defer body.Close()
-	if _, err := io.Copy(cmd.out, body); err != nil {
+	defer resp.Body.Close()
+	if _, err := io.Copy(cmd.out, resp.Body); err != nil {
 		return fmt.Errorf("read logs of %s/%s: %w", pod.Name, container, err)
 	}
 	return nil
