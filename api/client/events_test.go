@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/podsup/podsup/api/apitest"
@@ -111,24 +110,6 @@ func TestEventsWatch(t *testing.T) {
 	}
 }
 
-// safeBuffer is an errOut that the watch and the test may use at once.
-type safeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *safeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestEventsWatchResumes: when the connection of a watch breaks, the watch
 // goes on from the last event it printed, with what was recorded
 // meanwhile and none printed twice; when podsup no longer keeps some of
@@ -152,7 +133,7 @@ func TestEventsWatchResumes(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			out, errOut := apitest.NewOutput(), &safeBuffer{}
+			out, errOut := apitest.NewOutput(), apitest.NewOutput()
 			paused, resume := make(chan struct{}, 1), make(chan struct{})
 			w := &eventWatch{table: &eventTable{out: out}, errOut: errOut, query: url.Values{"watch": {"true"}}, open: c.watchEvents,
 				pause: func(ctx context.Context) error {
