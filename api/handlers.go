@@ -16,6 +16,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/events"
 	"github.com/podsup/podsup/health"
@@ -79,6 +80,16 @@ type Deps struct {
 	Metrics http.Handler
 	Health  []HealthCheck
 	LogDir  string
+	// Clock paces the checks that end a log follow, and is what a log's
+	// sinceSeconds counts back from; nil means the real clock.
+	Clock clock.WithTicker
+}
+
+func (d Deps) clock() clock.WithTicker {
+	if d.Clock == nil {
+		return clock.RealClock{}
+	}
+	return d.Clock
 }
 
 // PodStatus is a pod's status with what the kubelet keeps elsewhere: the
@@ -287,7 +298,8 @@ func (d Deps) containerLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	opts := logs.ReadOptions{TailLines: -1, Follow: q.Get("follow") == "true", Timestamps: q.Get("timestamps") == "true", Previous: q.Get("previous") == "true"}
+	opts := logs.ReadOptions{TailLines: -1, Follow: q.Get("follow") == "true", Timestamps: q.Get("timestamps") == "true", Previous: q.Get("previous") == "true",
+		Clock: d.clock()}
 	var err error
 	if v := q.Get("tailLines"); v != "" {
 		if opts.TailLines, err = strconv.ParseInt(v, 10, 64); err != nil || opts.TailLines < 0 {
@@ -307,7 +319,7 @@ func (d Deps) containerLogs(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "sinceSeconds: want a number of seconds")
 			return
 		}
-		opts.Since = time.Now().Add(-time.Duration(secs) * time.Second)
+		opts.Since = d.clock().Now().Add(-time.Duration(secs) * time.Second)
 	}
 	if v := q.Get("sinceTime"); v != "" {
 		if opts.Since, err = time.Parse(time.RFC3339, v); err != nil {
@@ -330,7 +342,9 @@ func (d Deps) containerLogs(w http.ResponseWriter, r *http.Request) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
-		go d.endWhenGone(ctx, cancel, ns+"/"+pod, dir)
+		// The ticker is made before the log is sent, so a test's clock
+		// has it by the time the test reads the first line.
+		go d.endWhenGone(ctx, cancel, d.clock().NewTicker(goneCheck), ns+"/"+pod, dir)
 	}
 	err = logs.ReadContainer(ctx, dir, opts, out)
 	switch {
@@ -345,19 +359,18 @@ func (d Deps) containerLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 // goneCheck is how often a followed log's pod is looked for.
-var goneCheck = time.Second
+const goneCheck = time.Second
 
 // endWhenGone ends a log follow once the pod is gone or its logs were
 // removed, as kubectl's follow ends with its container; it returns when ctx
 // ends.
-func (d Deps) endWhenGone(ctx context.Context, cancel context.CancelFunc, key, dir string) {
-	t := time.NewTicker(goneCheck)
+func (d Deps) endWhenGone(ctx context.Context, cancel context.CancelFunc, t clock.Ticker, key, dir string) {
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		if _, err := os.Stat(dir); d.Pods.Pod(key) == nil || err != nil {
 			cancel()

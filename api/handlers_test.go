@@ -208,10 +208,9 @@ func TestContainerLogs(t *testing.T) {
 }
 
 func TestFollowEndsWhenThePodGoes(t *testing.T) {
-	old := goneCheck
-	goneCheck = 20 * time.Millisecond
-	t.Cleanup(func() { goneCheck = old })
 	d := testDeps(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	d.Clock = clk
 	w, err := logs.NewWriter(logs.FilePath(logs.ContainerDir(d.LogDir, "default", "web-node1", "u1", "app"), 0))
 	if err != nil {
 		t.Fatal(err)
@@ -230,19 +229,15 @@ func TestFollowEndsWhenThePodGoes(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, line); err != nil || string(line) != "hello\n" {
 		t.Fatalf("first line: %q %v", line, err)
 	}
-	d.Pods.(*apitest.Pods).Set()
-	done := make(chan error, 1)
+	done := make(chan error, 1) // buffered: the reader never blocks on exit
 	go func() {
 		_, err := io.ReadAll(resp.Body)
 		done <- err
 	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the follow ended with %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the follow went on after its pod was gone")
+	d.Pods.(*apitest.Pods).Set()
+	clk.Step(goneCheck)
+	if err := apitest.Await(t, done, "the follow to end after its pod went"); err != nil {
+		t.Fatalf("the follow ended with %v", err)
 	}
 }
 
