@@ -63,7 +63,7 @@ func TestReporterUnderNodeRestriction(t *testing.T) {
 	r.Update(manifest.PodKey(etcd), etcd)
 	r.Update(manifest.PodKey(forbidden), forbidden)
 
-	eventuallyWithin(t, 30*time.Second, "node Ready with its lease", func() error {
+	eventually(t, "node Ready with its lease", func() error {
 		node, err := admin.CoreV1().Nodes().Get(ctx, "node1", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -126,7 +126,7 @@ func TestReporterUnderNodeRestriction(t *testing.T) {
 		!strings.Contains(evs[0].Message, "spec.volumes[0].secret") {
 		t.Errorf("events of the refused pod: %+v", evs)
 	}
-	eventuallyWithin(t, 30*time.Second, "the refusal as an event on the node", func() error {
+	eventually(t, "the refusal as an event on the node", func() error {
 		list, err := admin.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=node1"})
 		if err != nil {
 			return err
@@ -139,7 +139,7 @@ func TestReporterUnderNodeRestriction(t *testing.T) {
 		return fmt.Errorf("%d events, none %s", len(list.Items), reasonMirrorRefused)
 	})
 
-	eventuallyWithin(t, 30*time.Second, "the stale mirror pod deleted", func() error {
+	eventually(t, "the stale mirror pod deleted", func() error {
 		_, err := admin.CoreV1().Pods("default").Get(ctx, stale.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -149,7 +149,7 @@ func TestReporterUnderNodeRestriction(t *testing.T) {
 
 	t.Log("the static pod goes")
 	r.Update(manifest.PodKey(etcd), nil)
-	eventuallyWithin(t, 30*time.Second, "the mirror pod deleted", func() error {
+	eventually(t, "the mirror pod deleted", func() error {
 		_, err := admin.CoreV1().Pods("kube-system").Get(ctx, etcd.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -172,7 +172,7 @@ func ready(node *v1.Node) bool {
 func waitMirror(t *testing.T, admin kubernetes.Interface, static *v1.Pod, check func(*v1.Pod) error) *v1.Pod {
 	t.Helper()
 	var m *v1.Pod
-	eventuallyWithin(t, 30*time.Second, "mirror pod "+manifest.PodKey(static), func() error {
+	eventually(t, "mirror pod "+manifest.PodKey(static), func() error {
 		var err error
 		m, err = admin.CoreV1().Pods(static.Namespace).Get(context.Background(), static.Name, metav1.GetOptions{})
 		if err != nil {

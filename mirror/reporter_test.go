@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -26,7 +27,11 @@ import (
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// harness is a reporter on a fake clientset and a fake clock.
+// harness is a reporter on a fake clientset and a fake clock. Tests that
+// wait for the reporter run in a synctest bubble (synctest.Test): there a
+// sleep or a poll's limit is on the bubble's clock, which moves only once
+// every goroutine of the bubble waits, so the reporter has done all it can
+// before the test looks, however busy the machine is.
 type harness struct {
 	t      *testing.T
 	client *fake.Clientset
@@ -61,16 +66,27 @@ func newHarness(t *testing.T, opts ...Option) *harness {
 	return h
 }
 
-// run runs the reporter until the test ends.
+// run runs the reporter until the test ends, and then waits for its
+// informer too, which Run does not: no goroutine of the test outlives it.
 func (h *harness) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { h.r.Run(ctx); close(done) }()
-	h.t.Cleanup(func() { cancel(); <-done })
+	h.t.Cleanup(func() {
+		cancel()
+		<-done
+		eventually(h.t, "informer stopped", func() error {
+			if !h.r.informer.IsStopped() {
+				return errors.New("still running")
+			}
+			return nil
+		})
+	})
 }
 
-// advance moves the clock a step at a time until cond holds, giving the
-// reporter's goroutines a moment after each step.
+// advance moves the clock a step at a time until cond holds, at most 200
+// steps, letting the reporter react after each step: in a bubble, the
+// sleep ends once it has done all the step lets it do.
 func (h *harness) advance(what string, step time.Duration, cond func() error) {
 	h.t.Helper()
 	var err error
@@ -100,17 +116,14 @@ func (h *harness) count(verb, resource, subresource string) int {
 	return n
 }
 
+// eventually polls cond until it holds, or fails the test with its last
+// error after a minute: of the bubble's time in a bubble, where the reporter
+// gets all the time it needs; outside (a real apiserver), long enough for a
+// loaded machine.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	eventuallyWithin(t, 5*time.Second, what, cond)
-}
-
-// eventuallyWithin polls cond until it holds, or fails the test with its
-// last error.
-func eventuallyWithin(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
 	var err error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if err = cond(); err == nil {
 			return
 		}
@@ -128,6 +141,10 @@ func condition(n *v1.Node, typ v1.NodeConditionType) v1.NodeCondition {
 }
 
 func TestRegistersNodeAndKeepsItAlive(t *testing.T) {
+	synctest.Test(t, testRegistersNodeAndKeepsItAlive)
+}
+
+func testRegistersNodeAndKeepsItAlive(t *testing.T) {
 	h := newHarness(t, WithLabels(map[string]string{"example.com/rack": "r1"}),
 		WithTaints([]v1.Taint{{Key: "example.com/edge", Effect: v1.TaintEffectNoSchedule}}),
 		WithPressure(func() []v1.NodeCondition {
@@ -209,7 +226,9 @@ func TestRegistersNodeAndKeepsItAlive(t *testing.T) {
 	})
 }
 
-func TestMirrorPodLifecycle(t *testing.T) {
+func TestMirrorPodLifecycle(t *testing.T) { synctest.Test(t, testMirrorPodLifecycle) }
+
+func testMirrorPodLifecycle(t *testing.T) {
 	h := newHarness(t)
 	etcd := staticPod("etcd", "h1", v1.PodRunning)
 	secret := staticPod("secret", "s1", v1.PodRunning)
@@ -240,7 +259,7 @@ func TestMirrorPodLifecycle(t *testing.T) {
 	for range 3 {
 		h.r.Update(manifest.PodKey(etcd), etcd) // the same status, published again
 		h.clock.Step(DefaultStatusUpdateFrequency)
-		time.Sleep(20 * time.Millisecond)
+		synctest.Wait()
 	}
 	if n := h.count("patch", "pods", "status"); n != patches {
 		t.Errorf("%d status patches for an unchanged status", n-patches)
@@ -266,6 +285,10 @@ func TestMirrorPodLifecycle(t *testing.T) {
 // back-off on the injected clock, not in a loop, and succeed once the
 // apiserver answers again.
 func TestBacksOffWhileTheAPIServerFails(t *testing.T) {
+	synctest.Test(t, testBacksOffWhileTheAPIServerFails)
+}
+
+func testBacksOffWhileTheAPIServerFails(t *testing.T) {
 	h := newHarness(t)
 	var failing atomic.Bool
 	failing.Store(true)
@@ -284,7 +307,7 @@ func TestBacksOffWhileTheAPIServerFails(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(50 * time.Millisecond)
+	synctest.Wait()
 	if n := h.count("create", "pods", ""); n != 1 {
 		t.Fatalf("%d attempts before the clock moved, want 1", n)
 	}
@@ -302,7 +325,8 @@ func TestBacksOffWhileTheAPIServerFails(t *testing.T) {
 }
 
 // TestUpdateNeverBlocks: a hung apiserver does not hold up the supervisor's
-// status listener.
+// status listener. It runs outside a bubble: an Update stuck on a lock
+// would stop the bubble's clock, and the test would never end.
 func TestUpdateNeverBlocks(t *testing.T) {
 	h := newHarness(t)
 	hang := make(chan struct{})
@@ -324,7 +348,7 @@ func TestUpdateNeverBlocks(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("Update blocked on a hung apiserver")
 	}
 	once.Do(func() { close(hang) })
