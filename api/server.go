@@ -29,6 +29,9 @@ var (
 	readTimeout       = 30 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
+	// shutdownGrace is how long requests have to finish when the server
+	// shuts down.
+	shutdownGrace = 5 * time.Second
 )
 
 // HealthCheck is one named check of /healthz.
@@ -115,12 +118,15 @@ func ListenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ServeListener serves h on ln until ctx ends.
+// ServeListener serves h on ln until ctx ends. Requests' contexts end with
+// ctx: a follow or a watch, which never ends on its own, ends then, and the
+// shutdown need not wait out its grace for it.
 func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, streaming bool) error {
 	srv := &http.Server{
 		Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	if !streaming {
 		srv.WriteTimeout = time.Minute
@@ -132,7 +138,7 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if serr := <-errCh; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

@@ -80,3 +80,35 @@ func TestHugeHeaderRefused(t *testing.T) {
 		t.Fatalf("a %d-byte header: %s", 2*maxHeaderBytes, resp.Status)
 	}
 }
+
+// TestShutdownEndsStreams: a watch in progress ends when the server shuts
+// down, and the shutdown is clean rather than cut short by its grace.
+func TestShutdownEndsStreams(t *testing.T) {
+	old := shutdownGrace
+	shutdownGrace = apitest.WaitLimit // longer than the test waits
+	t.Cleanup(func() { shutdownGrace = old })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1) // buffered: the server never blocks on exit
+	go func() { done <- ServeListener(ctx, ln, FullHandler(testDeps(t)), slog.New(slog.DiscardHandler), true) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/events?watch=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body := bufio.NewReader(resp.Body)
+	if line, err := body.ReadString('\n'); err != nil || !strings.Contains(line, "Unhealthy") {
+		t.Fatalf("first line of the watch: %q %v", line, err)
+	}
+	cancel()
+	if err := apitest.Await(t, done, "the server to shut down"); err != nil {
+		t.Fatalf("the shutdown: %v", err)
+	}
+	if rest, err := io.ReadAll(body); err != nil || len(rest) > 0 {
+		t.Errorf("the watch ended with %q, %v; want its end", rest, err)
+	}
+}
