@@ -129,7 +129,8 @@ func TestPodsCommand(t *testing.T) {
 }
 
 // TestPodWatchStep: the table first, then only the rows that change, and a
-// Deleted row for a pod that goes; ages alone are no change.
+// Deleted row for a pod that goes; ages alone are no change, a pod
+// replaced is.
 func TestPodWatchStep(t *testing.T) {
 	web := staticPod("default", "web", "main")
 	db := staticPod("default", "db", "main")
@@ -159,6 +160,10 @@ func TestPodWatchStep(t *testing.T) {
 	}
 	if got := step(now, web); !strings.Contains(got, "db-node1") || !strings.Contains(got, "Deleted") {
 		t.Errorf("db went; printed\n%s", got)
+	}
+	web.UID = "uid-web-2"
+	if got := step(now, web); !strings.Contains(got, "web-node1") {
+		t.Errorf("web was replaced, with a row that looks the same; printed\n%s", got)
 	}
 }
 

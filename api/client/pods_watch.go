@@ -33,11 +33,13 @@ type seenPod struct {
 }
 
 // rowKey is what a row shows that may change, the ages aside: they change
-// every second and are not news.
+// every second and are not news. The UID is in it: a pod replaced between
+// two reads (its manifest changed) is news even when its row looks the
+// same.
 func rowKey(p *v1.Pod) string {
 	r := PodRow(p, time.Time{})
 	restarts, _, _ := strings.Cut(r.Restarts, " ")
-	return strings.Join([]string{r.Ready, r.Status, restarts, p.Status.PodIP, p.Spec.NodeName}, "\t")
+	return strings.Join([]string{string(p.UID), r.Ready, r.Status, restarts, p.Status.PodIP, p.Spec.NodeName}, "\t")
 }
 
 // step prints what changed since the last step; the first prints all.
