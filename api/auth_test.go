@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,8 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/podsup/podsup/api/apitest"
 	"github.com/podsup/podsup/internal/testpki"
 )
 
@@ -121,17 +122,14 @@ func TestClientCertificates(t *testing.T) {
 			// would.
 			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 		}
-		c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 10 * time.Second}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: apitest.WaitLimit}
 		resp, err := c.Get(srv.URL + "/pods")
 		if err != nil {
 			return 0, "", err
 		}
 		defer resp.Body.Close()
-		var b strings.Builder
-		buf := make([]byte, 512)
-		n, _ := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		return resp.StatusCode, b.String(), nil
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return resp.StatusCode, string(body), err
 	}
 	good := ca.Client(t, "alice", "admins")
 	if code, body, err := get(&good); err != nil || code != 200 || body != "alice/admins" {
