@@ -19,7 +19,9 @@ const EventsEpochHeader = "Podsup-Events-Epoch"
 // then the new ones as they happen. When events a watch should send are no
 // longer kept, it sends a Status line in their place (code 410, reason
 // Expired, as the apiserver says a resourceVersion is too old) and goes on
-// with those that are.
+// with those that are. With ?allowWatchBookmarks=true, as the apiserver
+// has it, a line {"kind":"Bookmark","seq":N} follows what a watch lists:
+// a watch of one pod resumes from N, though it got no event numbered so.
 func (d Deps) events(w http.ResponseWriter, r *http.Request) {
 	if d.Events == nil {
 		writeError(w, http.StatusNotFound, "events are not recorded")
@@ -66,9 +68,10 @@ func (d Deps) events(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case restarted:
 		lost = "podsup restarted: events it recorded after the last one this watch got, before it stopped, if any, are lost"
-	case since > 0 && !complete:
+	case q.Has("since") && !complete:
 		lost = d.expired(since)
 	}
+	bookmarks := q.Get("allowWatchBookmarks") == "true"
 	for {
 		if lost != "" {
 			if enc.Encode(statusBody(http.StatusGone, "Expired", lost)) != nil {
@@ -80,6 +83,9 @@ func (d Deps) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			since = e.Seq
+		}
+		if bookmarks && enc.Encode(map[string]any{"kind": "Bookmark", "seq": watcher.After()}) != nil {
+			return
 		}
 		f.Flush()
 		for open := true; open; {

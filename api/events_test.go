@@ -67,8 +67,11 @@ type watchLine struct {
 }
 
 func (l watchLine) String() string {
-	if l.Kind != "" {
-		return fmt.Sprintf("%s %d %s", l.Kind, l.Code, l.Reason)
+	switch l.Kind {
+	case "Bookmark":
+		return fmt.Sprintf("Bookmark %d", l.Seq)
+	case "Status":
+		return fmt.Sprintf("Status %d %s", l.Code, l.Reason)
 	}
 	return fmt.Sprintf("%d %s", l.Seq, l.Reason)
 }
@@ -120,6 +123,8 @@ func TestEventsWatch(t *testing.T) {
 			want: "3 E3|4 E4|5 E5|6 E6|7 Last"},
 		{name: "of a pod", query: func(string) string { return "pod=default/web-node1" },
 			want: "3 E3|5 E5|7 Last"},
+		{name: "of a pod, with bookmarks", query: func(string) string { return "pod=default/web-node1&allowWatchBookmarks=true" },
+			want: "3 E3|5 E5|Bookmark 6|7 Last"},
 		{name: "after since", query: func(epoch string) string { return "since=4&epoch=" + epoch },
 			want: "5 E5|6 E6|7 Last"},
 		{name: "after since, of a pod", query: func(epoch string) string { return "pod=default/web-node1&since=3&epoch=" + epoch },
@@ -128,6 +133,8 @@ func TestEventsWatch(t *testing.T) {
 			want: "6 E6|7 Last"},
 		{name: "after events the ring dropped", query: func(epoch string) string { return "since=1&epoch=" + epoch },
 			want: "Status 410 Expired|3 E3|4 E4|5 E5|6 E6|7 Last", lost: "after event 1 are no longer kept (podsup keeps the last 4)"},
+		{name: "after none, with events dropped since", query: func(epoch string) string { return "since=0&epoch=" + epoch },
+			want: "Status 410 Expired|3 E3|4 E4|5 E5|6 E6|7 Last", lost: "after event 0 are no longer kept"},
 		{name: "after the last event dropped", query: func(epoch string) string { return "since=2&epoch=" + epoch },
 			want: "3 E3|4 E4|5 E5|6 E6|7 Last"},
 		{name: "from a podsup that restarted", query: func(string) string { return "since=5&epoch=" + other.Epoch() },

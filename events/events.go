@@ -178,20 +178,27 @@ func (r *Recorder) Watch(pod string, since uint64) (evs []Event, w *Watcher, com
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	evs, complete = r.since(pod, since)
-	w = &Watcher{r: r, pod: pod, ch: make(chan Event, watchBuffer)}
+	w = &Watcher{r: r, pod: pod, after: r.seq, ch: make(chan Event, watchBuffer)}
 	r.watchers[w] = struct{}{}
 	return evs, w, complete
 }
 
 // Watcher receives the events a Recorder records after a Watch.
 type Watcher struct {
-	r   *Recorder
-	pod string
+	r     *Recorder
+	pod   string
+	after uint64 // the Seq of the newest event when the watch began
 	// ch is buffered so that recording never waits for a watcher; it is
 	// closed, under r.mu, when the watch ends.
 	ch  chan Event
 	err error // why the watch ended; written under r.mu before ch is closed
 }
+
+// After returns the Seq of the newest event recorded when the watch began:
+// the Watch listed the events up to it, and the watcher is sent those
+// after it. A watch of one pod that resumes from there has missed none of
+// the pod's events, though it got none numbered so.
+func (w *Watcher) After() uint64 { return w.after }
 
 // Events returns the watch's events, oldest first. The channel is closed
 // when the watch ends, after the events sent before that: by Stop, or

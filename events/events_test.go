@@ -73,8 +73,8 @@ func TestWatchListsThenWatchesFromOnePoint(t *testing.T) {
 	r.Eventf(Normal, "Created", "default/b", "app", "created")
 	listed, w, complete := r.Watch("", 0)
 	defer w.Stop()
-	if reasons(listed) != "Pulled Created " || !complete {
-		t.Errorf("listed %q (complete %v), want Pulled Created", reasons(listed), complete)
+	if reasons(listed) != "Pulled Created " || !complete || w.After() != 2 {
+		t.Errorf("listed %q (complete %v) up to %d, want Pulled Created up to 2", reasons(listed), complete, w.After())
 	}
 	r.Eventf(Normal, "Started", "default/a", "app", "started")
 	r.Eventf(Normal, "Started", "default/a", "app", "started")
@@ -207,6 +207,11 @@ func TestWatchOfAPod(t *testing.T) {
 	sent, closed := buffered(w)
 	if len(listed) != 1 || listed[0].Pod != "default/b" || reasons(sent) != "Started " || closed {
 		t.Errorf("listed %+v, sent %+v (closed %v); want default/b's events only", listed, sent, closed)
+	}
+	// The watch listed all of default/b's events up to the newest of any
+	// pod: it resumes from there.
+	if w.After() != 2 {
+		t.Errorf("the watch began after event %d, want 2", w.After())
 	}
 }
 

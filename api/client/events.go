@@ -179,8 +179,9 @@ type eventWatch struct {
 	said   string // the last break said on errOut, said once until a stream opens
 }
 
-// watchLine is a line of a watch: an event, or a Status saying that some
-// are no longer kept (its message is then the Event's).
+// watchLine is a line of a watch: an event, a Status saying that some are
+// no longer kept (its message is then the Event's), or a Bookmark: the Seq
+// the watch has got every event of its pod up to.
 type watchLine struct {
 	Kind string `json:"kind"`
 	events.Event
@@ -215,6 +216,7 @@ func (w *eventWatch) run(ctx context.Context) error {
 // stream ends. resumable says whether the watch may go on with another.
 func (w *eventWatch) once(ctx context.Context) (resumable bool, err error) {
 	q := maps.Clone(w.query)
+	q.Set("allowWatchBookmarks", "true")
 	if w.epoch != "" {
 		q.Set("since", strconv.FormatUint(w.seq, 10))
 		q.Set("epoch", w.epoch)
@@ -241,8 +243,12 @@ func (w *eventWatch) once(ctx context.Context) (resumable bool, err error) {
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			return false, fmt.Errorf("read events: %w", err)
 		}
-		if line.Kind == "Status" {
+		switch line.Kind {
+		case "Status":
 			fmt.Fprintf(w.errOut, "podsup events: warning: %s\n", line.Message)
+			continue
+		case "Bookmark":
+			w.seq = max(w.seq, line.Seq)
 			continue
 		}
 		e := line.Event

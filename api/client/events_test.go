@@ -113,29 +113,46 @@ func TestEventsWatch(t *testing.T) {
 // TestEventsWatchResumes: when the connection of a watch breaks, the watch
 // goes on from the last event it printed, with what was recorded
 // meanwhile and none printed twice; when podsup no longer keeps some of
-// those, it says so.
+// those, it says so, and only then.
 func TestEventsWatchResumes(t *testing.T) {
 	tests := []struct {
 		name     string
-		meantime int // events recorded while the watch is broken
+		pod      bool // watch default/web-node1 only
+		before   int  // events of another pod recorded before the watch
+		meantime int  // events of web recorded while the watch is broken
 		lost     bool
 	}{
-		{name: "the ring holds what happened", meantime: 3},
-		{name: "the ring dropped some of it", meantime: 150, lost: true}, // the fixture keeps 100
+		{name: "the ring holds what happened", before: 1, meantime: 3},
+		{name: "the ring dropped some of it", before: 1, meantime: 150, lost: true}, // the fixture keeps 100
+		// The watch has printed no event: it resumes from where podsup
+		// said its list ended.
+		{name: "of a pod, the ring holds what happened", pod: true, before: 150, meantime: 3},
+		{name: "of a pod, the ring dropped some of it", pod: true, before: 1, meantime: 150, lost: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newFixture(t)
-			fx.events.Eventf(events.Normal, "Pulled", "default/web-node1", "main", "before the break")
+			for i := range tc.before {
+				fx.events.Eventf(events.Normal, "Pulled", "default/other-node1", "main", "other %d.", i)
+			}
 			c, err := newClient(connOptions{server: "unix://" + fx.socket})
 			if err != nil {
 				t.Fatal(err)
+			}
+			query := url.Values{"watch": {"true"}}
+			if tc.pod {
+				query.Set("pod", "default/web-node1")
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			out, errOut := apitest.NewOutput(), apitest.NewOutput()
 			paused, resume := make(chan struct{}, 1), make(chan struct{})
-			w := &eventWatch{table: &eventTable{out: out}, errOut: errOut, query: url.Values{"watch": {"true"}}, open: c.watchEvents,
+			listed := make(chan struct{}, 1)
+			w := &eventWatch{table: &eventTable{out: out}, errOut: errOut, query: query,
+				open: func(ctx context.Context, q url.Values) (io.ReadCloser, string, error) {
+					body, epoch, err := c.watchEvents(ctx, q)
+					return &bookmarkReader{ReadCloser: body, seen: listed}, epoch, err
+				},
 				pause: func(ctx context.Context) error {
 					paused <- struct{}{}
 					select {
@@ -147,7 +164,7 @@ func TestEventsWatchResumes(t *testing.T) {
 				}}
 			done := make(chan error, 1) // buffered: the watch never blocks on exit
 			go func() { done <- w.run(ctx) }()
-			out.WaitFor(t, "before the break")
+			apitest.Await(t, listed, "the watch to list")
 
 			fx.srv.CloseClientConnections()
 			apitest.Await(t, paused, "the broken watch to pause")
@@ -165,12 +182,18 @@ func TestEventsWatchResumes(t *testing.T) {
 			}
 
 			printed := out.String()
-			if n := strings.Count(printed, "before the break"); n != 1 {
-				t.Errorf("the event before the break is printed %d times:\n%s", n, printed)
+			for i := range tc.before {
+				want := 1
+				if tc.pod {
+					want = 0
+				}
+				if n := strings.Count(printed, fmt.Sprintf("other %d.", i)); n != want {
+					t.Errorf("another pod's event %d is printed %d times, want %d:\n%s", i, n, want, printed)
+				}
 			}
-			// The ring kept the newest of: the event before the break, the
-			// steps and the event during it.
-			first := tc.meantime + 2 - fx.events.Capacity() - 1
+			// The ring kept the newest of: the events before the break,
+			// the steps and the event during it.
+			first := tc.meantime + 1 - fx.events.Capacity()
 			for i := range tc.meantime {
 				want := 1
 				if tc.lost && i < first {
@@ -183,12 +206,35 @@ func TestEventsWatchResumes(t *testing.T) {
 			if n := strings.Count(printed, "LAST SEEN"); n != 1 {
 				t.Errorf("the header is printed %d times:\n%s", n, printed)
 			}
-			warned := strings.Contains(errOut.String(), "warning: events recorded after event 1 are no longer kept (podsup keeps the last 100)")
-			if warned != tc.lost || !strings.Contains(errOut.String(), "; watching again") {
+			said := errOut.String()
+			warned := strings.Contains(said, "are no longer kept")
+			if warned != tc.lost || tc.lost && !strings.Contains(said, "warning: events recorded after event 1 are no longer kept (podsup keeps the last 100)") ||
+				!strings.Contains(said, "; watching again") {
 				t.Errorf("the watch said\n%s\nwant it to say it watches again, and lost events: %v", errOut, tc.lost)
 			}
 		})
 	}
+}
+
+// bookmarkReader is the stream of a watch, which tells when it has brought
+// the bookmark that ends the list: the watch takes every line it read
+// before it sees the stream end.
+type bookmarkReader struct {
+	io.ReadCloser
+	read bytes.Buffer
+	seen chan<- struct{} // size 1
+}
+
+func (r *bookmarkReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.read.Write(p[:n])
+	if bytes.Contains(r.read.Bytes(), []byte(`"kind":"Bookmark"`)) {
+		select {
+		case r.seen <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
 }
 
 // stream is what a fake podsup answers to a watch.
@@ -220,6 +266,12 @@ func TestEventWatchStreams(t *testing.T) {
 				{wantQuery: "epoch=a&since=2", epoch: "a", lines: []string{ev(3, "three")}},
 			},
 			wantOut: []string{"one", "two", "three"}, wantErrOut: []string{ended, ended}},
+		{name: "resumes after a bookmark",
+			streams: []stream{
+				{epoch: "a", lines: []string{ev(1, "one"), `{"kind":"Bookmark","seq":7}`}},
+				{wantQuery: "epoch=a&since=7", epoch: "a", lines: []string{ev(8, "eight")}},
+			},
+			wantOut: []string{"one", "eight"}, wantErrOut: []string{ended, ended}},
 		{name: "prints nothing twice",
 			streams: []stream{
 				{epoch: "a", lines: []string{ev(1, "one"), ev(2, "two")}},
@@ -273,7 +325,11 @@ func TestEventWatchStreams(t *testing.T) {
 					}
 					s := tc.streams[opened]
 					opened++
+					if q.Get("allowWatchBookmarks") != "true" {
+						t.Errorf("watch %d does not ask for bookmarks: %s", opened, q.Encode())
+					}
 					q.Del("watch")
+					q.Del("allowWatchBookmarks")
 					if got := q.Encode(); got != s.wantQuery {
 						t.Errorf("watch %d asked for %q, want %q", opened, got, s.wantQuery)
 					}
