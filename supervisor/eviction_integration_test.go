@@ -3,6 +3,7 @@
 package supervisor
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,29 +26,25 @@ func TestEvictionAndAdmission(t *testing.T) {
 	scratch := "  volumes: [{name: scratch, emptyDir: {}}]\n"
 	victimYAML := podYAML("victim", scratch, "a: "+sleeper)
 	h.declare(victimYAML)
-	h.waitPod(victim, 60*time.Second, "running", func(p *v1.Pod) bool { return running(p, "a") })
+	h.waitPod(victim, "running", func(p *v1.Pod) bool { return running(p, "a") })
 
 	pressure.Store(true)
 	grace := int64(1)
 	h.sup.Evict(victim, "The node was low on resource: ephemeral-storage.", &grace, func(time.Time) bool { return !pressure.Load() })
-	h.waitPod(victim, 30*time.Second, "evicted", func(p *v1.Pod) bool {
+	h.waitPod(victim, "evicted", func(p *v1.Pod) bool {
 		return p.Status.Phase == v1.PodFailed && p.Status.Reason == "Evicted" && p.Status.Message == "The node was low on resource: ephemeral-storage."
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && len(h.state(victim).Containers) > 0 {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if st := h.state(victim); len(st.Containers) > 0 {
-		t.Errorf("the evicted pod's containers are still there: %d", len(st.Containers))
-	}
+	eventually(t, func() bool { return len(h.state(victim).Containers) == 0 }, func() string {
+		return fmt.Sprintf("the evicted pod's containers removed (%d left)", len(h.state(victim).Containers))
+	})
 
 	h.declare(victimYAML, podYAML("newcomer", "", "a: "+sleeper))
-	p := h.waitPod(newcomer, 30*time.Second, "held back", func(p *v1.Pod) bool { return p.Status.Reason == "NodeDiskPressure" })
+	p := h.waitPod(newcomer, "held back", func(p *v1.Pod) bool { return p.Status.Reason == "NodeDiskPressure" })
 	if p.Status.Phase != v1.PodPending || len(h.state(newcomer).Sandboxes) != 0 {
 		t.Errorf("the refused pod is %s with %d sandboxes", p.Status.Phase, len(h.state(newcomer).Sandboxes))
 	}
 
 	pressure.Store(false)
-	h.waitPod(victim, 30*time.Second, "readmitted", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning && running(p, "a") })
-	h.waitPod(newcomer, 30*time.Second, "admitted", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning && running(p, "a") })
+	h.waitPod(victim, "readmitted", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning && running(p, "a") })
+	h.waitPod(newcomer, "admitted", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning && running(p, "a") })
 }

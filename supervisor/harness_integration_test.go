@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,7 @@ type harness struct {
 	deltas  chan manifest.Delta
 	logDir  string
 	rootDir string
+	syncs   *syncCounter
 }
 
 func newHarness(t *testing.T, opts ...Option) *harness {
@@ -46,7 +48,7 @@ func newHarness(t *testing.T, opts ...Option) *harness {
 	ctx, ns := testenv.Namespace(t, client)
 	testenv.ImportBusybox(t, ctx, client)
 	h := &harness{t: t, client: client, ctx: ctx, ns: ns, deltas: make(chan manifest.Delta),
-		logDir: t.TempDir(), rootDir: t.TempDir(), merger: manifest.NewMerger([]string{manifest.SourceFile}, clock.RealClock{})}
+		logDir: t.TempDir(), rootDir: t.TempDir(), syncs: &syncCounter{}, merger: manifest.NewMerger([]string{manifest.SourceFile}, clock.RealClock{})}
 	log := slog.New(slog.NewTextHandler(testLogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var sup *Supervisor
 	rt, err := runtime.New(testenv.Address(), runtime.WithNamespace(ns), runtime.WithRootDir(h.rootDir), runtime.WithLogDir(h.logDir),
@@ -54,7 +56,7 @@ func newHarness(t *testing.T, opts ...Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup = New(rt, append([]Option{WithBackoff(fastBackoff), WithLogger(log), WithNode("192.0.2.10", nil),
+	sup = New(rt, append([]Option{WithBackoff(fastBackoff), WithLogger(log), WithNode("192.0.2.10", nil), WithMetrics(h.syncs),
 		WithVolumes(volume.New(rt.PodDir, volume.WithLogger(log)))}, opts...)...)
 	h.rt, h.sup = rt, sup
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -97,36 +99,61 @@ func (h *harness) declare(manifests ...string) {
 	h.deltas <- h.merger.Merge(manifest.Update{Source: manifest.SourceFile, Pods: pods})
 }
 
-// waitPod waits until cond holds for the pod's published status.
-func (h *harness) waitPod(key string, timeout time.Duration, what string, cond func(*v1.Pod) bool) *v1.Pod {
-	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last *v1.Pod
-	for time.Now().Before(deadline) {
-		if p := h.sup.Pod(key); p != nil {
-			last = p
-			if cond(p) {
-				return p
-			}
+// waitLimit bounds every wait on containerd, runc and the containers: far
+// longer than anything takes on a machine whose cores are all busy, so a
+// test fails only when what it waits for never happens.
+const waitLimit = 3 * time.Minute
+
+// eventually polls cond until it holds, and fails the test after waitLimit
+// with describe's account of what it waited for.
+func eventually(t *testing.T, cond func() bool, describe func() string) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", waitLimit, describe())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	h.t.Fatalf("pod %s: not %s within %s; last status: %s", key, what, timeout, summarize(last))
-	return nil
+}
+
+// waitPod waits until cond holds for the pod's published status.
+func (h *harness) waitPod(key string, what string, cond func(*v1.Pod) bool) *v1.Pod {
+	h.t.Helper()
+	var last *v1.Pod
+	eventually(h.t, func() bool {
+		last = h.sup.Pod(key)
+		return last != nil && cond(last)
+	}, func() string { return fmt.Sprintf("pod %s %s; last status: %s", key, what, summarize(last)) })
+	return last
 }
 
 // waitGone waits until containerd holds nothing of the pod.
-func (h *harness) waitGone(key string, timeout time.Duration) {
+func (h *harness) waitGone(key string) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	eventually(h.t, func() bool {
 		st, err := h.rt.PodState(context.Background(), key)
-		if err == nil && len(st.Sandboxes)+len(st.Containers) == 0 && h.sup.Pod(key) == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+		return err == nil && len(st.Sandboxes)+len(st.Containers) == 0 && h.sup.Pod(key) == nil
+	}, func() string { return fmt.Sprintf("pod %s gone", key) })
+}
+
+// syncCounter counts the supervisor's finished pod syncs.
+type syncCounter struct{ n atomic.Int64 }
+
+func (c *syncCounter) SyncDone(time.Duration, error) { c.n.Add(1) }
+func (c *syncCounter) ImagePull(error)               {}
+func (c *syncCounter) Evicted()                      {}
+
+// syncAgain wakes the pod's worker twice and waits each time for a sync to
+// finish: after the second, a sync that began after the call has finished,
+// so whatever the supervisor does about the pod's present state is done.
+func (h *harness) syncAgain(key string) {
+	h.t.Helper()
+	for range 2 {
+		n := h.syncs.n.Load()
+		h.sup.Wake(key)
+		eventually(h.t, func() bool { return h.syncs.n.Load() > n }, func() string { return "pod " + key + " synced" })
 	}
-	h.t.Fatalf("pod %s still present after %s", key, timeout)
 }
 
 func (h *harness) state(key string) *runtime.PodState {
@@ -157,15 +184,6 @@ func summarize(p *v1.Pod) string {
 		b.WriteString("]")
 	}
 	return b.String()
-}
-
-func containerStatusOf(p *v1.Pod, name string) v1.ContainerStatus {
-	for _, cs := range append(append([]v1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
-		if cs.Name == name {
-			return cs
-		}
-	}
-	return v1.ContainerStatus{}
 }
 
 func running(p *v1.Pod, names ...string) bool {

@@ -3,6 +3,8 @@ package supervisor
 import (
 	"os"
 	"testing"
+
+	v1 "k8s.io/api/core/v1"
 )
 
 func mustRead(t *testing.T, path string) []byte {
@@ -12,4 +14,13 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+func containerStatusOf(p *v1.Pod, name string) v1.ContainerStatus {
+	for _, cs := range append(append([]v1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if cs.Name == name {
+			return cs
+		}
+	}
+	return v1.ContainerStatus{}
 }

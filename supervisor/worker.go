@@ -109,7 +109,8 @@ func (w *podWorker) latest() (*v1.Pod, int) {
 // resync period, until ctx ends or the pod is removed.
 func (w *podWorker) run(ctx context.Context) {
 	defer w.s.wg.Done()
-	timer := w.s.clock.NewTimer(0)
+	w.notify() // the first sync, at once
+	timer := w.s.clock.NewTimer(w.s.resync)
 	defer timer.Stop()
 	for {
 		select {
@@ -156,6 +157,12 @@ func (w *podWorker) run(ctx context.Context) {
 			delay = min(max(next.Sub(w.s.clock.Now()), 0), delay)
 		}
 		timer.Stop()
+		if delay == 0 {
+			// Due already: look again at once, not when a timer of no
+			// duration fires (a fake clock's fires only when stepped).
+			w.notify()
+			delay = w.s.resync
+		}
 		timer.Reset(delay)
 	}
 }

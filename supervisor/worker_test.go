@@ -1,0 +1,350 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	v1 "k8s.io/api/core/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
+)
+
+// fakeRuntime is containerd as the supervisor sees it, in memory: what the
+// supervisor starts runs until the test makes it exit, and every time is
+// the fake clock's.
+type fakeRuntime struct {
+	clk *clocktesting.FakeClock
+
+	mu         sync.Mutex
+	sandboxes  []*runtime.Sandbox // of testKey, newest first
+	containers []*runtime.Container
+	stops      []stopCall
+}
+
+// stopCall is one StopContainer: which container, with what grace period.
+type stopCall struct {
+	name  string
+	grace time.Duration
+}
+
+var _ Runtime = (*fakeRuntime)(nil)
+
+func (f *fakeRuntime) PodState(ctx context.Context, key string) (*runtime.PodState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := &runtime.PodState{Key: key}
+	if key != testKey {
+		return st, nil
+	}
+	for _, sb := range f.sandboxes {
+		c := *sb
+		st.Sandboxes = append(st.Sandboxes, &c)
+	}
+	for _, ct := range f.containers {
+		c := *ct
+		st.Containers = append(st.Containers, &c)
+	}
+	return st, nil
+}
+
+func (f *fakeRuntime) ListPods(ctx context.Context) (map[string]*runtime.PodState, error) {
+	st, _ := f.PodState(ctx, testKey)
+	if len(st.Sandboxes)+len(st.Containers) == 0 {
+		return map[string]*runtime.PodState{}, nil
+	}
+	return map[string]*runtime.PodState{testKey: st}, nil
+}
+
+func (f *fakeRuntime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg runtime.SandboxConfig) (*runtime.Sandbox, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb := &runtime.Sandbox{ID: runtime.SandboxID(testKey, cfg.Attempt), Attempt: cfg.Attempt, Hash: cfg.Hash, Ready: true, CreatedAt: f.clk.Now()}
+	f.sandboxes = append([]*runtime.Sandbox{sb}, f.sandboxes...)
+	c := *sb
+	return &c, nil
+}
+
+func (f *fakeRuntime) StopSandbox(ctx context.Context, sb *runtime.Sandbox) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.sandboxes {
+		if s.ID == sb.ID {
+			s.Ready = false
+		}
+	}
+	return nil
+}
+
+func (f *fakeRuntime) RemoveSandbox(ctx context.Context, sb *runtime.Sandbox) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, s := range f.sandboxes {
+		if s.ID == sb.ID {
+			f.sandboxes = append(f.sandboxes[:i:i], f.sandboxes[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+func (f *fakeRuntime) StartContainer(ctx context.Context, cfg *runtime.ContainerConfig) (*runtime.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.clk.Now()
+	c := &runtime.Container{
+		ID: runtime.ContainerID(testKey, cfg.Container.Name, cfg.Sandbox.Attempt, cfg.Attempt), SandboxID: cfg.Sandbox.ID,
+		Name: cfg.Container.Name, Init: cfg.Init, Hash: cfg.Hash, Attempt: cfg.Attempt, State: runtime.StateRunning,
+		Backoff: cfg.Backoff, CreatedAt: now, StartedAt: now, Last: cfg.Last,
+	}
+	f.removeLocked(c.ID) // an interrupted start of the same attempt
+	f.containers = append(f.containers, c)
+	started := *c
+	return &started, nil
+}
+
+// exitLocked ends a running container as of now.
+func (f *fakeRuntime) exitLocked(c *runtime.Container, code int32) {
+	if c.State != runtime.StateRunning {
+		return
+	}
+	c.State = runtime.StateExited
+	c.Exit = &runtime.Termination{ExitCode: code, Reason: "Error", StartedAt: c.StartedAt, FinishedAt: f.clk.Now(), ID: c.ID}
+}
+
+// exit makes the newest instance of a container exit with code, now.
+func (f *fakeRuntime) exit(name string, code int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var latest *runtime.Container
+	for _, c := range f.containers {
+		if c.Name == name && (latest == nil || c.Attempt > latest.Attempt) {
+			latest = c
+		}
+	}
+	if latest != nil {
+		f.exitLocked(latest, code)
+	}
+}
+
+// started returns the instance of a container with the given restart
+// count, or nil.
+func (f *fakeRuntime) started(name string, attempt int) *runtime.Container {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.containers {
+		if c.Name == name && c.Attempt == attempt {
+			started := *c
+			return &started
+		}
+	}
+	return nil
+}
+
+func (f *fakeRuntime) stopCalls() []stopCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]stopCall(nil), f.stops...)
+}
+
+func (f *fakeRuntime) StopContainer(ctx context.Context, c *runtime.Container, grace time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stops = append(f.stops, stopCall{c.Name, grace})
+	for _, ct := range f.containers {
+		if ct.ID == c.ID {
+			f.exitLocked(ct, 137)
+		}
+	}
+	return nil
+}
+
+func (f *fakeRuntime) RemoveContainer(ctx context.Context, c *runtime.Container) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removeLocked(c.ID)
+	return nil
+}
+
+func (f *fakeRuntime) removeLocked(id string) {
+	for i, c := range f.containers {
+		if c.ID == id {
+			f.containers = append(f.containers[:i:i], f.containers[i+1:]...)
+			return
+		}
+	}
+}
+
+func (f *fakeRuntime) CleanupPod(ctx context.Context, key, namespace, name string) error { return nil }
+func (f *fakeRuntime) PodDirs() (map[string]string, error)                               { return nil, nil }
+func (f *fakeRuntime) RemovePodDir(dir string) error                                     { return nil }
+func (f *fakeRuntime) RemoveOrphanSnapshots(ctx context.Context, prefix string, minAge time.Duration) error {
+	return nil
+}
+
+// noVolumes is a pod without volumes.
+type noVolumes struct{}
+
+func (noVolumes) Prepare(context.Context, *v1.Pod, volume.Config, volume.PodInfo) error { return nil }
+func (noVolumes) Mounts(*v1.Pod, *v1.Container, []string) ([]specs.Mount, error)        { return nil, nil }
+func (noVolumes) Cleanup(string) error                                                  { return nil }
+func (noVolumes) Exceeded(*v1.Pod) (string, bool)                                       { return "", false }
+
+// clockHooks runs preStop handlers that take the given time of the fake
+// clock.
+type clockHooks struct {
+	clk   *clocktesting.FakeClock
+	takes time.Duration
+}
+
+func (h clockHooks) RunHook(context.Context, *v1.Container, string, string, *v1.LifecycleHandler, time.Duration) error {
+	h.clk.Step(h.takes)
+	return nil
+}
+
+// unit runs a supervisor on the fake runtime and a fake clock.
+type unit struct {
+	t         *testing.T
+	clk       *clocktesting.FakeClock
+	rt        *fakeRuntime
+	sup       *Supervisor
+	deltas    chan manifest.Delta
+	published atomic.Int64 // statuses published for testKey
+}
+
+func newUnit(t *testing.T, clk *clocktesting.FakeClock, opts ...Option) *unit {
+	t.Helper()
+	u := &unit{t: t, clk: clk, rt: &fakeRuntime{clk: clk}, deltas: make(chan manifest.Delta)}
+	u.sup = New(u.rt, append([]Option{WithClock(clk), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		WithVolumes(noVolumes{}), WithResync(time.Hour), WithStatusListener(func(key string, pod *v1.Pod) {
+			if key == testKey && pod != nil {
+				u.published.Add(1)
+			}
+		})}, opts...)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		u.sup.Run(ctx, u.deltas)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return u
+}
+
+func (u *unit) declare(pod *v1.Pod) {
+	u.deltas <- manifest.Delta{Changes: []manifest.Change{{Kind: manifest.Add, Pod: pod}}}
+}
+
+func (u *unit) remove(pod *v1.Pod) {
+	u.deltas <- manifest.Delta{Changes: []manifest.Change{{Kind: manifest.Remove, Pod: pod}}}
+}
+
+// waitUntil waits for what the supervisor's goroutines do with no step of
+// the fake clock; only a supervisor that never does it makes it wait long.
+func (u *unit) waitUntil(what string, cond func() bool) {
+	u.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			u.t.Fatalf("%s: not within a minute", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// syncAgain wakes the worker until a sync that began after the call has
+// published the pod's status: whatever the supervisor does at the fake
+// clock's present time, it has done.
+func (u *unit) syncAgain() {
+	u.t.Helper()
+	for range 2 {
+		n := u.published.Load()
+		u.sup.Wake(testKey)
+		u.waitUntil("a sync", func() bool { return u.published.Load() > n })
+	}
+}
+
+// TestWorkerRestartsOnItsClock: a crash-looping container restarts at once
+// the first time, then exactly when its back-off, doubling to the cap, is
+// over on the supervisor's clock: not a nanosecond before, and woken by the
+// back-off's timer alone (the resync is an hour away).
+func TestWorkerRestartsOnItsClock(t *testing.T) {
+	policy := BackoffPolicy{Initial: 10 * time.Second, Max: 40 * time.Second, ResetAfter: 10 * time.Minute}
+	u := newUnit(t, clocktesting.NewFakeClock(t0), WithBackoff(policy))
+	u.declare(testPod(v1.RestartPolicyAlways, []string{"app"}))
+	u.waitUntil("the first start", func() bool { return u.rt.started("app", 0) != nil })
+	for attempt, backoff := range []time.Duration{0, 10 * time.Second, 20 * time.Second, 40 * time.Second, 40 * time.Second} {
+		exited := u.clk.Now()
+		u.rt.exit("app", 1)
+		u.sup.Wake(testKey) // as the exit monitor does
+		if backoff > 0 {
+			u.syncAgain()
+			u.clk.Step(backoff - time.Nanosecond)
+			u.syncAgain()
+			if c := u.rt.started("app", attempt+1); c != nil {
+				t.Fatalf("restart %d came %s after the exit, before its back-off of %s", attempt+1, c.StartedAt.Sub(exited), backoff)
+			}
+			if w := containerStatusOf(u.sup.Pod(testKey), "app").State.Waiting; w == nil || w.Reason != "CrashLoopBackOff" {
+				t.Errorf("restart %d: waiting %+v during the back-off, want CrashLoopBackOff", attempt+1, w)
+			}
+			u.clk.Step(time.Nanosecond)
+		}
+		var c *runtime.Container
+		u.waitUntil(fmt.Sprintf("restart %d", attempt+1), func() bool { c = u.rt.started("app", attempt+1); return c != nil })
+		if got := c.StartedAt.Sub(exited); got != backoff || c.Backoff != backoff {
+			t.Errorf("restart %d came %s after the exit, recording a back-off of %s; want %s", attempt+1, got, c.Backoff, backoff)
+		}
+	}
+}
+
+// TestStopGracePeriods: the grace period each stop gets: the pod's, what a
+// preStop handler leaves of it on the supervisor's clock (but never under
+// two seconds), and an eviction's own.
+func TestStopGracePeriods(t *testing.T) {
+	withPreStop := func(grace int64) *v1.Pod {
+		pod := testPod(v1.RestartPolicyAlways, []string{"app"})
+		pod.Spec.TerminationGracePeriodSeconds = &grace
+		pod.Spec.Containers[0].Lifecycle = &v1.Lifecycle{PreStop: &v1.LifecycleHandler{Exec: &v1.ExecAction{Command: []string{"true"}}}}
+		return pod
+	}
+	for _, tc := range []struct {
+		name        string
+		pod         *v1.Pod
+		preStop     time.Duration // of the fake clock
+		evictGrace  *int64
+		wantGraceOf time.Duration
+	}{
+		{"the pod's", withPreStop(7), 0, nil, 7 * time.Second},
+		{"what preStop left", withPreStop(7), 3 * time.Second, nil, 4 * time.Second},
+		{"at least two seconds after preStop", withPreStop(7), 6 * time.Second, nil, 2 * time.Second},
+		{"an eviction's", withPreStop(7), 0, new(int64), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clocktesting.NewFakeClock(t0)
+			u := newUnit(t, clk, WithHooks(clockHooks{clk, tc.preStop}))
+			u.declare(tc.pod)
+			u.waitUntil("the start", func() bool { return u.rt.started("app", 0) != nil })
+			if tc.evictGrace != nil {
+				u.sup.Evict(testKey, "evicted", tc.evictGrace, func(time.Time) bool { return false })
+			} else {
+				u.remove(tc.pod)
+			}
+			u.waitUntil("the stop", func() bool { return len(u.rt.stopCalls()) > 0 })
+			if got := u.rt.stopCalls(); len(got) != 1 || got[0] != (stopCall{"app", tc.wantGraceOf}) {
+				t.Errorf("stops %+v, want app with %s", got, tc.wantGraceOf)
+			}
+		})
+	}
+}
