@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/containerd/images"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/internal/testenv"
@@ -196,10 +197,11 @@ func (b *logBuffer) count(s string) int {
 	return strings.Count(b.buf.String(), s)
 }
 
-// runPreloader runs a preloader until the returned function stops it.
-func runPreloader(t *testing.T, ctx context.Context, client *containerd.Client, dir string, logs *logBuffer) func() {
+// runPreloader runs a preloader on clk until the returned function stops
+// it.
+func runPreloader(t *testing.T, ctx context.Context, client *containerd.Client, dir string, logs *logBuffer, clk clock.WithTicker) func() {
 	ctx, cancel := context.WithCancel(ctx)
-	p := image.NewPreloader(dir, client, testenv.Snapshotter, slog.New(slog.NewTextHandler(logs, nil)), clock.RealClock{})
+	p := image.NewPreloader(dir, client, testenv.Snapshotter, slog.New(slog.NewTextHandler(logs, nil)), clk)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	return func() {
@@ -210,9 +212,26 @@ func runPreloader(t *testing.T, ctx context.Context, client *containerd.Client, 
 	}
 }
 
+// preloadWait bounds the waits for imports into the real containerd.
+const preloadWait = 2 * time.Minute
+
+// waitStarted waits until a preloader on clk has done its start-up scan:
+// its ticker, made after the scan, is its first timer.
+func waitStarted(t *testing.T, clk *clocktesting.FakeClock) {
+	t.Helper()
+	for deadline := time.Now().Add(preloadWait); !clk.HasWaiters(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the preloader did not finish its start-up scan within %s", preloadWait)
+		}
+	}
+}
+
 // TestPreloadDir: archives in the preload directory are imported at
-// start-up and as they appear; a restart does not import them again; a
-// broken archive is reported and tried again only once it changes.
+// start-up and as they appear, once they have been quiet for a second of
+// the preloader's clock; a restart does not import them again; a broken
+// archive is reported and tried again only once it changes. The clock is
+// fake, so a file the test is still writing stays unread however slowly the
+// test writes it.
 func TestPreloadDir(t *testing.T) {
 	client := testenv.Client(t)
 	ctx, _ := testenv.Namespace(t, client)
@@ -225,44 +244,71 @@ func TestPreloadDir(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "README"), []byte("not an archive"), 0o644)
 	var logs logBuffer
-	stop := runPreloader(t, ctx, client, dir, &logs)
-	waitImage := func(ref string) {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if _, err := client.GetImage(ctx, ref); err == nil {
-				return
-			}
-		}
-		t.Fatalf("%s not preloaded:\n%s", ref, logs.buf.String())
+	clk := clocktesting.NewFakeClock(time.Now())
+	stop := runPreloader(t, ctx, client, dir, &logs, clk)
+	waitStarted(t, clk)
+	if _, err := client.GetImage(ctx, "podsup.test/first:1"); err != nil {
+		t.Fatalf("not preloaded at start-up: %v\n%s", err, logs.buf.String())
 	}
-	waitImage("podsup.test/first:1")
+	// advance runs the preloader's clock, a quarter of a second at a time,
+	// until cond holds.
+	advance := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(preloadWait); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %s:\n%s", what, preloadWait, logs.buf.String())
+			}
+			clk.Step(250 * time.Millisecond)
+		}
+	}
+	// imported is whether the preloader has finished importing n archives:
+	// an image is listed before it is unpacked.
+	imported := func(n int) func() bool {
+		return func() bool { return logs.count("preloaded images") >= n }
+	}
 
-	// Copied in the way a USB stick or scp does: written in parts.
+	// Copied in the way a USB stick or scp does: written in parts, with
+	// less than a second of the preloader's clock in between.
 	second := gzipped(ociArchive(t, busyboxAs(t, "podsup.test/second:1")))
 	f, err := os.Create(filepath.Join(dir, "second.tar.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	f.Write(second[:len(second)/2])
-	time.Sleep(300 * time.Millisecond)
+	for range 3 {
+		time.Sleep(100 * time.Millisecond) // for the preloader to see the write
+		clk.Step(250 * time.Millisecond)
+	}
 	f.Write(second[len(second)/2:])
 	f.Close()
-	waitImage("podsup.test/second:1")
-	t.Logf("a new archive was imported %s after it was written", time.Since(start).Round(time.Millisecond))
+	advance("second.tar.gz preloaded", imported(2))
+
 	os.WriteFile(filepath.Join(dir, "broken.tar"), []byte("this is not a tar"), 0o644)
-	time.Sleep(3 * time.Second)
+	advance("the broken archive reported", func() bool { return logs.count("cannot preload an image archive") > 0 })
+	// A rescan of the directory is due at the next tick after this step;
+	// the one that imports the third archive, if no earlier one.
+	clk.Step(11 * time.Second)
+	if err := os.WriteFile(filepath.Join(dir, "third.tar"), ociArchive(t, busyboxAs(t, "podsup.test/third:1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	advance("third.tar preloaded", imported(3))
 	stop()
-	if n := logs.count("preloaded images"); n != 2 {
-		t.Errorf("%d imports, want 2:\n%s", n, logs.buf.String())
+	for _, ref := range []string{"podsup.test/second:1", "podsup.test/third:1"} {
+		if _, err := client.GetImage(ctx, ref); err != nil {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+	if n := logs.count("preloaded images"); n != 3 {
+		t.Errorf("%d imports, want 3:\n%s", n, logs.buf.String())
 	}
 	if n := logs.count("cannot preload an image archive"); n != 1 {
 		t.Errorf("broken archive reported %d times, want 1:\n%s", n, logs.buf.String())
 	}
 
 	var again logBuffer
-	stop = runPreloader(t, ctx, client, dir, &again)
-	time.Sleep(2 * time.Second)
+	clk = clocktesting.NewFakeClock(time.Now())
+	stop = runPreloader(t, ctx, client, dir, &again, clk)
+	waitStarted(t, clk)
 	stop()
 	if n := again.count("preloaded images"); n != 0 {
 		t.Errorf("a restart imported %d unchanged archives again:\n%s", n, again.buf.String())
