@@ -20,6 +20,7 @@ type Containerd struct {
 	dir     string
 	Address string
 	cmd     *exec.Cmd
+	exited  chan struct{} // closed once cmd has exited
 	log     *os.File
 }
 
@@ -75,34 +76,51 @@ func (c *Containerd) Start() {
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	exited := make(chan struct{})
+	c.exited = exited
+	go func() { // owned by c: ends when the daemon does; Stop waits for it
+		c.cmd.Wait()
+		close(exited)
+	}()
+	deadline := time.Now().Add(StartLimit)
 	for time.Now().Before(deadline) {
-		client, err := containerd.New(c.Address, containerd.WithTimeout(time.Second))
-		if err == nil {
-			_, err = client.Version(context.Background())
-			client.Close()
-			if err == nil {
-				return
-			}
+		if c.answers() {
+			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-exited:
+			c.t.Fatalf("private containerd exited as it started (%s); see %s", c.cmd.ProcessState, c.log.Name())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	c.t.Fatalf("private containerd did not start; see %s", c.log.Name())
+	c.t.Fatalf("private containerd did not answer within %s; see %s", StartLimit, c.log.Name())
 }
 
-// Stop stops the daemon with SIGTERM. Shims, and so containers, keep running.
+// answers reports whether the daemon answers a version request.
+func (c *Containerd) answers() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client, err := containerd.New(c.Address, containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return false
+	}
+	defer client.Close()
+	_, err = client.Version(ctx)
+	return err == nil
+}
+
+// Stop stops the daemon with SIGTERM, or SIGKILL if it is still there a
+// minute later. Shims, and so containers, keep running.
 func (c *Containerd) Stop() {
 	if c.cmd == nil || c.cmd.Process == nil {
 		return
 	}
 	c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
+	case <-c.exited:
+	case <-time.After(time.Minute):
 		c.cmd.Process.Kill()
-		<-done
+		<-c.exited
 	}
 	c.cmd = nil
 }
@@ -110,7 +128,7 @@ func (c *Containerd) Stop() {
 // Client connects to the private daemon.
 func (c *Containerd) Client() *containerd.Client {
 	c.t.Helper()
-	client, err := containerd.New(c.Address)
+	client, err := containerd.New(c.Address, containerd.WithTimeout(StartLimit))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -123,8 +141,9 @@ func (c *Containerd) purge() {
 	if c.cmd == nil {
 		c.Start()
 	}
-	client, err := containerd.New(c.Address)
+	client, err := containerd.New(c.Address, containerd.WithTimeout(StartLimit))
 	if err != nil {
+		c.t.Logf("purge: %v", err)
 		return
 	}
 	defer client.Close()

@@ -108,20 +108,25 @@ auth:
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { // owned by the cleanup, which waits for it
+		cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 		logFile.Close()
 	})
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.CA}}, Timeout: time.Second}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.CA}}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	for deadline := time.Now().Add(StartLimit); time.Now().Before(deadline); {
 		resp, err := client.Get("https://" + host + "/v2/")
 		if err == nil {
 			resp.Body.Close()
@@ -129,9 +134,15 @@ auth:
 				return r
 			}
 		}
+		select {
+		case <-exited:
+			data, _ := os.ReadFile(r.Log)
+			t.Fatalf("docker-registry exited as it started on %s (%s):\n%s", host, cmd.ProcessState, data)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	data, _ := os.ReadFile(r.Log)
-	t.Fatalf("docker-registry did not start on %s:\n%s", host, data)
+	t.Fatalf("docker-registry did not answer on %s within %s:\n%s", host, StartLimit, data)
 	return nil
 }
 

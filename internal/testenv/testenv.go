@@ -39,6 +39,12 @@ const BusyboxRef = "podsup.test/busybox:1"
 // Snapshotter is the snapshotter the tests unpack into.
 const Snapshotter = "overlayfs"
 
+// StartLimit bounds the waits for the programs the tests run against
+// (containerd, a registry) to answer, and for them to do what a test asked:
+// far longer than anything takes on a machine whose cores are all busy, so
+// only a program that never answers fails a test.
+const StartLimit = 2 * time.Minute
+
 // Address is containerd's socket: $PODSUP_TEST_CONTAINERD, or the default.
 func Address() string {
 	if a := os.Getenv("PODSUP_TEST_CONTAINERD"); a != "" {
@@ -63,11 +69,11 @@ func Client(t testing.TB) *containerd.Client {
 	if os.Geteuid() != 0 {
 		Unavailable(t, "integration tests need root")
 	}
-	client, err := containerd.New(Address(), containerd.WithTimeout(5*time.Second))
+	client, err := containerd.New(Address(), containerd.WithTimeout(StartLimit))
 	if err != nil {
 		Unavailable(t, "containerd at %s: %v", Address(), err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), StartLimit)
 	defer cancel()
 	if _, err := client.Version(ctx); err != nil {
 		client.Close()
@@ -93,7 +99,7 @@ func Namespace(t testing.TB, client *containerd.Client) (context.Context, string
 // Purge kills and deletes every task, container, image, snapshot and lease of
 // a namespace, then the namespace itself.
 func Purge(client *containerd.Client, ns string) error {
-	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), time.Minute)
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 5*StartLimit)
 	defer cancel()
 	var errs []error
 	containers, err := client.Containers(ctx)
@@ -106,7 +112,7 @@ func Purge(client *containerd.Client, ns string) error {
 			if ch, err := task.Wait(ctx); err == nil {
 				select {
 				case <-ch:
-				case <-time.After(10 * time.Second):
+				case <-time.After(StartLimit):
 				}
 			}
 			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {

@@ -43,7 +43,7 @@ func TestHarnessRunsAContainer(t *testing.T) {
 		if st.ExitCode() != 0 {
 			t.Fatalf("exit %d: %s", st.ExitCode(), out.String())
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(StartLimit):
 		t.Fatal("container did not exit")
 	}
 	if _, err := task.Delete(ctx); err != nil {

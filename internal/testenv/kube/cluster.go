@@ -47,7 +47,8 @@ func NewCluster(t testing.TB) *Cluster {
 	if c.PKI, err = NewPKI(filepath.Join(c.Dir, "pki")); err != nil {
 		t.Fatal(err)
 	}
-	c.Ports = Ports{EtcdClient: freePort(t), EtcdPeer: freePort(t), APIServer: freePort(t)}
+	ports := freePorts(t, 3)
+	c.Ports = Ports{EtcdClient: ports[0], EtcdPeer: ports[1], APIServer: ports[2]}
 	c.Server = fmt.Sprintf("https://127.0.0.1:%d", c.Ports.APIServer)
 	if c.Admin, err = c.PKI.Kubeconfig("admin", c.Server, "admin", "system:masters"); err != nil {
 		t.Fatal(err)
@@ -77,8 +78,17 @@ func Start(t testing.TB) *Cluster {
 func (c *Cluster) StartAPIServer() {
 	c.t.Helper()
 	c.apiserver = c.run("kube-apiserver", c.Bin.APIServer, APIServerArgs(c.PKI.Dir, c.Ports)...)
-	c.WaitReady(2 * time.Minute)
+	c.WaitReady(StartLimit)
 }
+
+// StartLimit bounds the wait for a control plane to be ready: the
+// apiserver takes seconds on an idle machine and far longer when its cores
+// are busy, so only one that never gets ready fails a test.
+const StartLimit = 5 * time.Minute
+
+// requestTimeout bounds one request to the apiserver, of the tests' clients
+// and kubectl.
+const requestTimeout = time.Minute
 
 // StopAPIServer stops the apiserver; etcd keeps its data.
 func (c *Cluster) StopAPIServer() {
@@ -132,7 +142,7 @@ func (c *Cluster) Client() kubernetes.Interface {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cfg.Timeout = 10 * time.Second
+	cfg.Timeout = requestTimeout
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		c.t.Fatal(err)
@@ -142,7 +152,7 @@ func (c *Cluster) Client() kubernetes.Interface {
 
 // Kubectl runs kubectl as the admin and returns its output.
 func (c *Cluster) Kubectl(args ...string) (string, error) {
-	cmd := exec.Command(c.Bin.Kubectl, append([]string{"--kubeconfig", c.Admin, "--request-timeout=10s"}, args...)...)
+	cmd := exec.Command(c.Bin.Kubectl, append([]string{"--kubeconfig", c.Admin, "--request-timeout=" + requestTimeout.String()}, args...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
@@ -159,7 +169,7 @@ func (c *Cluster) WaitReady(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	var err error
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, err = client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err == nil {
 			_, err = client.CoreV1().Namespaces().Get(ctx, "kube-node-lease", metav1.GetOptions{})
@@ -210,13 +220,19 @@ func stop(cmd *exec.Cmd) {
 	}
 }
 
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freePorts returns n distinct ports nothing listens on: all are held
+// until all are chosen, so the kernel cannot hand one out twice.
+func freePorts(t testing.TB, n int) []int {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // tail is the last n bytes of a file.
