@@ -57,7 +57,7 @@ func TestPodNetworking(t *testing.T) {
 		{"a reaches its own hostPort (hairpin)", resA.NetNS, fmt.Sprintf("http://%s:%d/", r.gateway(), hostPort), "hello from a"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := fetch(c.from, c.url, 10*time.Second)
+			got, err := fetch(c.from, c.url, time.Minute)
 			if err != nil || got != c.want {
 				t.Errorf("got %q, %v; want %q", got, err, c.want)
 			}

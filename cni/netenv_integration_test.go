@@ -273,8 +273,9 @@ func serve(t *testing.T, netns string, port int, body string) {
 
 // fetch gets a URL with busybox wget, from a pod's namespace or, with
 // netns empty, from the host's, retrying for a while as a server starts.
-// Each try is killed after two seconds: Debian's busybox-static 1.35 wget
-// crashes on its own -T.
+// Each try is killed after ten seconds (long enough for a loaded machine to
+// start nsenter and wget): Debian's busybox-static 1.35 wget crashes on its
+// own -T.
 func fetch(netns, url string, within time.Duration) (string, error) {
 	args := []string{"busybox", "wget", "-q", "-O", "-", url}
 	if netns != "" {
@@ -282,7 +283,7 @@ func fetch(netns, url string, within time.Duration) (string, error) {
 	}
 	deadline := time.Now().Add(within)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
 		cancel()
 		if err == nil {
