@@ -15,6 +15,7 @@
 package kube
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -126,14 +127,41 @@ func buildAPIServer(t testing.TB, out string) error {
 	pkg := "k8s.io/component-base/version"
 	ldflags := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean",
 		pkg, Version, pkg, major, pkg, minor, pkg)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out+".tmp", "k8s.io/kubernetes/cmd/kube-apiserver")
+	// A directory of this build's own: a build left running by a test that
+	// died must not write into the file another build renames. Under the
+	// lock, the directories of other builds are those of dead tests.
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".build-*"))
+	for _, d := range stale {
+		os.RemoveAll(d)
+	}
+	tmpDir, err := os.MkdirTemp(filepath.Dir(out), ".build-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, filepath.Base(out))
+	// The build ends a minute before the test binary's -timeout would
+	// panic, with an error that says why; what it compiled stays in Go's
+	// build cache for the next run.
+	ctx := context.Background()
+	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := dl.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Minute))
+			defer cancel()
+		}
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "k8s.io/kubernetes/cmd/kube-apiserver")
 	cmd.Dir = mod
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test
 	if output, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(out + ".tmp")
+		if ctx.Err() != nil {
+			return fmt.Errorf("not built after %s, too close to the test's -timeout; run the tests again (Go's build cache keeps what was compiled) or with a longer -timeout", time.Since(start).Round(time.Second))
+		}
 		return fmt.Errorf("%v\n%s", err, output)
 	}
-	if err := os.Rename(out+".tmp", out); err != nil {
+	if err := os.Rename(tmp, out); err != nil {
 		return err
 	}
 	t.Logf("built kube-apiserver in %s", time.Since(start).Round(time.Second))
