@@ -21,6 +21,7 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/images"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -312,6 +313,72 @@ func TestPreloadDir(t *testing.T) {
 	stop()
 	if n := again.count("preloaded images"); n != 0 {
 		t.Errorf("a restart imported %d unchanged archives again:\n%s", n, again.buf.String())
+	}
+}
+
+// TestPreloadRescanWaitsForQuiet: an archive that no event announces (a
+// filesystem mounted over the directory) is found by the rescan, and read
+// once, when it has stopped changing for a second of the preloader's
+// clock, not while it is still being copied.
+func TestPreloadRescanWaitsForQuiet(t *testing.T) {
+	client := testenv.Client(t)
+	ctx, _ := testenv.Namespace(t, client)
+	dir := filepath.Join(t.TempDir(), "preload")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	clk := clocktesting.NewFakeClock(time.Now())
+	stop := runPreloader(t, ctx, client, dir, &logs, clk)
+	waitStarted(t, clk)
+	// inotify watches the directory underneath: nothing written on the
+	// tmpfs makes an event.
+	if err := unix.Mount("podsup-test", dir, "tmpfs", 0, "size=64m"); err != nil {
+		stop()
+		testenv.Unavailable(t, "mount a tmpfs over the preload directory: %v", err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	defer stop()
+	preloaded := func(name string) int {
+		return logs.count(`msg="preloaded images" file=` + filepath.Join(dir, name) + " ")
+	}
+	advance := func(name string) {
+		t.Helper()
+		for deadline := time.Now().Add(preloadWait); preloaded(name) == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not preloaded within %s:\n%s", name, preloadWait, logs.buf.String())
+			}
+			clk.Step(250 * time.Millisecond)
+		}
+	}
+
+	archive := gzipped(ociArchive(t, busyboxAs(t, "podsup.test/copied:1")))
+	f, err := os.Create(filepath.Join(dir, "copied.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 20
+	part := len(archive)/parts + 1
+	f.Write(archive[:part])
+	clk.Step(11 * time.Second) // a rescan is due
+	// The copy goes on for five seconds of the preloader's clock, a part
+	// every quarter of a second: never quiet for a second.
+	for i := 1; i < parts; i++ {
+		time.Sleep(20 * time.Millisecond)
+		clk.Step(250 * time.Millisecond)
+		f.Write(archive[i*part : min((i+1)*part, len(archive))])
+	}
+	f.Close()
+	advance("copied.tar.gz")
+	// A later rescan, the one that finds the next archive, must not read
+	// the first again.
+	clk.Step(11 * time.Second)
+	if err := os.WriteFile(filepath.Join(dir, "next.tar"), ociArchive(t, busyboxAs(t, "podsup.test/next:1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	advance("next.tar")
+	if n := preloaded("copied.tar.gz"); n != 1 || logs.count("cannot preload an image archive") != 0 {
+		t.Errorf("the archive copied while a rescan ran was read %d times, want once, when whole:\n%s", n, logs.buf.String())
 	}
 }
 

@@ -72,7 +72,7 @@ func (p *Preloader) Run(ctx context.Context) error {
 	p.scan(ctx)
 	tick := p.clock.NewTicker(p.settle / 4)
 	defer tick.Stop()
-	pending := map[string]time.Time{}
+	pending := map[string]settling{}
 	lastScan := p.clock.Now()
 	for {
 		select {
@@ -80,7 +80,8 @@ func (p *Preloader) Run(ctx context.Context) error {
 			return nil
 		case ev, ok := <-w.Events:
 			if ok && isArchive(ev.Name) {
-				pending[ev.Name] = p.clock.Now()
+				fp, _ := archiveFingerprint(ev.Name)
+				pending[ev.Name] = settling{since: p.clock.Now(), fp: fp}
 			}
 		case err, ok := <-w.Errors:
 			if ok {
@@ -88,18 +89,42 @@ func (p *Preloader) Run(ctx context.Context) error {
 			}
 		case <-tick.C():
 			now := p.clock.Now()
-			for path, at := range pending {
-				if now.Sub(at) >= p.settle {
+			for path, q := range pending {
+				fp, err := archiveFingerprint(path)
+				switch {
+				case err != nil:
+					delete(pending, path) // gone
+				case fp != q.fp:
+					// Written to without an event (a filesystem
+					// mounted over the directory): quiet from now.
+					pending[path] = settling{since: now, fp: fp}
+				case now.Sub(q.since) >= p.settle:
 					delete(pending, path)
 					p.importIfNew(ctx, path)
 				}
 			}
 			if now.Sub(lastScan) >= p.rescan {
 				lastScan = now
-				p.scan(ctx)
+				// What the rescan finds waits to be quiet too: it may
+				// be a copy in progress that no event announced.
+				for _, path := range p.archives() {
+					if _, waiting := pending[path]; waiting {
+						continue
+					}
+					if fp, err := archiveFingerprint(path); err == nil && p.seen[path] != fp {
+						pending[path] = settling{since: now, fp: fp}
+					}
+				}
 			}
 		}
 	}
+}
+
+// settling is an archive waiting to be quiet for the settle time: when it was
+// last seen to change, and its fingerprint then.
+type settling struct {
+	since time.Time
+	fp    string
 }
 
 // scan imports every archive of the directory that is new or changed.
