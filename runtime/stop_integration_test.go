@@ -35,7 +35,7 @@ func TestStopContainerGracePeriod(t *testing.T) {
 	client := testenv.Client(t)
 	ctx, ns := testenv.Namespace(t, client)
 	testenv.ImportBusybox(t, ctx, client)
-	clk := clocktesting.NewFakeClock(time.Now())
+	clk := &afterClock{FakeClock: clocktesting.NewFakeClock(time.Now()), waits: make(chan time.Duration, 100)}
 	rt, err := runtime.New(testenv.Address(), runtime.WithNamespace(ns), runtime.WithRootDir(t.TempDir()), runtime.WithLogDir(t.TempDir()),
 		runtime.WithClock(clk), runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
@@ -85,6 +85,7 @@ func TestStopContainerGracePeriod(t *testing.T) {
 
 	done := stop("stubborn", 30*time.Second)
 	waitLog(t, started["stubborn"].LogPath, "TERM ignored")
+	clk.waitFor(t, 30*time.Second) // the stop waits out the grace period
 	clk.Step(30*time.Second - time.Nanosecond)
 	select {
 	case err := <-done:
@@ -107,6 +108,37 @@ func TestStopContainerGracePeriod(t *testing.T) {
 	for name, want := range map[string]int32{"polite": 0, "stubborn": 137} {
 		if c := container(t, rt, name); c.State != runtime.StateExited || c.Exit.ExitCode != want {
 			t.Errorf("%s: %s, %+v; want exited with %d", name, c.State, c.Exit, want)
+		}
+	}
+}
+
+// afterClock is a fake clock that tells which waits were asked of it.
+type afterClock struct {
+	*clocktesting.FakeClock
+	waits chan time.Duration // buffered; a full one drops
+}
+
+func (c *afterClock) After(d time.Duration) <-chan time.Time {
+	ch := c.FakeClock.After(d)
+	select {
+	case c.waits <- d:
+	default:
+	}
+	return ch
+}
+
+// waitFor waits until a wait of d has begun on the clock.
+func (c *afterClock) waitFor(t *testing.T, d time.Duration) {
+	t.Helper()
+	timeout := time.After(testenv.StartLimit)
+	for {
+		select {
+		case got := <-c.waits:
+			if got == d {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no wait of %s began on the runtime's clock within %s", d, testenv.StartLimit)
 		}
 	}
 }
