@@ -48,3 +48,11 @@ fi
 # Masquerade rules of sandboxes that no longer exist (an interrupted run)
 # would make the CNI DEL of a later sandbox with the same ID fail.
 bash "$(dirname "${BASH_SOURCE[0]}")/clean-cni.sh"
+
+# The control plane the integration tests start (etcd, kube-apiserver built
+# from the k8s.io/kubernetes module, kubectl), built or found in the cache
+# (/var/cache/podsup-test) before the suite: on a new machine the first
+# build takes many minutes, which must not count against the suite's
+# -timeout.
+echo "building the test control plane (once per machine)"
+CGO_ENABLED=1 go test -count=1 -tags integration -timeout 90m -run '^TestBuild$' ./internal/testenv/kube

@@ -4,12 +4,48 @@
 # "integration"), all with the race detector, then short fuzz runs of the
 # manifest parser, the push API and the token file reader. It first sets up
 # what the tests need (hack/setup.sh).
+#
+#   hack/test.sh               the suite
+#   hack/test.sh --under-load  the suite while CPU hogs keep every core busy
+#                              at normal priority, as on a shared machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+under_load=false
+for arg in "$@"; do
+	case "$arg" in
+	--under-load) under_load=true ;;
+	*)
+		echo "usage: hack/test.sh [--under-load]" >&2
+		exit 2
+		;;
+	esac
+done
+
 source hack/setup.sh
 
 export CGO_ENABLED=1 # the race detector needs cgo
 fuzztime="${PODSUP_FUZZTIME:-40s}" # of the manifest parser
+work="$(mktemp -d)"
+hogs=()
+cleanup() {
+	if [ "${#hogs[@]}" -gt 0 ]; then
+		kill "${hogs[@]}" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+if $under_load; then
+	# One hog per core, at the tests' own priority: every test process
+	# competes for the CPU the whole time.
+	for _ in $(seq "$(nproc)"); do
+		sha256sum /dev/zero >/dev/null &
+		hogs+=("$!")
+	done
+	echo "== under load: ${#hogs[@]} CPU hogs (sha256sum /dev/zero), pids ${hogs[*]}"
+fi
+start=$SECONDS
 
 echo "== gofmt, go vet"
 unformatted="$(gofmt -l $(git ls-files '*.go'))"
@@ -21,9 +57,18 @@ go vet ./...
 go vet -tags integration ./...
 
 echo "== unit and integration tests (-race)"
-export PODSUP_SUMMARY_FILE="$(mktemp)"
-go test -race -count=1 -tags integration -timeout 25m ./...
-cat "$PODSUP_SUMMARY_FILE"
+# The podsup binary the end-to-end packages (e2e/...) run, built once for
+# all of them.
+go build -race -o "$work/podsup" .
+export PODSUP_E2E_BINARY="$work/podsup"
+export PODSUP_SUMMARY_DIR="$work/summary"
+mkdir -p "$PODSUP_SUMMARY_DIR"
+# Four packages at a time: most of an integration test's time is spent
+# waiting for containers, probes and back-offs, not on the CPU.
+go test -race -count=1 -tags integration -timeout 20m -p 4 ./...
+echo
+echo "== figures recorded by the tests"
+cat "$PODSUP_SUMMARY_DIR"/* 2>/dev/null || true
 
 # Each fuzz target for a fixed time, 75 s in all, seeded with the hostile
 # corpus (internal/hostile).
@@ -34,4 +79,4 @@ fuzz() {
 fuzz ./manifest FuzzParse "$fuzztime"
 fuzz ./api FuzzPutManifest 25s
 fuzz ./api FuzzReadTokenFile 10s
-echo "== all tests passed"
+echo "== all tests passed in $((SECONDS - start)) s$($under_load && echo " under load")"

@@ -1,6 +1,6 @@
 //go:build integration
 
-package e2e
+package images
 
 import (
 	"bytes"
@@ -18,13 +18,14 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/internal/testenv"
 )
 
 // hostPod is a pod on the host network, so no CNI is involved.
 func hostPod(name, body string) string {
-	return podManifest(name, "  hostNetwork: true\n"+body)
+	return harness.PodManifest(name, "  hostNetwork: true\n"+body)
 }
 
 func dockerConfig(host, user, password string) string {
@@ -36,56 +37,49 @@ func pullSecretManifest(name, config string) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '%s'\n", name, config)
 }
 
-// waiting is a container's waiting reason and message, or empty.
-func waiting(p v1.Pod, name string) (string, string) {
-	if w := container(p, name).State.Waiting; w != nil {
-		return w.Reason, w.Message
-	}
-	return "", ""
-}
-
 // TestRegistryPulls runs pods from a registry with TLS from a test CA and
 // htpasswd authentication: one with the node's config.json, one with an
 // imagePullSecret, and one whose secret has a wrong password, which shows
 // ErrImagePull, then ImagePullBackOff with the registry's reason. No
 // password appears in podsup's log or API.
 func TestRegistryPulls(t *testing.T) {
+	t.Parallel()
 	const password = "e2e-s3cret-password"
 	e := newEnv(t)
 	reg := testenv.StartRegistry(t, map[string]string{"alice": password})
-	bb, err := e.client.GetImage(e.ctx, testenv.BusyboxRef)
+	bb, err := e.Client.GetImage(e.Ctx, testenv.BusyboxRef)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, repo := range []string{"podsup/busybox:1", "other/busybox:1", "other/busybox:2"} {
-		reg.Push(t, e.ctx, e.client, bb, reg.Host+"/"+repo, "alice", password)
+		reg.Push(t, e.Ctx, e.Client, bb, reg.Host+"/"+repo, "alice", password)
 	}
 	// The node's credentials cover the podsup/ repositories only.
 	creds := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(creds, []byte(dockerConfig(reg.Host+"/podsup", "alice", password)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.write("regcred.yaml", pullSecretManifest("regcred", dockerConfig(reg.Host, "alice", password)))
-	e.write("badcred.yaml", pullSecretManifest("badcred", dockerConfig(reg.Host, "alice", "wrong-password")))
+	e.Write("regcred.yaml", pullSecretManifest("regcred", dockerConfig(reg.Host, "alice", password)))
+	e.Write("badcred.yaml", pullSecretManifest("badcred", dockerConfig(reg.Host, "alice", "wrong-password")))
 	sleep := "    command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 0.2; done']\n"
-	e.write("node.yaml", hostPod("node", "  containers:\n  - name: main\n    image: "+reg.Host+"/podsup/busybox:1\n"+sleep))
-	e.write("secret.yaml", hostPod("secret", "  imagePullSecrets: [{name: regcred}, {name: missing}]\n  containers:\n  - name: main\n    image: "+reg.Host+"/other/busybox:1\n"+sleep))
-	e.write("denied.yaml", hostPod("denied", "  imagePullSecrets: [{name: badcred}]\n  containers:\n  - name: main\n    image: "+reg.Host+"/other/busybox:2\n"+sleep))
+	e.Write("node.yaml", hostPod("node", "  containers:\n  - name: main\n    image: "+reg.Host+"/podsup/busybox:1\n"+sleep))
+	e.Write("secret.yaml", hostPod("secret", "  imagePullSecrets: [{name: regcred}, {name: missing}]\n  containers:\n  - name: main\n    image: "+reg.Host+"/other/busybox:1\n"+sleep))
+	e.Write("denied.yaml", hostPod("denied", "  imagePullSecrets: [{name: badcred}]\n  containers:\n  - name: main\n    image: "+reg.Host+"/other/busybox:2\n"+sleep))
 	start := time.Now()
-	e.start("--registry-ca", reg.CADir, "--image-credentials", creds, "--restart-backoff-initial", "2s")
+	e.Start("--registry-ca", reg.CADir, "--image-credentials", creds, "--restart-backoff-initial", "2s")
 
-	running := func(p v1.Pod) bool { return container(p, "main").State.Running != nil }
-	e.waitPod("node", 60*time.Second, "running from the registry with config.json credentials", running)
-	e.waitPod("secret", 60*time.Second, "running from the registry with a pull secret", running)
+	running := func(p v1.Pod) bool { return harness.ContainerStatus(p, "main").State.Running != nil }
+	e.WaitPod("node", "running from the registry with config.json credentials", running)
+	e.WaitPod("secret", "running from the registry with a pull secret", running)
 	t.Logf("both pods ran %s after podsup started", time.Since(start).Round(time.Millisecond))
 
 	var sawErrImagePull bool
-	p := e.waitPod("denied", 60*time.Second, "in ImagePullBackOff after ErrImagePull", func(p v1.Pod) bool {
-		reason, _ := waiting(p, "main")
+	p := e.WaitPod("denied", "in ImagePullBackOff after ErrImagePull", func(p v1.Pod) bool {
+		reason, _ := harness.Waiting(p, "main")
 		sawErrImagePull = sawErrImagePull || reason == "ErrImagePull"
 		return sawErrImagePull && reason == "ImagePullBackOff"
 	})
-	_, msg := waiting(p, "main")
+	_, msg := harness.Waiting(p, "main")
 	t.Logf("denied: ImagePullBackOff: %s", msg)
 	for _, want := range []string{"with credentials from secret default/badcred", "401 Unauthorized", "the registry says: UNAUTHORIZED: authentication required"} {
 		if !strings.Contains(msg, want) {
@@ -93,9 +87,9 @@ func TestRegistryPulls(t *testing.T) {
 		}
 	}
 
-	e.stop()
-	logs, _ := os.ReadFile(e.procLog.Name())
-	pods, _ := exec.Command(binary, "pods", "--server", "http://"+e.readOnly, "-o", "json").Output()
+	e.Stop()
+	logs, _ := os.ReadFile(e.ProcLog.Name())
+	pods, _ := exec.Command(harness.Binary(), "pods", "--server", "http://"+e.ReadOnly, "-o", "json").Output()
 	for _, want := range []string{`reason=Pulling pod=default/node-node1`, `reason=Pulled pod=default/node-node1`,
 		`reason=FailedToRetrieveImagePullSecret pod=default/secret-node1`, `Unable to retrieve some image pull secrets (missing)`} {
 		if !bytes.Contains(logs, []byte(want)) {
@@ -116,8 +110,8 @@ func TestRegistryPulls(t *testing.T) {
 // podsupImage runs `podsup image ...` against the test's namespace, the
 // namespace given by environment variable as `podsup run` takes it.
 func (e *env) podsupImage(args ...string) (string, error) {
-	cmd := exec.Command(binary, append([]string{"image"}, args...)...)
-	cmd.Env = append(os.Environ(), "PODSUP_CONTAINERD_ADDRESS="+e.address, "PODSUP_CONTAINERD_NAMESPACE="+e.ns)
+	cmd := exec.Command(harness.Binary(), append([]string{"image"}, args...)...)
+	cmd.Env = append(os.Environ(), "PODSUP_CONTAINERD_ADDRESS="+e.Address, "PODSUP_CONTAINERD_NAMESPACE="+e.NS)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -151,6 +145,7 @@ func writeArchive(t *testing.T, path, ref string) {
 // dropped into --image-preload-dir while podsup runs starts the pod that
 // was waiting for it.
 func TestOfflineImages(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	dir := t.TempDir()
 	writeArchive(t, filepath.Join(dir, "offline.tar.gz"), "podsup.test/offline:1")
@@ -164,13 +159,13 @@ func TestOfflineImages(t *testing.T) {
 
 	preload := filepath.Join(t.TempDir(), "preload")
 	sleep := "    command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 0.2; done']\n"
-	e.write("offline.yaml", hostPod("offline", "  containers:\n  - name: main\n    image: podsup.test/offline:1\n    imagePullPolicy: Never\n"+sleep))
-	e.write("late.yaml", hostPod("late", "  containers:\n  - name: main\n    image: podsup.test/preloaded:1\n    imagePullPolicy: Never\n"+sleep))
-	e.start("--image-preload-dir", preload, "--restart-backoff-initial", "1s", "--restart-backoff-max", "2s")
-	running := func(p v1.Pod) bool { return container(p, "main").State.Running != nil }
-	e.waitPod("offline", 30*time.Second, "running from the imported image", running)
-	e.waitPod("late", 30*time.Second, "waiting with ErrImageNeverPull", func(p v1.Pod) bool {
-		reason, _ := waiting(p, "main")
+	e.Write("offline.yaml", hostPod("offline", "  containers:\n  - name: main\n    image: podsup.test/offline:1\n    imagePullPolicy: Never\n"+sleep))
+	e.Write("late.yaml", hostPod("late", "  containers:\n  - name: main\n    image: podsup.test/preloaded:1\n    imagePullPolicy: Never\n"+sleep))
+	e.Start("--image-preload-dir", preload, "--restart-backoff-initial", "1s", "--restart-backoff-max", "2s")
+	running := func(p v1.Pod) bool { return harness.ContainerStatus(p, "main").State.Running != nil }
+	e.WaitPod("offline", "running from the imported image", running)
+	e.WaitPod("late", "waiting with ErrImageNeverPull", func(p v1.Pod) bool {
+		reason, _ := harness.Waiting(p, "main")
 		return reason == "ErrImageNeverPull"
 	})
 
@@ -201,7 +196,7 @@ func TestOfflineImages(t *testing.T) {
 
 	dropped := time.Now()
 	writeArchive(t, filepath.Join(preload, "preloaded.tar.gz"), "podsup.test/preloaded:1")
-	e.waitPod("late", 30*time.Second, "running from the preloaded archive", running)
+	e.WaitPod("late", "running from the preloaded archive", running)
 	t.Logf("the waiting pod ran %s after its archive was dropped into the preload directory", time.Since(dropped).Round(time.Millisecond))
 }
 
@@ -227,13 +222,14 @@ func randomImage(t *testing.T, ref string, size int, runnable bool) *image.Build
 // high threshold: podsup removes the image no pod names and keeps those of
 // a running pod, of a failed pod, and the pause image.
 func TestImageGC(t *testing.T) {
+	t.Parallel()
 	ctrd := testenv.StartSmallContainerd(t, 96<<20)
 	e := newEnvWith(t, ctrd.Address, ctrd.Client())
 	for _, b := range []*image.Build{
 		randomImage(t, "podsup.test/unused:1", 16<<20, false),
 		randomImage(t, "podsup.test/failed:1", 16<<20, true),
 	} {
-		if _, err := b.Import(e.ctx, e.client, testenv.Snapshotter); err != nil {
+		if _, err := b.Import(e.Ctx, e.Client, testenv.Snapshotter); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -245,25 +241,26 @@ func TestImageGC(t *testing.T) {
 	if before.Percent() < 65 {
 		t.Fatalf("the images fill only %d%%", before.Percent())
 	}
-	e.write("runner.yaml", hostPod("runner", "  containers:\n  - name: main\n    image: "+testenv.BusyboxRef+
+	e.Write("runner.yaml", hostPod("runner", "  containers:\n  - name: main\n    image: "+testenv.BusyboxRef+
 		"\n    command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 0.2; done']\n"))
-	e.write("failed.yaml", hostPod("failed", "  restartPolicy: Never\n  containers:\n  - name: main\n    image: podsup.test/failed:1\n    command: [sh, -c, 'exit 3']\n"))
-	e.start("--image-gc-high-threshold", "60", "--image-gc-low-threshold", "50", "--image-minimum-gc-age", "1s", "--image-gc-period", "1s")
-	e.waitPod("runner", 30*time.Second, "running", func(p v1.Pod) bool { return container(p, "main").State.Running != nil })
-	e.waitPod("failed", 30*time.Second, "failed", func(p v1.Pod) bool { return p.Status.Phase == v1.PodFailed })
+	e.Write("failed.yaml", hostPod("failed", "  restartPolicy: Never\n  containers:\n  - name: main\n    image: podsup.test/failed:1\n    command: [sh, -c, 'exit 3']\n"))
+	e.Start("--image-gc-high-threshold", "60", "--image-gc-low-threshold", "50", "--image-minimum-gc-age", "1s", "--image-gc-period", "1s")
+	e.WaitPod("runner", "running", func(p v1.Pod) bool { return harness.ContainerStatus(p, "main").State.Running != nil })
+	e.WaitPod("failed", "failed", func(p v1.Pod) bool { return p.Status.Phase == v1.PodFailed })
 
-	removed := func() bool { _, err := e.client.GetImage(e.ctx, "podsup.test/unused:1"); return err != nil }
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !removed(); time.Sleep(100 * time.Millisecond) {
-	}
-	if !removed() {
-		t.Fatal("the unused image was not collected")
-	}
-	after, _ := image.Statfs(ctrd.Root())
+	harness.WaitFor(t, "the unused image collected", func() bool {
+		_, err := e.Client.GetImage(e.Ctx, "podsup.test/unused:1")
+		return err != nil
+	})
+	// containerd frees the image's content and snapshots in its own
+	// garbage collection, after the image is gone.
+	var after image.FSUsage
+	harness.WaitFor(t, "usage at most the low threshold 50% after collection", func() bool {
+		after, _ = image.Statfs(ctrd.Root())
+		return after.Percent() <= 50
+	})
 	t.Logf("image filesystem after collection: %d%%", after.Percent())
-	if after.Percent() > 50 {
-		t.Errorf("usage %d%% after collection, want at most the low threshold 50%%", after.Percent())
-	}
-	list, err := e.client.ImageService().List(e.ctx)
+	list, err := e.Client.ImageService().List(e.Ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,8 +273,8 @@ func TestImageGC(t *testing.T) {
 			t.Errorf("%s was removed", want)
 		}
 	}
-	e.stop()
-	logs, _ := os.ReadFile(e.procLog.Name())
+	e.Stop()
+	logs, _ := os.ReadFile(e.ProcLog.Name())
 	for _, line := range strings.Split(string(logs), "\n") {
 		if strings.Contains(line, "image garbage collection") || strings.Contains(line, "image filesystem") {
 			t.Log(line)

@@ -1,12 +1,14 @@
 //go:build integration
 
-package e2e
+package lifecycle
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/podsup/podsup/e2e/harness"
 )
 
 // TestCrashWhileCreatingPods SIGKILLs podsup at a random moment while it
@@ -15,32 +17,33 @@ import (
 // directory, and containers that were running before the crash keep their
 // IDs and PIDs unless their spec changed.
 func TestCrashWhileCreatingPods(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	names := map[string]bool{}
 	version := map[string]int{}
 	for i := 0; i < 10; i++ {
 		n := fmt.Sprintf("p%d", i)
 		names[n], version[n] = true, 1
-		e.write(n+".yaml", sleeperPod(n, "trap 'exit 0' TERM; while true; do sleep 0.5; done"))
+		e.Write(n+".yaml", harness.SleeperPod(n, "trap 'exit 0' TERM; while true; do sleep 0.5; done"))
 	}
 	for round := 0; round < 4; round++ {
-		e.start()
+		e.Start()
 		delay := time.Duration(rand.IntN(1500)) * time.Millisecond
 		time.Sleep(delay)
-		e.kill()
-		before := e.tasks()
+		e.Kill()
+		before := e.Tasks()
 
-		e.start()
-		took := e.waitConverged(names, 60*time.Second)
+		e.Start()
+		took := e.WaitConverged(names)
 		t.Logf("round %d: killed after %s with %d tasks running; converged %s after restart", round, delay, len(before), took.Round(time.Millisecond))
-		e.checkNoLeaks(names)
-		after := e.tasks()
+		e.CheckNoLeaks(names)
+		after := e.Tasks()
 		kept := 0
 		for id, was := range before {
 			if now, ok := after[id]; ok {
 				kept++
-				if now.pid != was.pid {
-					t.Errorf("container %s was restarted: pid %d -> %d", id, was.pid, now.pid)
+				if now.PID != was.PID {
+					t.Errorf("container %s was restarted: pid %d -> %d", id, was.PID, now.PID)
 				}
 			}
 		}
@@ -48,21 +51,21 @@ func TestCrashWhileCreatingPods(t *testing.T) {
 
 		// Change the desired state for the next round: edit two pods,
 		// remove one, add one.
-		e.kill()
+		e.Kill()
 		a, b := fmt.Sprintf("p%d", round), fmt.Sprintf("p%d", round+4)
 		for _, n := range []string{a, b} {
 			version[n]++
 			names[n] = true // a pod removed earlier comes back
-			e.write(n+".yaml", sleeperPod(n, fmt.Sprintf("echo v%d; trap 'exit 0' TERM; while true; do sleep 0.5; done", version[n])))
+			e.Write(n+".yaml", harness.SleeperPod(n, fmt.Sprintf("echo v%d; trap 'exit 0' TERM; while true; do sleep 0.5; done", version[n])))
 		}
 		gone := fmt.Sprintf("p%d", 9-round)
-		e.remove(gone + ".yaml")
+		e.Remove(gone + ".yaml")
 		delete(names, gone)
 		added := fmt.Sprintf("q%d", round)
-		e.write(added+".yaml", sleeperPod(added, "trap 'exit 0' TERM; while true; do sleep 0.5; done"))
+		e.Write(added+".yaml", harness.SleeperPod(added, "trap 'exit 0' TERM; while true; do sleep 0.5; done"))
 		names[added] = true
 	}
-	e.start()
-	e.waitConverged(names, 60*time.Second)
-	e.checkNoLeaks(names)
+	e.Start()
+	e.WaitConverged(names)
+	e.CheckNoLeaks(names)
 }

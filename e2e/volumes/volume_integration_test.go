@@ -1,6 +1,6 @@
 //go:build integration
 
-package e2e
+package volumes
 
 import (
 	"crypto/rand"
@@ -17,11 +17,13 @@ import (
 
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/e2e/harness"
 )
 
 // logOf reads a container's logs; empty until the pod is published.
 func (e *env) logOf(pod, container string) string {
-	pods, _ := e.pods()
+	pods, _ := e.Pods()
 	uid := ""
 	for _, p := range pods {
 		if p.Name == pod+"-node1" {
@@ -31,7 +33,7 @@ func (e *env) logOf(pod, container string) string {
 	if uid == "" {
 		return ""
 	}
-	matches, _ := filepath.Glob(filepath.Join(e.logs, fmt.Sprintf("default_%s-node1_%s", pod, uid), container, "*.log"))
+	matches, _ := filepath.Glob(filepath.Join(e.Logs, fmt.Sprintf("default_%s-node1_%s", pod, uid), container, "*.log"))
 	var all []byte
 	for _, m := range matches {
 		data, _ := os.ReadFile(m)
@@ -40,10 +42,10 @@ func (e *env) logOf(pod, container string) string {
 	return string(all)
 }
 
-func (e *env) waitLog(pod, container, want string, timeout time.Duration) string {
+func (e *env) waitLog(pod, container, want string) string {
 	e.t.Helper()
 	var got string
-	waitFor(e.t, timeout, fmt.Sprintf("%s/%s logs %q", pod, container, want), func() bool {
+	harness.WaitFor(e.t, fmt.Sprintf("%s/%s logs %q", pod, container, want), func() bool {
 		got = e.logOf(pod, container)
 		return strings.Contains(got, want)
 	})
@@ -54,13 +56,14 @@ func (e *env) waitLog(pod, container, want string, timeout time.Duration) string
 // hostPath mounts of type File, Directory and DirectoryOrCreate; a wrong
 // type leaves the container waiting with the reason.
 func TestKubeadmHostPaths(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	pki := t.TempDir()
 	os.WriteFile(filepath.Join(pki, "ca.crt"), []byte("-----BEGIN CERTIFICATE-----test-ca"), 0o644)
 	os.MkdirAll(filepath.Join(pki, "etcd"), 0o755)
 	os.WriteFile(filepath.Join(pki, "etcd", "server.crt"), []byte("etcd-server-cert"), 0o644)
 	data := filepath.Join(t.TempDir(), "var-lib-etcd")
-	e.write("cp.yaml", podManifest("cp", fmt.Sprintf(`  hostNetwork: true
+	e.Write("cp.yaml", harness.PodManifest("cp", fmt.Sprintf(`  hostNetwork: true
   containers:
   - name: c
     image: podsup.test/busybox:1
@@ -74,7 +77,7 @@ func TestKubeadmHostPaths(t *testing.T) {
   - {name: etcd-certs, hostPath: {path: %s, type: Directory}}
   - {name: etcd-data, hostPath: {path: %s, type: DirectoryOrCreate}}
 `, filepath.Join(pki, "ca.crt"), filepath.Join(pki, "etcd"), data)))
-	e.write("wrong.yaml", podManifest("wrong", fmt.Sprintf(`  containers:
+	e.Write("wrong.yaml", harness.PodManifest("wrong", fmt.Sprintf(`  containers:
   - name: c
     image: podsup.test/busybox:1
     command: [sleep, "1000"]
@@ -82,8 +85,8 @@ func TestKubeadmHostPaths(t *testing.T) {
   volumes:
   - {name: certs, hostPath: {path: %s, type: Directory}}
 `, filepath.Join(pki, "ca.crt"))))
-	e.start()
-	out := e.waitLog("cp", "c", "data-ok", 60*time.Second)
+	e.Start()
+	out := e.waitLog("cp", "c", "data-ok")
 	for _, want := range []string{"stdout F -----BEGIN CERTIFICATE-----test-ca", "stdout F etcd-server-cert"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
@@ -92,11 +95,11 @@ func TestKubeadmHostPaths(t *testing.T) {
 	if info, err := os.Stat(filepath.Join(data, "member")); err != nil || info.IsDir() {
 		t.Errorf("DirectoryOrCreate: %v", err)
 	}
-	p := e.waitPod("wrong", 30*time.Second, "waiting on its volume", func(p v1.Pod) bool {
-		w := container(p, "c").State.Waiting
+	p := e.WaitPod("wrong", "waiting on its volume", func(p v1.Pod) bool {
+		w := harness.ContainerStatus(p, "c").State.Waiting
 		return w != nil && w.Reason == "CreateContainerConfigError"
 	})
-	if msg := container(p, "c").State.Waiting.Message; !strings.Contains(msg, `volume "certs": hostPath type check failed`) || !strings.Contains(msg, "is a file, not a Directory") {
+	if msg := harness.ContainerStatus(p, "c").State.Waiting.Message; !strings.Contains(msg, `volume "certs": hostPath type check failed`) || !strings.Contains(msg, "is a file, not a Directory") {
 		t.Errorf("message %q", msg)
 	}
 }
@@ -104,23 +107,24 @@ func TestKubeadmHostPaths(t *testing.T) {
 // TestEmptyDir: an emptyDir keeps its content across container restarts
 // and goes with the pod.
 func TestEmptyDir(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	e.write("counter.yaml", podManifest("counter", `  containers:
+	e.Write("counter.yaml", harness.PodManifest("counter", `  containers:
   - name: c
     image: podsup.test/busybox:1
     command: [sh, -c, 'n=$(cat /data/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/n; echo run $n; [ $n -ge 2 ] && sleep 1000; exit 1']
     volumeMounts: [{name: data, mountPath: /data}]
   volumes: [{name: data, emptyDir: {}}]
 `))
-	e.start()
-	e.waitLog("counter", "c", "stdout F run 2", 60*time.Second)
-	dirs, _ := filepath.Glob(filepath.Join(e.root, "pods", "*", "volumes", "data"))
+	e.Start()
+	e.waitLog("counter", "c", "stdout F run 2")
+	dirs, _ := filepath.Glob(filepath.Join(e.Root, "pods", "*", "volumes", "data"))
 	if len(dirs) != 1 {
 		t.Fatalf("emptyDir directories %v", dirs)
 	}
-	e.remove("counter.yaml")
-	e.waitConverged(map[string]bool{}, 30*time.Second)
-	waitFor(t, 10*time.Second, "the emptyDir removed with the pod", func() bool {
+	e.Remove("counter.yaml")
+	e.WaitConverged(map[string]bool{})
+	harness.WaitFor(t, "the emptyDir removed with the pod", func() bool {
 		_, err := os.Stat(dirs[0])
 		return os.IsNotExist(err)
 	})
@@ -129,16 +133,17 @@ func TestEmptyDir(t *testing.T) {
 // TestMemoryEmptyDirOverLimit: a memory-backed emptyDir written past its
 // sizeLimit gets the pod evicted, with the kubelet's reason and message.
 func TestMemoryEmptyDirOverLimit(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	e.write("hog.yaml", podManifest("hog", `  containers:
+	e.Write("hog.yaml", harness.PodManifest("hog", `  containers:
   - name: c
     image: podsup.test/busybox:1
     command: [sh, -c, 'dd if=/dev/zero of=/scratch/fill bs=1M count=3; echo written; sleep 1000']
     volumeMounts: [{name: scratch, mountPath: /scratch}]
   volumes: [{name: scratch, emptyDir: {medium: Memory, sizeLimit: 2Mi}}]
 `))
-	e.start()
-	p := e.waitPod("hog", 60*time.Second, "evicted", func(p v1.Pod) bool { return p.Status.Reason == "Evicted" })
+	e.Start()
+	p := e.WaitPod("hog", "evicted", func(p v1.Pod) bool { return p.Status.Reason == "Evicted" })
 	if p.Status.Phase != v1.PodFailed || !strings.Contains(p.Status.Message, `Usage of EmptyDir volume "scratch" exceeds the limit "2Mi"`) {
 		t.Errorf("status: phase %s, message %q", p.Status.Phase, p.Status.Message)
 	}
@@ -147,24 +152,25 @@ func TestMemoryEmptyDirOverLimit(t *testing.T) {
 // TestConfigMapUpdate: changing a ConfigMap's file changes the mounted file
 // inside the running container, without restarting it.
 func TestConfigMapUpdate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: %s}\n"
-	e.write("settings.yaml", fmt.Sprintf(cm, "slow"))
-	e.write("app.yaml", podManifest("app", `  containers:
+	e.Write("settings.yaml", fmt.Sprintf(cm, "slow"))
+	e.Write("app.yaml", harness.PodManifest("app", `  containers:
   - name: c
     image: podsup.test/busybox:1
     command: [sh, -c, 'while true; do echo "mode=$(cat /etc/app/mode)"; sleep 0.3; done']
     volumeMounts: [{name: conf, mountPath: /etc/app}]
   volumes: [{name: conf, configMap: {name: settings}}]
 `))
-	e.start()
-	e.waitLog("app", "c", "mode=slow", 60*time.Second)
-	before := container(e.pod("app"), "c")
+	e.Start()
+	e.waitLog("app", "c", "mode=slow")
+	before := harness.ContainerStatus(e.Pod("app"), "c")
 	changed := time.Now()
-	e.write("settings.yaml", fmt.Sprintf(cm, "fast"))
-	e.waitLog("app", "c", "mode=fast", 10*time.Second)
-	t.Logf("the new value reached the container %s after the file changed", time.Since(changed).Round(10*time.Millisecond))
-	after := container(e.pod("app"), "c")
+	e.Write("settings.yaml", fmt.Sprintf(cm, "fast"))
+	e.waitLog("app", "c", "mode=fast")
+	harness.Record(t, "ConfigMap change to the container seeing it", "%s", time.Since(changed).Round(10*time.Millisecond))
+	after := harness.ContainerStatus(e.Pod("app"), "c")
 	if after.ContainerID != before.ContainerID || after.RestartCount != 0 {
 		t.Errorf("the container was restarted: %s -> %s", before.ContainerID, after.ContainerID)
 	}
@@ -174,12 +180,13 @@ func TestConfigMapUpdate(t *testing.T) {
 // and as an environment variable, and appears nowhere in podsup's log, its
 // API or its root directory outside tmpfs.
 func TestSecretStaysSecret(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	b := make([]byte, 16)
 	rand.Read(b)
 	secret := "s3cr3t-" + hex.EncodeToString(b)
-	e.write("secret.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: %s}\n", secret))
-	e.write("app.yaml", podManifest("app", `  containers:
+	e.Write("secret.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: %s}\n", secret))
+	e.Write("app.yaml", harness.PodManifest("app", `  containers:
   - name: c
     image: podsup.test/busybox:1
     command: [sh, -c, '[ -n "$PASSWORD" ] && [ "$PASSWORD" = "$(cat /secrets/password)" ] && echo secret-matches; sleep 1000']
@@ -187,11 +194,11 @@ func TestSecretStaysSecret(t *testing.T) {
     volumeMounts: [{name: creds, mountPath: /secrets}]
   volumes: [{name: creds, secret: {secretName: db}}]
 `))
-	e.start()
-	e.waitLog("app", "c", "stdout F secret-matches", 60*time.Second)
+	e.Start()
+	e.waitLog("app", "c", "stdout F secret-matches")
 	var leaks []string
 	for _, url := range []string{"/pods", "/pods/default/app-node1/status"} {
-		resp, err := http.Get("http://" + e.readOnly + url)
+		resp, err := http.Get("http://" + e.ReadOnly + url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +208,7 @@ func TestSecretStaysSecret(t *testing.T) {
 			leaks = append(leaks, "API "+url)
 		}
 	}
-	for _, root := range []string{e.root, e.logs} {
+	for _, root := range []string{e.Root, e.Logs} {
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !d.Type().IsRegular() {
 				return nil
@@ -220,7 +227,7 @@ func TestSecretStaysSecret(t *testing.T) {
 		t.Errorf("the secret value leaked into: %v", leaks)
 	}
 	mounted := 0
-	matches, _ := filepath.Glob(filepath.Join(e.root, "pods", "*", "volumes", "creds"))
+	matches, _ := filepath.Glob(filepath.Join(e.Root, "pods", "*", "volumes", "creds"))
 	for _, m := range matches {
 		var st unix.Statfs_t
 		if unix.Statfs(m, &st) == nil && st.Type == unix.TMPFS_MAGIC {
@@ -235,9 +242,9 @@ func TestSecretStaysSecret(t *testing.T) {
 // TestDownwardAPI: env fieldRef, resourceFieldRef and a downwardAPI volume
 // carry the pod's values.
 func TestDownwardAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	n := newTestNetwork(t, e, 24)
-	e.write("dw.yaml", `apiVersion: v1
+	e.Write("dw.yaml", `apiVersion: v1
 kind: Pod
 metadata: {name: dw, labels: {app: web, tier: front}, annotations: {team: blue}}
 spec:
@@ -265,9 +272,9 @@ spec:
       - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}
       - {path: cpu, resourceFieldRef: {containerName: c, resource: limits.cpu, divisor: 1m}}
 `)
-	e.start(n.args()...)
-	out := e.waitLog("dw", "c", "stdout F done", 60*time.Second)
-	p := e.pod("dw")
+	e.Start()
+	out := e.waitLog("dw", "c", "stdout F done")
+	p := e.Pod("dw")
 	for _, want := range []string{
 		"DW_NAME=dw-node1", "DW_NS=default", "DW_UID=" + string(p.UID), "DW_APP=web", "DW_NODE=node1",
 		"DW_IP=" + p.Status.PodIP, "DW_HOST=" + p.Status.HostIP, "DW_MEM=64",
@@ -282,6 +289,7 @@ spec:
 // TestHostToContainerPropagation: a mount made on the host after the
 // container started appears inside it, through mountPropagation.
 func TestHostToContainerPropagation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	shared := t.TempDir()
 	if err := unix.Mount(shared, shared, "", unix.MS_BIND, ""); err != nil {
@@ -292,20 +300,20 @@ func TestHostToContainerPropagation(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Join(shared, "late"), 0o755)
-	e.write("prop.yaml", podManifest("prop", fmt.Sprintf(`  containers:
+	e.Write("prop.yaml", harness.PodManifest("prop", fmt.Sprintf(`  containers:
   - name: c
     image: podsup.test/busybox:1
     command: [sh, -c, 'while true; do cat /host/late/hello 2>/dev/null && break; sleep 0.2; done; sleep 1000']
     volumeMounts: [{name: host, mountPath: /host, mountPropagation: HostToContainer}]
   volumes: [{name: host, hostPath: {path: %s}}]
 `, shared)))
-	e.start()
-	e.waitPod("prop", 60*time.Second, "running", func(p v1.Pod) bool { return container(p, "c").State.Running != nil })
+	e.Start()
+	e.WaitPod("prop", "running", func(p v1.Pod) bool { return harness.ContainerStatus(p, "c").State.Running != nil })
 	late := filepath.Join(shared, "late")
 	if err := unix.Mount("tmpfs", late, "tmpfs", 0, "size=1m"); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(late, unix.MNT_DETACH)
 	os.WriteFile(filepath.Join(late, "hello"), []byte("mounted after the start\n"), 0o644)
-	e.waitLog("prop", "c", "stdout F mounted after the start", 15*time.Second)
+	e.waitLog("prop", "c", "stdout F mounted after the start")
 }

@@ -1,6 +1,6 @@
 //go:build integration
 
-package e2e
+package reliability
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/volume"
 )
 
@@ -31,8 +32,9 @@ const chattyCmd = `pad=$(printf '%0190d' 0); i=0; trap 'exit 0' TERM; ` +
 // filler is gone the new pod runs, logs resume, the pushed manifests are
 // intact, and a restarted podsup adopts every pod.
 func TestReliabilityDiskFull(t *testing.T) {
+	t.Parallel()
 	const size = 32 // MiB
-	small := mountTmpfs(t, size)
+	small := harness.MountTmpfs(t, size)
 	root, logs := filepath.Join(small, "root"), filepath.Join(small, "logs")
 	// After podsup stops (the harness's cleanup, which runs first), unmount
 	// what the pods left under the root, before the filesystem goes.
@@ -43,16 +45,16 @@ func TestReliabilityDiskFull(t *testing.T) {
 	// about a full disk, not about the pressure that precedes it.
 	flags := []string{"--root-dir", root, "--log-dir", logs, "--eviction-hard", "",
 		"--container-log-max-size", "1Mi", "--container-log-max-files", "2"}
-	e.write("steady.yaml", sleeperPod("steady", idleCmd))
-	e.write("chatty.yaml", sleeperPod("chatty", chattyCmd))
-	e.start(flags...)
-	sock := e.socketClient()
-	waitSocket(t, sock)
-	pushed := sleeperPod("pushed", idleCmd)
-	sock.must(t, "PUT", "/manifests/pushed", pushed, http.StatusOK)
+	e.Write("steady.yaml", harness.SleeperPod("steady", harness.IdleCmd))
+	e.Write("chatty.yaml", harness.SleeperPod("chatty", chattyCmd))
+	e.Start(flags...)
+	sock := e.SocketClient()
+	sock.WaitAnswer(t, "/manifests")
+	pushed := harness.SleeperPod("pushed", harness.IdleCmd)
+	sock.Must(t, "PUT", "/manifests/pushed", pushed, http.StatusOK)
 	names := map[string]bool{"steady": true, "chatty": true, "pushed": true}
-	e.waitConverged(names, 90*time.Second)
-	before := e.tasks()
+	e.WaitConverged(names)
+	before := e.Tasks()
 	pushedFile := filepath.Join(root, "manifests-api", "pushed.yaml")
 	if data, err := os.ReadFile(pushedFile); err != nil || string(data) != pushed {
 		t.Fatalf("pushed manifest under the root dir: %v %q", err, data)
@@ -62,34 +64,34 @@ func TestReliabilityDiskFull(t *testing.T) {
 	filler := filepath.Join(small, "filler")
 	written := fill(t, filler)
 	fullAt := time.Now()
-	summary.record(t.Name(), "filesystem size / filler written", "%d MiB / %.1f MiB", size, float64(written)/(1<<20))
+	harness.Record(t, "filesystem size / filler written", "%d MiB / %.1f MiB", size, float64(written)/(1<<20))
 
 	// While it is full.
-	code, body, err := sock.do("PUT", "/manifests/during", strings.NewReader(sleeperPod("during", idleCmd)))
+	code, body, err := sock.Do("PUT", "/manifests/during", strings.NewReader(harness.SleeperPod("during", harness.IdleCmd)))
 	if err != nil || code != http.StatusInternalServerError || !strings.Contains(body, "no space left on device") || !strings.Contains(body, `\"during\"`) {
 		t.Errorf("push while full: %d %v %s, want a 500 naming the manifest and the full disk", code, err, body)
 	}
-	summary.record(t.Name(), "push while full", "HTTP %d", code)
+	harness.Record(t, "push while full", "HTTP %d", code)
 	if entries, _ := os.ReadDir(filepath.Dir(pushedFile)); len(entries) != 1 {
 		t.Errorf("the pushed manifests' directory holds %v, want only pushed.yaml", entries)
 	}
-	e.write("newpod.yaml", sleeperPod("newpod", idleCmd))
-	if missing := e.waitLogged(map[string]string{"log": "no space left on device"}, 30*time.Second, func(string) string {
+	e.Write("newpod.yaml", harness.SleeperPod("newpod", harness.IdleCmd))
+	if missing := e.waitLogged(map[string]string{"log": "no space left on device"}, func(string) string {
 		return "cannot write container log; dropping output until it can"
 	}); len(missing) > 0 {
 		t.Error("podsup did not report that container logs cannot be written")
 	}
-	if ev := e.waitEvent("newpod", "no space left on device", 30*time.Second); ev == "" {
+	if ev := e.waitEvent("newpod", "no space left on device"); ev == "" {
 		t.Error("no event of the new pod reports the full disk")
 	} else {
 		reason, _, _ := strings.Cut(ev, ":")
-		summary.record(t.Name(), "event of the pod created while full", "%s (no space left on device)", reason)
+		harness.Record(t, "event of the pod created while full", "%s (no space left on device)", reason)
 	}
 	time.Sleep(3 * time.Second) // the pods run on a full disk for a while
-	if !e.healthy() {
+	if !e.Healthy() {
 		t.Error("/healthz is not ok while the disk is full")
 	}
-	if now := e.tasks(); changedTasks(before, now) > 0 {
+	if now := e.Tasks(); changedTasks(before, now) > 0 {
 		t.Errorf("running pods were disturbed while the disk was full:\nbefore %v\nnow    %v", before, now)
 	}
 	if data, err := os.ReadFile(pushedFile); err != nil || string(data) != pushed {
@@ -97,7 +99,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(small, &st); err == nil {
-		summary.record(t.Name(), "free while full", "%d KiB", st.Bavail*uint64(st.Bsize)>>10)
+		harness.Record(t, "free while full", "%d KiB", st.Bavail*uint64(st.Bsize)>>10)
 	}
 	chattyLog := func() int64 {
 		var n int64
@@ -115,49 +117,49 @@ func TestReliabilityDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	freedAt := time.Now()
-	summary.record(t.Name(), "time full", "%s", freedAt.Sub(fullAt).Round(100*time.Millisecond))
+	harness.Record(t, "time full", "%s", freedAt.Sub(fullAt).Round(100*time.Millisecond))
 	logged := chattyLog()
-	if missing := e.waitLogged(map[string]string{"log": "droppedLines="}, 30*time.Second, func(string) string {
+	if missing := e.waitLogged(map[string]string{"log": "droppedLines="}, func(string) string {
 		return "container log writable again"
 	}); len(missing) > 0 {
 		t.Error("podsup did not report that container logs resumed")
 	}
-	summary.record(t.Name(), "container log lines dropped while full, as reported", "%d", e.droppedLogLines())
+	harness.Record(t, "container log lines dropped while full, as reported", "%d", e.droppedLogLines())
 	names["newpod"] = true
-	took := e.waitConverged(names, 90*time.Second)
-	summary.record(t.Name(), "new pod running after space returned", "%s", took.Round(100*time.Millisecond))
+	took := e.WaitConverged(names)
+	harness.Record(t, "new pod running after space returned", "%s", took.Round(100*time.Millisecond))
 	if grown := chattyLog(); grown == logged {
 		t.Errorf("chatty's log did not grow once space returned (%d bytes)", grown)
 	}
-	sock.must(t, "PUT", "/manifests/during", sleeperPod("during", idleCmd), http.StatusOK)
+	sock.Must(t, "PUT", "/manifests/during", harness.SleeperPod("during", harness.IdleCmd), http.StatusOK)
 	names["during"] = true
-	e.waitConverged(names, 90*time.Second)
-	if now := e.tasks(); changedTasks(before, now) > 0 {
+	e.WaitConverged(names)
+	if now := e.Tasks(); changedTasks(before, now) > 0 {
 		t.Errorf("the pods that ran before the disk filled were disturbed")
 	}
 
 	// A restart adopts everything and reads the pushed manifests whole.
-	running := e.tasks()
-	e.stop()
-	e.start(flags...)
-	e.waitConverged(names, 90*time.Second)
-	now := e.tasks()
+	running := e.Tasks()
+	e.Stop()
+	e.Start(flags...)
+	e.WaitConverged(names)
+	now := e.Tasks()
 	if len(now) != len(running) || changedTasks(running, now) > 0 {
 		t.Errorf("the restarted podsup did not adopt every container:\nbefore %v\nafter  %v", running, now)
 	}
-	for name, want := range map[string]string{"pushed": pushed, "during": sleeperPod("during", idleCmd)} {
+	for name, want := range map[string]string{"pushed": pushed, "during": harness.SleeperPod("during", harness.IdleCmd)} {
 		if data, err := os.ReadFile(filepath.Join(root, "manifests-api", name+".yaml")); err != nil || !bytes.Equal(data, []byte(want)) {
 			t.Errorf("pushed manifest %s after the restart: %v %q", name, err, data)
 		}
 	}
-	summary.record(t.Name(), "containers of the first pods changed / adopted after restart", "%d / %d of %d", changedTasks(before, now), len(running)-changedTasks(running, now), len(running))
+	harness.Record(t, "containers of the first pods changed / adopted after restart", "%d / %d of %d", changedTasks(before, now), len(running)-changedTasks(running, now), len(running))
 }
 
 var droppedLines = regexp.MustCompile(`msg="(?:container log writable again|still cannot write container log)".* droppedLines=(\d+)`)
 
 // droppedLogLines adds up the container log lines podsup reported lost.
 func (e *env) droppedLogLines() int {
-	data, _ := os.ReadFile(e.procLog.Name())
+	data, _ := os.ReadFile(e.ProcLog.Name())
 	n := 0
 	for _, m := range droppedLines.FindAllStringSubmatch(string(data), -1) {
 		d, _ := strconv.Atoi(m[1])
@@ -168,9 +170,9 @@ func (e *env) droppedLogLines() int {
 
 // waitEvent waits for an event of the named pod whose message contains
 // want, and returns it as "Reason: message".
-func (e *env) waitEvent(pod, want string, timeout time.Duration) string {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		for _, ev := range e.podStatus(pod).Events {
+func (e *env) waitEvent(pod, want string) string {
+	for deadline := time.Now().Add(harness.Patience); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		for _, ev := range e.PodStatus(pod).Events {
 			if strings.Contains(ev.Message, want) {
 				return ev.Reason + ": " + ev.Message
 			}

@@ -1,6 +1,6 @@
 //go:build integration
 
-package e2e
+package reliability
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/testenv"
 )
 
@@ -24,6 +25,7 @@ import (
 // start it converges, applies the edit, keeps restarting the crash-looping
 // container, and leaves every other container as it was.
 func TestReliabilityContainerdRestarts(t *testing.T) {
+	t.Parallel()
 	const cycles = 5
 	ctrd := testenv.StartContainerd(t)
 	e := newEnvWith(t, ctrd.Address, ctrd.Client())
@@ -31,16 +33,16 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 	for i := range 4 {
 		name := fmt.Sprintf("r%d", i)
 		stable[name] = true
-		e.write(name+".yaml", sleeperPod(name, "trap 'exit 0' TERM; while true; do sleep 0.5; done"))
+		e.Write(name+".yaml", harness.SleeperPod(name, "trap 'exit 0' TERM; while true; do sleep 0.5; done"))
 	}
-	e.write("crasher.yaml", sleeperPod("crasher", "sleep 1; exit 1"))
-	e.start("--restart-backoff-initial", "1s", "--restart-backoff-max", "2s")
-	e.waitConvergedWith(stable, "crasher", 120*time.Second)
+	e.Write("crasher.yaml", harness.SleeperPod("crasher", "sleep 1; exit 1"))
+	e.Start("--restart-backoff-initial", "1s", "--restart-backoff-max", "2s")
+	e.waitConvergedWith(stable, "crasher")
 
 	var took, unhealthyIn []time.Duration
 	var logRates []float64
 	for cycle := range cycles {
-		before := e.tasks()
+		before := e.Tasks()
 		crashes := e.restarts("crasher", "main")
 		edited := fmt.Sprintf("r%d", cycle%len(stable))
 		edits := e.restarts(edited, "main")
@@ -48,11 +50,11 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 		ctrd.Stop()
 		down := time.Now()
 		logBefore := e.logSize()
-		waitFor(t, 15*time.Second, fmt.Sprintf("cycle %d: /healthz reports containerd gone", cycle), func() bool { return !e.healthy() })
+		harness.WaitFor(t, fmt.Sprintf("cycle %d: /healthz reports containerd gone", cycle), func() bool { return !e.Healthy() })
 		unhealthyIn = append(unhealthyIn, time.Since(down))
-		e.write(edited+".yaml", sleeperPod(edited, fmt.Sprintf("echo edited during outage %d; trap 'exit 0' TERM; while true; do sleep 0.5; done", cycle)))
+		e.Write(edited+".yaml", harness.SleeperPod(edited, fmt.Sprintf("echo edited during outage %d; trap 'exit 0' TERM; while true; do sleep 0.5; done", cycle)))
 		time.Sleep(time.Duration(2000+rand.IntN(2000)) * time.Millisecond)
-		if e.healthy() {
+		if e.Healthy() {
 			t.Errorf("cycle %d: /healthz ok while containerd is down", cycle)
 		}
 		// Retrying with a back-off shows in the log as a few lines a
@@ -65,24 +67,24 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 
 		ctrd.Start()
 		back := time.Now()
-		e.client = ctrd.Client()
+		e.Client = ctrd.Client()
 		// /pods shows the last status while containerd is away: converged
 		// means the edit made during the outage has been applied.
-		e.waitRestarts(edited, "main", edits+1, 60*time.Second)
-		e.waitConvergedWith(stable, "crasher", 60*time.Second)
+		e.WaitRestarts(edited, "main", edits+1)
+		e.waitConvergedWith(stable, "crasher")
 		took = append(took, time.Since(back))
-		waitFor(t, 30*time.Second, fmt.Sprintf("cycle %d: /healthz ok after containerd returned", cycle), e.healthy)
-		waitFor(t, 30*time.Second, fmt.Sprintf("cycle %d: the crash-looping container restarted again", cycle), func() bool {
+		harness.WaitFor(t, fmt.Sprintf("cycle %d: /healthz ok after containerd returned", cycle), e.Healthy)
+		harness.WaitFor(t, fmt.Sprintf("cycle %d: the crash-looping container restarted again", cycle), func() bool {
 			return e.restarts("crasher", "main") > crashes
 		})
-		after := e.tasks()
+		after := e.Tasks()
 		changed := map[string]bool{containerOf(e.containerID(edited, "main")): true, containerOf(e.containerID("crasher", "main")): true}
 		kept := 0
 		for id, was := range before {
 			if changed[containerOf(id)] {
 				continue
 			}
-			if now, ok := after[id]; !ok || now.pid != was.pid {
+			if now, ok := after[id]; !ok || now.PID != was.PID {
 				t.Errorf("cycle %d: container %s was replaced across the containerd restart", cycle, id)
 			} else {
 				kept++
@@ -91,33 +93,32 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 		t.Logf("cycle %d: /healthz unhealthy %s after the stop; %.1f log lines/s during the outage; edit applied %s after the start; %d containers kept",
 			cycle, unhealthyIn[cycle].Round(time.Millisecond), rate, took[cycle].Round(time.Millisecond), kept)
 	}
-	e.remove("crasher.yaml")
-	e.waitConverged(stable, 60*time.Second)
-	leaks := e.leaksAfter(stable, 20*time.Second)
+	e.Remove("crasher.yaml")
+	e.WaitConverged(stable)
+	leaks := e.LeaksAfter(stable)
 	for _, l := range leaks {
 		t.Error(l)
 	}
 
-	test := t.Name()
-	summary.record(test, "containerd stops and starts", "%d", cycles)
-	summary.record(test, "/healthz unhealthy after the stop (max)", "%s", slices.Max(unhealthyIn).Round(time.Millisecond))
-	summary.record(test, "podsup log lines/s during outages (max)", "%.1f", slices.Max(logRates))
-	summary.record(test, "outage edit applied after containerd start (median / max)", "%s / %s", median(took), slices.Max(took).Round(time.Millisecond))
-	summary.record(test, "pods converged after starts", "%d", cycles*(len(stable)+1))
-	summary.record(test, "leaks found", "%d", len(leaks))
+	harness.Record(t, "containerd stops and starts", "%d", cycles)
+	harness.Record(t, "/healthz unhealthy after the stop (max)", "%s", slices.Max(unhealthyIn).Round(time.Millisecond))
+	harness.Record(t, "podsup log lines/s during outages (max)", "%.1f", slices.Max(logRates))
+	harness.Record(t, "outage edit applied after containerd start (median / max)", "%s / %s", median(took), slices.Max(took).Round(time.Millisecond))
+	harness.Record(t, "pods converged after starts", "%d", cycles*(len(stable)+1))
+	harness.Record(t, "leaks found", "%d", len(leaks))
 }
 
 // waitConvergedWith waits until the named pods converge and the crash-looping
 // pod is published too, whatever its state, and says how long it took.
-func (e *env) waitConvergedWith(names map[string]bool, crashing string, timeout time.Duration) time.Duration {
+func (e *env) waitConvergedWith(names map[string]bool, crashing string) time.Duration {
 	e.t.Helper()
 	start := time.Now()
 	why := "no answer"
-	for time.Since(start) < timeout {
-		if pods, err := e.pods(); err == nil {
+	for time.Since(start) < harness.Patience {
+		if pods, err := e.Pods(); err == nil {
 			others := slices.DeleteFunc(pods, func(p v1.Pod) bool { return p.Name == crashing+"-node1" })
 			var ok bool
-			if ok, why = converged(others, names); ok && len(others) == len(pods)-1 {
+			if ok, why = harness.Converged(others, names); ok && len(others) == len(pods)-1 {
 				return time.Since(start)
 			} else if ok {
 				why = crashing + " not published"
@@ -127,13 +128,13 @@ func (e *env) waitConvergedWith(names map[string]bool, crashing string, timeout 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	e.t.Fatalf("not converged within %s: %s\npodsup log: %s", timeout, why, e.procLog.Name())
+	e.t.Fatalf("not converged within %s: %s\npodsup log: %s", harness.Patience, why, e.ProcLog.Name())
 	return 0
 }
 
 // restarts is a container's restart count, -1 while it is not published.
 func (e *env) restarts(pod, container string) int32 {
-	pods, _ := e.pods()
+	pods, _ := e.Pods()
 	for _, p := range pods {
 		for _, cs := range p.Status.ContainerStatuses {
 			if p.Name == pod+"-node1" && cs.Name == container {
@@ -147,7 +148,7 @@ func (e *env) restarts(pod, container string) int32 {
 // containerID is a container's ID as /pods shows it, without the runtime
 // prefix.
 func (e *env) containerID(pod, container string) string {
-	pods, _ := e.pods()
+	pods, _ := e.Pods()
 	for _, p := range pods {
 		for _, cs := range p.Status.ContainerStatuses {
 			if p.Name == pod+"-node1" && cs.Name == container {
@@ -161,6 +162,6 @@ func (e *env) containerID(pod, container string) string {
 
 // logSize counts the lines of podsup's current log.
 func (e *env) logSize() int {
-	data, _ := os.ReadFile(e.procLog.Name())
+	data, _ := os.ReadFile(e.ProcLog.Name())
 	return bytes.Count(data, []byte("\n"))
 }

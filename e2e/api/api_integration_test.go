@@ -1,25 +1,21 @@
 //go:build integration
 
-package e2e
+package api
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/testpki"
 	"github.com/podsup/podsup/runtime"
 )
@@ -54,100 +50,26 @@ spec:
       periodSeconds: 1
 `
 
-// client talks to one of podsup's API endpoints.
-type client struct {
-	base string
-	http *http.Client
-	auth string // Authorization header
-}
-
-func (c client) do(method, path string, body io.Reader) (int, string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return 0, "", err
-	}
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	return resp.StatusCode, string(data), err
-}
-
-// must fetches path and fails the test unless it answers want.
-func (c client) must(t *testing.T, method, path, body string, want int) string {
-	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	code, out, err := c.do(method, path, r)
-	if err != nil || code != want {
-		t.Fatalf("%s %s%s: %d %v: %s (want %d)", method, c.base, path, code, err, out, want)
-	}
-	return out
-}
-
-func (e *env) readOnlyClient() client {
-	return client{base: "http://" + e.readOnly, http: &http.Client{}}
-}
-
-// socketClient talks to the admin socket.
-func (e *env) socketClient() client {
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", e.socket)
-	}}
-	return client{base: "http://podsup", http: &http.Client{Transport: tr}}
-}
-
-// secureClient talks to the authenticated port, trusting podsup's
-// self-signed certificate and presenting cert if given.
-func (e *env) secureClient(t *testing.T, cert *tls.Certificate, auth string) client {
-	t.Helper()
-	tc := &tls.Config{InsecureSkipVerify: true}
-	if cert != nil {
-		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
-	}
-	return client{base: "https://" + e.secure, http: &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}, auth: auth}
-}
-
-func (e *env) waitReady(name string, timeout time.Duration) v1.Pod {
-	e.t.Helper()
-	return e.waitPod(name, timeout, "ready", func(p v1.Pod) bool {
-		for _, c := range p.Status.Conditions {
-			if c.Type == v1.PodReady && c.Status == v1.ConditionTrue {
-				return true
-			}
-		}
-		return false
-	})
-}
-
 // TestAPI runs one podsup with a pod that has a readiness probe and a
 // Secret, and checks every endpoint against it: what each port serves, that
 // the read-only port never shows the Secret, who the authenticated port
 // lets in, and that a pushed pod survives a restart of podsup.
 func TestAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	n := newTestNetwork(t, e, 24)
+	n := harness.NewNetwork(t, e.Env, 24)
 	pki := t.TempDir()
 	ca, other := testpki.NewCA(t, "podsup-clients"), testpki.NewCA(t, "somebody-else")
 	tokens := filepath.Join(pki, "tokens.csv")
 	os.WriteFile(tokens, []byte("good-token,alice,1000,\"admins\"\n"), 0o600)
-	args := append(n.args(), "--token-auth-file", tokens, "--client-ca-file", ca.WriteFile(t, pki))
-	e.write("web.yaml", apiPods)
-	e.start(args...)
-	e.waitReady("web", 60*time.Second)
-	ro, sock := e.readOnlyClient(), e.socketClient()
+	args := append(n.Args(), "--token-auth-file", tokens, "--client-ca-file", ca.WriteFile(t, pki))
+	e.Write("web.yaml", apiPods)
+	e.Start(args...)
+	e.WaitReady("web")
+	ro, sock := e.ReadOnlyClient(), e.SocketClient()
 
 	t.Run("healthz", func(t *testing.T) {
-		out := client{base: "http://" + e.healthz, http: &http.Client{}}.must(t, "GET", "/healthz?verbose", "", 200)
+		out := e.HealthzClient().Must(t, "GET", "/healthz?verbose", "", 200)
 		for _, want := range []string{"[+]containerd ok", "[+]syncloop ok", "[+]sources ok", "ok"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("/healthz?verbose lacks %q: %s", want, out)
@@ -156,15 +78,15 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("read-only port", func(t *testing.T) {
-		if out := ro.must(t, "GET", "/pods", "", 200); !strings.Contains(out, `"name":"web-node1"`) {
+		if out := ro.Must(t, "GET", "/pods", "", 200); !strings.Contains(out, `"name":"web-node1"`) {
 			t.Errorf("/pods lacks the pod: %.300s", out)
 		}
-		st := ro.must(t, "GET", "/pods/default/web-node1/status", "", 200)
+		st := ro.Must(t, "GET", "/pods/default/web-node1/status", "", 200)
 		if !strings.Contains(st, `"probe":"Readiness"`) || !strings.Contains(st, `"reason":"Started"`) {
 			t.Errorf("status lacks the probe or events: %.1000s", st)
 		}
 		// Each metric the issue names, from this podsup's own pods.
-		metrics := ro.must(t, "GET", "/metrics", "", 200)
+		metrics := ro.Must(t, "GET", "/metrics", "", 200)
 		for _, want := range []string{
 			`podsup_pods{phase="Running"} 1`, `podsup_containers{state="running"} 1`, `podsup_pods_ready 1`,
 			`podsup_container_restarts_total{container="web",namespace="default",pod="web-node1"} 0`,
@@ -177,35 +99,35 @@ func TestAPI(t *testing.T) {
 			}
 		}
 		for _, path := range []string{"/containerLogs/default/web-node1/web", "/events", "/runningpods", "/manifests"} {
-			if code, _, err := ro.do("GET", path, nil); err != nil || code != 404 {
+			if code, _, err := ro.Do("GET", path, nil); err != nil || code != 404 {
 				t.Errorf("read-only port serves %s: %d %v", path, code, err)
 			}
 		}
-		if code, _, _ := ro.do("PUT", "/manifests/x", strings.NewReader("kind: Pod")); code < 400 || code >= 500 {
+		if code, _, _ := ro.Do("PUT", "/manifests/x", strings.NewReader("kind: Pod")); code < 400 || code >= 500 {
 			t.Errorf("read-only port took a push: %d", code)
 		}
 	})
 
 	t.Run("admin socket", func(t *testing.T) {
-		logs := sock.must(t, "GET", "/containerLogs/default/web-node1/web", "", 200)
+		logs := sock.Must(t, "GET", "/containerLogs/default/web-node1/web", "", 200)
 		if !strings.Contains(logs, "password is "+secretValue) || !strings.Contains(logs, "tick 1\n") {
 			t.Fatalf("logs: %.300s", logs)
 		}
-		if tail := sock.must(t, "GET", "/containerLogs/default/web-node1/web?tailLines=1", "", 200); strings.Count(tail, "\n") != 1 || !strings.HasPrefix(tail, "tick ") {
+		if tail := sock.Must(t, "GET", "/containerLogs/default/web-node1/web?tailLines=1", "", 200); strings.Count(tail, "\n") != 1 || !strings.HasPrefix(tail, "tick ") {
 			t.Errorf("tailLines=1: %q", tail)
 		}
-		if ts := sock.must(t, "GET", "/containerLogs/default/web-node1/web?tailLines=1&timestamps=true", "", 200); !strings.Contains(ts, "Z tick ") {
+		if ts := sock.Must(t, "GET", "/containerLogs/default/web-node1/web?tailLines=1&timestamps=true", "", 200); !strings.Contains(ts, "Z tick ") {
 			t.Errorf("timestamps: %q", ts)
 		}
-		if out := sock.must(t, "GET", "/runningpods/", "", 200); !strings.Contains(out, `"name":"web"`) {
+		if out := sock.Must(t, "GET", "/runningpods/", "", 200); !strings.Contains(out, `"name":"web"`) {
 			t.Errorf("/runningpods: %.300s", out)
 		}
-		if out := sock.must(t, "GET", "/events?pod=default/web-node1", "", 200); !strings.Contains(out, `"reason":"Started"`) {
+		if out := sock.Must(t, "GET", "/events?pod=default/web-node1", "", 200); !strings.Contains(out, `"reason":"Started"`) {
 			t.Errorf("/events: %.300s", out)
 		}
-		sock.must(t, "GET", "/containerLogs/default/web-node1/nope", "", 404)
-		sock.must(t, "GET", "/containerLogs/default/..%2F..%2F..%2Fetc/passwd", "", 400)
-		if info, err := os.Stat(e.socket); err != nil || info.Mode().Perm() != 0o600 {
+		sock.Must(t, "GET", "/containerLogs/default/web-node1/nope", "", 404)
+		sock.Must(t, "GET", "/containerLogs/default/..%2F..%2F..%2Fetc/passwd", "", 400)
+		if info, err := os.Stat(e.Socket); err != nil || info.Mode().Perm() != 0o600 {
 			t.Errorf("admin socket mode: %v %v", info.Mode(), err)
 		}
 	})
@@ -213,7 +135,7 @@ func TestAPI(t *testing.T) {
 	t.Run("no secrets on the read-only port", func(t *testing.T) {
 		encoded := base64.StdEncoding.EncodeToString([]byte(secretValue))
 		for _, path := range []string{"/pods", "/pods/default/web-node1/status", "/metrics", "/ui/state", "/", "/healthz?verbose"} {
-			out := ro.must(t, "GET", path, "", 200)
+			out := ro.Must(t, "GET", path, "", 200)
 			if strings.Contains(out, secretValue) || strings.Contains(out, encoded) {
 				t.Errorf("the read-only port's %s shows the Secret's value", path)
 			}
@@ -224,17 +146,17 @@ func TestAPI(t *testing.T) {
 		good, stranger := ca.Client(t, "alice", "admins"), other.Client(t, "mallory", "admins")
 		tests := []struct {
 			name string
-			c    client
+			c    harness.APIClient
 			code int // 0: the handshake fails
 		}{
-			{"no credentials", e.secureClient(t, nil, ""), 401},
-			{"bad token", e.secureClient(t, nil, "Bearer wrong-token"), 401},
-			{"valid token", e.secureClient(t, nil, "Bearer good-token"), 200},
-			{"client certificate of the CA", e.secureClient(t, &good, ""), 200},
-			{"client certificate of another CA", e.secureClient(t, &stranger, ""), 0},
+			{"no credentials", e.SecureClient(nil, ""), 401},
+			{"bad token", e.SecureClient(nil, "Bearer wrong-token"), 401},
+			{"valid token", e.SecureClient(nil, "Bearer good-token"), 200},
+			{"client certificate of the CA", e.SecureClient(&good, ""), 200},
+			{"client certificate of another CA", e.SecureClient(&stranger, ""), 0},
 		}
 		for _, tc := range tests {
-			code, out, err := tc.c.do("GET", "/pods", nil)
+			code, out, err := tc.c.Do("GET", "/pods", nil)
 			switch {
 			case tc.code == 0 && err == nil:
 				t.Errorf("%s: accepted with %d", tc.name, code)
@@ -245,7 +167,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("status page in a browser", func(t *testing.T) {
-		dom := browse(t, "http://"+e.readOnly+"/")
+		dom := browse(t, "http://"+e.ReadOnly+"/")
 		for _, want := range []string{
 			`data-pod="default/web-node1"`, // the pod
 			`data-container="web"`,         // its container
@@ -275,31 +197,31 @@ func TestAPI(t *testing.T) {
 	// A pushed pod runs, survives a restart of podsup with its container
 	// adopted, and goes when deleted. (Not subtests: the harness fails the
 	// whole test.)
-	pushed := e.secureClient(t, nil, "Bearer good-token")
-	bad := pushed.must(t, "PUT", "/manifests/broken", "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\nspec: {containers: [{name: c}]}\n", 422)
+	pushed := e.SecureClient(nil, "Bearer good-token")
+	bad := pushed.Must(t, "PUT", "/manifests/broken", "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\nspec: {containers: [{name: c}]}\n", 422)
 	if !strings.Contains(bad, "spec.containers[0].image") {
 		t.Errorf("refused push: %s", bad)
 	}
-	if out := pushed.must(t, "PUT", "/manifests/pushed", sleeperPod("pushed", "sleep 1000"), 200); !strings.Contains(out, `"default/pushed-node1"`) {
+	if out := pushed.Must(t, "PUT", "/manifests/pushed", harness.SleeperPod("pushed", "sleep 1000"), 200); !strings.Contains(out, `"default/pushed-node1"`) {
 		t.Fatalf("push answer: %s", out)
 	}
-	isRunning := func(p v1.Pod) bool { return container(p, "main").State.Running != nil }
-	firstID := container(e.waitPod("pushed", 30*time.Second, "running", isRunning), "main").ContainerID
-	e.stop()
-	e.start(args...)
-	if id := container(e.waitPod("pushed", 30*time.Second, "running", isRunning), "main").ContainerID; id != firstID {
+	mainRunning := func(p v1.Pod) bool { return harness.ContainerStatus(p, "main").State.Running != nil }
+	firstID := harness.ContainerStatus(e.WaitPod("pushed", "running", mainRunning), "main").ContainerID
+	e.Stop()
+	e.Start(args...)
+	if id := harness.ContainerStatus(e.WaitPod("pushed", "running", mainRunning), "main").ContainerID; id != firstID {
 		t.Errorf("the pushed pod's container was replaced across the restart: %s, then %s", firstID, id)
 	}
-	if out := pushed.must(t, "GET", "/manifests", "", 200); !strings.Contains(out, `"pushed"`) {
+	if out := pushed.Must(t, "GET", "/manifests", "", 200); !strings.Contains(out, `"pushed"`) {
 		t.Errorf("/manifests: %s", out)
 	}
-	pushed.must(t, "DELETE", "/manifests/pushed", "", 200)
-	e.waitConverged(map[string]bool{"web": true}, 30*time.Second)
-	left, err := e.client.Containers(e.ctx, fmt.Sprintf("labels.%q==%q", runtime.LabelPodKey, "default/pushed-node1"))
+	pushed.Must(t, "DELETE", "/manifests/pushed", "", 200)
+	e.WaitConverged(map[string]bool{"web": true})
+	left, err := e.Client.Containers(e.Ctx, fmt.Sprintf("labels.%q==%q", runtime.LabelPodKey, "default/pushed-node1"))
 	if err != nil || len(left) > 0 {
 		t.Errorf("containers of the deleted pod are still there: %d %v", len(left), err)
 	}
-	pushed.must(t, "DELETE", "/manifests/pushed", "", 404)
+	pushed.Must(t, "DELETE", "/manifests/pushed", "", 404)
 }
 
 // browse loads url in headless Chromium, lets its scripts run, and returns
@@ -313,7 +235,7 @@ func browse(t *testing.T, url string) string {
 		}
 		t.Skip("chromium is not installed")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.Patience)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 		"--disable-background-networking", "--no-first-run", "--user-data-dir="+t.TempDir(),

@@ -1,6 +1,6 @@
 //go:build integration
 
-package e2e
+package cluster
 
 import (
 	"debug/elf"
@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/internal/testenv/kube"
@@ -27,6 +28,7 @@ import (
 // cluster of the apiserver it runs: the Node and the mirror pods of those
 // very pods show Running and Ready to kubectl.
 func TestBootstrapControlPlane(t *testing.T) {
+	t.Parallel()
 	c := kube.NewCluster(t)
 	e := newEnv(t)
 	etcdRef := importBinary(t, e, "podsup.test/etcd:3.4", c.Bin.Etcd, "/usr/local/bin/etcd")
@@ -42,7 +44,7 @@ func TestBootstrapControlPlane(t *testing.T) {
 		c.PKI.Dir)
 	t.Cleanup(func() {
 		if t.Failed() {
-			logs, _ := filepath.Glob(filepath.Join(e.logs, "kube-system_*", "*", "*.log"))
+			logs, _ := filepath.Glob(filepath.Join(e.Logs, "kube-system_*", "*", "*.log"))
 			for _, l := range logs {
 				data, _ := os.ReadFile(l)
 				t.Logf("== %s\n%s", l, data[max(0, len(data)-3000):])
@@ -54,16 +56,16 @@ func TestBootstrapControlPlane(t *testing.T) {
 	start := time.Now()
 	e.joinCluster(c)
 
-	c.WaitReady(2 * time.Minute)
+	c.WaitReady(harness.Patience)
 	t.Logf("the apiserver podsup runs was ready %s after podsup started", time.Since(start).Round(100*time.Millisecond))
-	nodes := kubectlLine(t, c, time.Minute, []string{"get", "nodes"}, "node1", "Ready")
-	kubectlLine(t, c, time.Minute, []string{"get", "pods", "-A"}, "kube-system", "etcd-node1", "1/1", "Running")
-	pods := kubectlLine(t, c, time.Minute, []string{"get", "pods", "-A"}, "kube-system", "kube-apiserver-node1", "1/1", "Running")
+	nodes := kubectlLine(t, c, []string{"get", "nodes"}, "node1", "Ready")
+	kubectlLine(t, c, []string{"get", "pods", "-A"}, "kube-system", "etcd-node1", "1/1", "Running")
+	pods := kubectlLine(t, c, []string{"get", "pods", "-A"}, "kube-system", "kube-apiserver-node1", "1/1", "Running")
 	t.Logf("%s after podsup started:\nkubectl get nodes:\n%s\nkubectl get pods -A:\n%s", time.Since(start).Round(100*time.Millisecond), nodes, pods)
 
 	admin := c.Client()
 	for _, name := range []string{"etcd-node1", "kube-apiserver-node1"} {
-		m := waitMirror(t, admin, "kube-system", name, 10*time.Second, func(m *v1.Pod) error {
+		m := waitMirror(t, admin, "kube-system", name, func(m *v1.Pod) error {
 			for _, cond := range m.Status.Conditions {
 				if cond.Type == v1.PodReady && cond.Status == v1.ConditionTrue {
 					return nil
@@ -114,7 +116,7 @@ func writePod(t *testing.T, e *env, file string, pod *v1.Pod) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.write(file, string(data))
+	e.Write(file, string(data))
 }
 
 // importBinary builds an image of one program at path, with the shared
@@ -139,7 +141,7 @@ func importBinary(t *testing.T, e *env, ref, bin, path string) string {
 		files = append(files, image.File{Path: lib, Mode: 0o755, Data: data})
 	}
 	b := &image.Build{Ref: ref, Files: files, Config: ocispec.ImageConfig{Entrypoint: []string{path}}}
-	if _, err := b.Import(e.ctx, e.client, testenv.Snapshotter); err != nil {
+	if _, err := b.Import(e.Ctx, e.Client, testenv.Snapshotter); err != nil {
 		t.Fatal(err)
 	}
 	return ref

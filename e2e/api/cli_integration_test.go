@@ -1,6 +1,6 @@
 //go:build integration
 
-package e2e
+package api
 
 import (
 	"bufio"
@@ -16,15 +16,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/testenv"
 )
 
 // podsupCLI runs the podsup command line against e's admin socket and
 // returns what it printed on stdout.
 func (e *env) podsupCLI(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.Patience)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append([]string{args[0], "--server", "unix://" + e.socket}, args[1:]...)...)
+	cmd := exec.CommandContext(ctx, harness.Binary(), append([]string{args[0], "--server", "unix://" + e.Socket}, args[1:]...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -49,7 +50,7 @@ func (e *env) mustCLI(args ...string) string {
 // Ctrl-C would and returns how it ended.
 func (e *env) cliStream(args ...string) (lines <-chan string, stop func() error) {
 	e.t.Helper()
-	cmd := exec.Command(binary, append([]string{args[0], "--server", "unix://" + e.socket}, args[1:]...)...)
+	cmd := exec.Command(harness.Binary(), append([]string{args[0], "--server", "unix://" + e.Socket}, args[1:]...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -87,10 +88,10 @@ func (e *env) cliStream(args ...string) (lines <-chan string, stop func() error)
 }
 
 // waitLine reads lines until one holds want, and returns those read.
-func waitLine(t *testing.T, lines <-chan string, want string, timeout time.Duration) []string {
+func waitLine(t *testing.T, lines <-chan string, want string) []string {
 	t.Helper()
 	var seen []string
-	deadline := time.After(timeout)
+	deadline := time.After(harness.Patience)
 	for {
 		select {
 		case l, ok := <-lines:
@@ -102,38 +103,45 @@ func waitLine(t *testing.T, lines <-chan string, want string, timeout time.Durat
 				return seen
 			}
 		case <-deadline:
-			t.Fatalf("no %q within %s; printed %q", want, timeout, seen)
+			t.Fatalf("no %q within %s; printed %q", want, harness.Patience, seen)
 		}
 	}
 }
 
 // restarterPod's container counts its instances in an emptyDir: the first
-// prints "instance 1" and fails after a while, the second prints "instance
-// 2" and stays.
-var restarterPod = `apiVersion: v1
+// prints "instance 1" and fails once the test creates the file "end" in
+// the directory ctl, the second prints "instance 2" and stays.
+func restarterPod(ctl string) string {
+	return `apiVersion: v1
 kind: Pod
 metadata: {name: restarter}
 spec:
   terminationGracePeriodSeconds: 1
-  volumes: [{name: data, emptyDir: {}}]
+  volumes: [{name: data, emptyDir: {}}, {name: ctl, hostPath: {path: ` + ctl + `}}]
   containers:
   - name: main
     image: ` + testenv.BusyboxRef + `
-    volumeMounts: [{name: data, mountPath: /data}]
-    command: [sh, -c, 'n=$(($(cat /data/n 2>/dev/null || echo 0) + 1)); echo $n > /data/n; echo "instance $n"; if [ $n -ge 2 ]; then exec sleep 1000; fi; sleep 6; echo "instance $n ends"; exit 1']
+    volumeMounts: [{name: data, mountPath: /data}, {name: ctl, mountPath: /ctl}]
+    command: [sh, -c, 'n=$(($(cat /data/n 2>/dev/null || echo 0) + 1)); echo $n > /data/n; echo "instance $n"; if [ $n -ge 2 ]; then exec sleep 1000; fi; until [ -e /ctl/end ]; do sleep 0.1; done; echo "instance $n ends"; exit 1']
 `
+}
 
 // TestCLILogs: `podsup logs -f` follows the container into its next
 // instance after a restart, and `--previous` reads the instance before.
 func TestCLILogs(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	e.write("restarter.yaml", restarterPod)
-	e.start()
-	e.waitConverged(map[string]bool{"restarter": true}, 60*time.Second)
+	ctl := t.TempDir()
+	e.Write("restarter.yaml", restarterPod(ctl))
+	e.Start()
+	e.WaitConverged(map[string]bool{"restarter": true})
 
 	lines, stop := e.cliStream("logs", "restarter", "-f")
-	waitLine(t, lines, "instance 1", 10*time.Second)
-	seen := waitLine(t, lines, "instance 2", 60*time.Second)
+	waitLine(t, lines, "instance 1")
+	if err := os.WriteFile(filepath.Join(ctl, "end"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seen := waitLine(t, lines, "instance 2")
 	if seen[0] != "instance 1 ends" {
 		t.Errorf("the follow printed %q after instance 1, want its last line then instance 2", seen)
 	}
@@ -160,13 +168,14 @@ func TestCLILogs(t *testing.T) {
 // `podsup pods`, survives a restart of podsup, and `podsup delete` removes
 // it and its containers.
 func TestCLIApply(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	e.start()
+	e.Start()
 	file := filepath.Join(t.TempDir(), "Pushed.yaml")
-	if err := os.WriteFile(file, []byte(sleeperPod("pushed", "while true; do sleep 1; done")), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(harness.SleeperPod("pushed", "while true; do sleep 1; done")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "podsup answers on its admin socket", func() bool {
+	harness.WaitFor(t, "podsup answers on its admin socket", func() bool {
 		_, err := e.podsupCLI("pods")
 		return err == nil
 	})
@@ -174,22 +183,22 @@ func TestCLIApply(t *testing.T) {
 		t.Errorf("apply printed %q", got)
 	}
 	want := map[string]bool{"pushed": true}
-	e.waitConverged(want, 60*time.Second)
+	e.WaitConverged(want)
 
 	out := e.mustCLI("pods", "-o", "wide")
 	if !regexp.MustCompile(`(?m)^default\s+pushed-node1\s+2/2\s+Running\s+0\s+\S+\s+\S+\s+node1$`).MatchString(out) {
 		t.Errorf("pods -o wide:\n%s", out)
 	}
 
-	before := e.tasks()
-	e.stop()
-	e.start()
-	e.waitConverged(want, 60*time.Second)
-	if after := e.tasks(); len(after) != len(before) {
+	before := e.Tasks()
+	e.Stop()
+	e.Start()
+	e.WaitConverged(want)
+	if after := e.Tasks(); len(after) != len(before) {
 		t.Errorf("%d tasks after the restart, %d before", len(after), len(before))
 	}
 	for id := range before {
-		if _, ok := e.tasks()[id]; !ok {
+		if _, ok := e.Tasks()[id]; !ok {
 			t.Errorf("container %s did not survive the restart of podsup", id)
 		}
 	}
@@ -197,43 +206,58 @@ func TestCLIApply(t *testing.T) {
 	if got := e.mustCLI("delete", "pushed"); got != "manifest pushed deleted\n" {
 		t.Errorf("delete printed %q", got)
 	}
-	e.waitConverged(map[string]bool{}, 60*time.Second)
-	e.checkNoLeaks(map[string]bool{})
+	e.WaitConverged(map[string]bool{})
+	e.CheckNoLeaks(map[string]bool{})
 	if _, err := e.podsupCLI("delete", "pushed"); err == nil || !strings.Contains(err.Error(), `manifest "pushed" not found`) {
 		t.Errorf("delete of a deleted manifest: %v", err)
 	}
 }
 
 // probedPod has a liveness probe that passes and a readiness probe that
-// fails until the container has run for a few seconds.
-var probedPod = `apiVersion: v1
+// fails until the test creates the file "ready" in the directory ctl.
+func probedPod(ctl string) string {
+	return `apiVersion: v1
 kind: Pod
 metadata: {name: probed}
 spec:
   terminationGracePeriodSeconds: 1
+  volumes: [{name: ctl, hostPath: {path: ` + ctl + `}}]
   containers:
   - name: main
     image: ` + testenv.BusyboxRef + `
-    command: [sh, -c, 'sleep 3; touch /tmp/ready; exec sleep 1000']
+    command: [sleep, "1000"]
+    volumeMounts: [{name: ctl, mountPath: /ctl}]
     livenessProbe:
       exec: {command: ['true']}
       periodSeconds: 1
+      timeoutSeconds: 30
     readinessProbe:
-      exec: {command: [cat, /tmp/ready]}
+      exec: {command: [cat, /ctl/ready]}
       periodSeconds: 1
+      timeoutSeconds: 30
 `
+}
 
 // TestCLIDescribeAndEvents: `podsup describe` shows the probes' results and
 // the pod's events, `podsup events` lists and watches events, and the
 // read-only port serves `podsup pods` but says where logs are.
 func TestCLIDescribeAndEvents(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	e.write("probed.yaml", probedPod)
-	e.start()
-	e.waitConverged(map[string]bool{"probed": true}, 60*time.Second)
+	ctl := t.TempDir()
+	e.Write("probed.yaml", probedPod(ctl))
+	e.Start()
+	harness.WaitFor(t, "describe shows the readiness probe failing", func() bool {
+		out, _ := e.podsupCLI("describe", "probed")
+		return strings.Contains(out, "Readiness probe failed")
+	})
+	if err := os.WriteFile(filepath.Join(ctl, "ready"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitConverged(map[string]bool{"probed": true})
 
 	var out string
-	waitFor(t, 20*time.Second, "describe shows both probes passing", func() bool {
+	harness.WaitFor(t, "describe shows both probes passing", func() bool {
 		out, _ = e.podsupCLI("describe", "probed")
 		return regexp.MustCompile(`main\s+Liveness\s+success\s+success`).MatchString(out) &&
 			regexp.MustCompile(`main\s+Readiness\s+success\s+success`).MatchString(out)
@@ -241,7 +265,7 @@ func TestCLIDescribeAndEvents(t *testing.T) {
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^Name:\s+probed-node1$`),
 		regexp.MustCompile(`(?m)^Status:\s+Running$`),
-		regexp.MustCompile(`Liveness:\s+exec \[true\] delay=0s timeout=1s period=1s #success=1 #failure=3`),
+		regexp.MustCompile(`Liveness:\s+exec \[true\] delay=0s timeout=30s period=1s #success=1 #failure=3`),
 		regexp.MustCompile(`(?m)^\s+Ready\s+True$`),
 		regexp.MustCompile(`(?m)^\s+Normal\s+Started\s+\S+\s+podsup, container main\s+Started container main`),
 		regexp.MustCompile(`(?m)^\s+Warning\s+Unhealthy\s+.*Readiness probe failed`),
@@ -259,19 +283,19 @@ func TestCLIDescribeAndEvents(t *testing.T) {
 	// A watch prints the events so far, then new ones: removing the pod
 	// kills its container.
 	lines, stop := e.cliStream("events", "-w", "--pod", "probed")
-	waitLine(t, lines, "Started", 10*time.Second)
-	e.remove("probed.yaml")
-	waitLine(t, lines, "Killing", 30*time.Second)
+	waitLine(t, lines, "Started")
+	e.Remove("probed.yaml")
+	waitLine(t, lines, "Killing")
 	if err := stop(); err != nil {
 		t.Errorf("Ctrl-C on a watch: %v", err)
 	}
 
 	// The read-only port serves pods, not logs.
-	ro := exec.Command(binary, "pods", "--server", "http://"+e.readOnly)
+	ro := exec.Command(harness.Binary(), "pods", "--server", "http://"+e.ReadOnly)
 	if out, err := ro.Output(); err != nil || !strings.Contains(string(out), "NAMESPACE") {
 		t.Errorf("pods on the read-only port: %v: %s", err, out)
 	}
-	ro = exec.Command(binary, "events", "--server", "http://"+e.readOnly)
+	ro = exec.Command(harness.Binary(), "events", "--server", "http://"+e.ReadOnly)
 	if out, err := ro.CombinedOutput(); err == nil || !strings.Contains(string(out), "read-only port") {
 		t.Errorf("events on the read-only port: %v: %s", err, out)
 	}

@@ -1,6 +1,6 @@
 //go:build integration
 
-package e2e
+package cluster
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/internal/testenv/kube"
 	"github.com/podsup/podsup/manifest"
@@ -22,16 +23,16 @@ import (
 // joinCluster starts podsup with the kubeconfig of system:node:node1.
 func (e *env) joinCluster(c *kube.Cluster, extra ...string) {
 	e.t.Helper()
-	e.start(append([]string{"--kubeconfig", c.NodeKubeconfig("node1"), "--node-status-update-frequency", "1s"}, extra...)...)
+	e.Start(append([]string{"--kubeconfig", c.NodeKubeconfig("node1"), "--node-status-update-frequency", "1s"}, extra...)...)
 }
 
 // kubectlLine waits until a line of kubectl's output has every field, and
 // returns the output, as a user would see it.
-func kubectlLine(t *testing.T, c *kube.Cluster, timeout time.Duration, args []string, fields ...string) string {
+func kubectlLine(t *testing.T, c *kube.Cluster, args []string, fields ...string) string {
 	t.Helper()
 	var out string
 	var err error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(harness.Patience); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		out, err = c.Kubectl(args...)
 		for _, line := range strings.Split(out, "\n") {
 			if hasFields(line, fields) {
@@ -39,7 +40,7 @@ func kubectlLine(t *testing.T, c *kube.Cluster, timeout time.Duration, args []st
 			}
 		}
 	}
-	t.Fatalf("kubectl %s: no line with %q within %s: %v\n%s", strings.Join(args, " "), fields, timeout, err, out)
+	t.Fatalf("kubectl %s: no line with %q within %s: %v\n%s", strings.Join(args, " "), fields, harness.Patience, err, out)
 	return ""
 }
 
@@ -58,11 +59,11 @@ func hasFields(line string, fields []string) bool {
 
 // waitMirror waits until the mirror pod of a static pod, as the admin
 // sees it, passes check.
-func waitMirror(t *testing.T, client kubernetes.Interface, namespace, name string, timeout time.Duration, check func(*v1.Pod) error) *v1.Pod {
+func waitMirror(t *testing.T, client kubernetes.Interface, namespace, name string, check func(*v1.Pod) error) *v1.Pod {
 	t.Helper()
 	var m *v1.Pod
 	var err error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(harness.Patience); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		m, err = client.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{})
 		if err == nil {
 			if err = check(m); err == nil {
@@ -74,9 +75,9 @@ func waitMirror(t *testing.T, client kubernetes.Interface, namespace, name strin
 	return nil
 }
 
-func mirrorGone(t *testing.T, client kubernetes.Interface, namespace, name string, timeout time.Duration) {
+func mirrorGone(t *testing.T, client kubernetes.Interface, namespace, name string) {
 	t.Helper()
-	waitFor(t, timeout, "mirror pod "+name+" deleted", func() bool {
+	harness.WaitFor(t, "mirror pod "+name+" deleted", func() bool {
 		_, err := client.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
@@ -104,20 +105,21 @@ spec:
 // manifest is removed goes. A pod that refers to a ConfigMap runs, but has
 // no mirror pod, since NodeRestriction forbids it.
 func TestMirrorPods(t *testing.T) {
+	t.Parallel()
 	c := kube.Start(t)
 	admin := c.Client()
 	e := newEnv(t)
-	e.write("web.yaml", sleeperPod("web", "while true; do sleep 1; done"))
-	e.write("crash.yaml", podManifest("crash", fmt.Sprintf("  containers:\n  - {name: main, image: %s, command: [sh, -c, 'sleep 1; exit 1']}\n", testenv.BusyboxRef)))
-	e.write("configured.yaml", fmt.Sprintf(configMapPod, testenv.BusyboxRef))
+	e.Write("web.yaml", harness.SleeperPod("web", "while true; do sleep 1; done"))
+	e.Write("crash.yaml", harness.PodManifest("crash", fmt.Sprintf("  containers:\n  - {name: main, image: %s, command: [sh, -c, 'sleep 1; exit 1']}\n", testenv.BusyboxRef)))
+	e.Write("configured.yaml", fmt.Sprintf(configMapPod, testenv.BusyboxRef))
 	e.joinCluster(c, "--restart-backoff-initial", "1s")
 
-	nodes := kubectlLine(t, c, time.Minute, []string{"get", "nodes"}, "node1", "Ready")
-	pods := kubectlLine(t, c, time.Minute, []string{"get", "pods", "-A"}, "default", "web-node1", "2/2", "Running")
+	nodes := kubectlLine(t, c, []string{"get", "nodes"}, "node1", "Ready")
+	pods := kubectlLine(t, c, []string{"get", "pods", "-A"}, "default", "web-node1", "2/2", "Running")
 	t.Logf("kubectl get nodes:\n%s\nkubectl get pods -A:\n%s", nodes, pods)
 
-	local := e.waitPod("web", 10*time.Second, "running", func(p v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
-	m := waitMirror(t, admin, "default", "web-node1", 10*time.Second, func(m *v1.Pod) error { return nil })
+	local := e.WaitPod("web", "running", func(p v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
+	m := waitMirror(t, admin, "default", "web-node1", func(m *v1.Pod) error { return nil })
 	hash := local.Annotations[manifest.AnnotationHash]
 	for key, want := range map[string]string{manifest.AnnotationMirror: hash, manifest.AnnotationHash: hash,
 		manifest.AnnotationSource: "file", manifest.AnnotationSeen: local.Annotations[manifest.AnnotationSeen]} {
@@ -133,7 +135,7 @@ func TestMirrorPods(t *testing.T) {
 	}
 
 	t.Log("a crashing container's restarts show in the mirror pod")
-	waitMirror(t, admin, "default", "crash-node1", time.Minute, func(m *v1.Pod) error {
+	waitMirror(t, admin, "default", "crash-node1", func(m *v1.Pod) error {
 		if len(m.Status.ContainerStatuses) != 1 || m.Status.ContainerStatuses[0].RestartCount < 2 {
 			return fmt.Errorf("container statuses %+v", m.Status.ContainerStatuses)
 		}
@@ -144,41 +146,42 @@ func TestMirrorPods(t *testing.T) {
 	if _, err := c.Kubectl("delete", "pod", "web-node1", "--wait=false"); err != nil {
 		t.Fatal(err)
 	}
-	waitMirror(t, admin, "default", "web-node1", 30*time.Second, func(n *v1.Pod) error {
+	waitMirror(t, admin, "default", "web-node1", func(n *v1.Pod) error {
 		if n.UID == m.UID || n.DeletionTimestamp != nil || n.Status.Phase != v1.PodRunning {
 			return fmt.Errorf("uid %s, phase %s, deleted %v", n.UID, n.Status.Phase, n.DeletionTimestamp)
 		}
 		return nil
 	})
-	if p := e.pod("web"); p.UID != local.UID || container(p, "main").RestartCount != 0 {
-		t.Errorf("deleting the mirror pod touched the static pod: uid %s, restarts %d", p.UID, container(p, "main").RestartCount)
+	if p := e.Pod("web"); p.UID != local.UID || harness.ContainerStatus(p, "main").RestartCount != 0 {
+		t.Errorf("deleting the mirror pod touched the static pod: uid %s, restarts %d", p.UID, harness.ContainerStatus(p, "main").RestartCount)
 	}
 
 	t.Log("a pod that refers to a ConfigMap runs without a mirror pod")
-	e.waitPod("configured", 10*time.Second, "running", func(p v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
+	e.WaitPod("configured", "running", func(p v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
 	if _, err := admin.CoreV1().Pods("default").Get(context.Background(), "configured-node1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("mirror pod of a pod with a configMap volume: %v", err)
 	}
-	kubectlLine(t, c, 10*time.Second, []string{"get", "events", "-n", "default"}, "MirrorPodRefused")
+	kubectlLine(t, c, []string{"get", "events", "-n", "default"}, "MirrorPodRefused")
 
 	t.Log("the manifest is removed: the mirror pod goes")
-	e.remove("web.yaml")
-	mirrorGone(t, admin, "default", "web-node1", 30*time.Second)
+	e.Remove("web.yaml")
+	mirrorGone(t, admin, "default", "web-node1")
 }
 
 // TestMirrorPodsWithAPIServerDown: the apiserver is down while a manifest
 // changes; the pod is updated at once all the same, and its mirror pod
 // catches up when the apiserver returns.
 func TestMirrorPodsWithAPIServerDown(t *testing.T) {
+	t.Parallel()
 	c := kube.Start(t)
 	admin := c.Client()
 	e := newEnv(t)
 	web := func(version int) string {
-		return podManifest("web", fmt.Sprintf("  containers:\n  - {name: main, image: %s, command: [sh, -c, 'while true; do sleep 1; done'], env: [{name: V, value: '%d'}]}\n", testenv.BusyboxRef, version))
+		return harness.PodManifest("web", fmt.Sprintf("  containers:\n  - {name: main, image: %s, command: [sh, -c, 'while true; do sleep 1; done'], env: [{name: V, value: '%d'}]}\n", testenv.BusyboxRef, version))
 	}
-	e.write("web.yaml", web(1))
+	e.Write("web.yaml", web(1))
 	e.joinCluster(c)
-	first := waitMirror(t, admin, "default", "web-node1", time.Minute, func(m *v1.Pod) error {
+	first := waitMirror(t, admin, "default", "web-node1", func(m *v1.Pod) error {
 		if m.Status.Phase != v1.PodRunning {
 			return fmt.Errorf("phase %s", m.Status.Phase)
 		}
@@ -187,19 +190,19 @@ func TestMirrorPodsWithAPIServerDown(t *testing.T) {
 
 	c.StopAPIServer()
 	start := time.Now()
-	e.write("web.yaml", web(2))
-	updated := e.waitPod("web", 20*time.Second, "updated", func(p v1.Pod) bool {
+	e.Write("web.yaml", web(2))
+	updated := e.WaitPod("web", "updated", func(p v1.Pod) bool {
 		return string(p.UID) != first.Annotations[manifest.AnnotationMirror] && p.Status.Phase == v1.PodRunning &&
-			container(p, "main").State.Running != nil
+			harness.ContainerStatus(p, "main").State.Running != nil
 	})
 	t.Logf("with the apiserver down, the edited pod ran again %s after the write", time.Since(start).Round(10*time.Millisecond))
-	if !e.healthy() {
+	if !e.Healthy() {
 		t.Error("podsup is not healthy while the apiserver is down")
 	}
 
 	start = time.Now()
 	c.StartAPIServer()
-	waitMirror(t, admin, "default", "web-node1", 90*time.Second, func(m *v1.Pod) error {
+	waitMirror(t, admin, "default", "web-node1", func(m *v1.Pod) error {
 		if m.Annotations[manifest.AnnotationMirror] != string(updated.UID) || m.Status.Phase != v1.PodRunning || len(m.Status.ContainerStatuses) != 1 {
 			return fmt.Errorf("config.mirror %s, phase %s", m.Annotations[manifest.AnnotationMirror], m.Status.Phase)
 		}

@@ -1,6 +1,6 @@
 //go:build integration
 
-package e2e
+package reliability
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/hostile"
 	"github.com/podsup/podsup/manifest"
 )
@@ -27,9 +28,6 @@ import (
 // RSS of the race build is no measure of what a release build keeps.
 const maxHostileHeap = 200 << 20
 
-// idleCmd is a container that idles and stops at once on SIGTERM.
-const idleCmd = "trap 'exit 0' TERM; while true; do sleep 0.5; done"
-
 // TestReliabilityHostileInput runs three pods, one from each source (a
 // file, the manifest URL, a push), then feeds podsup the hostile corpus
 // three ways: the whole corpus, and files that are no files (a FIFO, a
@@ -39,28 +37,29 @@ const idleCmd = "trap 'exit 0' TERM; while true; do sleep 0.5; done"
 // source, the pods must keep their containers and processes, podsup's
 // memory must stay bounded, and a good change must still apply afterwards.
 func TestReliabilityHostileInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	srv := newBodyServer(sleeperPod("fromurl", idleCmd))
+	srv := newBodyServer(harness.SleeperPod("fromurl", harness.IdleCmd))
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	url := ts.URL + "/pods"
 
-	e.write("steady.yaml", sleeperPod("steady", idleCmd))
-	e.start("--manifest-url", url, "--http-check-frequency", "200ms", "--profiling")
-	sock := e.socketClient()
-	waitSocket(t, sock)
-	sock.must(t, "PUT", "/manifests/pushed", sleeperPod("pushed", idleCmd), http.StatusOK)
+	e.Write("steady.yaml", harness.SleeperPod("steady", harness.IdleCmd))
+	e.Start("--manifest-url", url, "--http-check-frequency", "200ms", "--profiling")
+	sock := e.SocketClient()
+	sock.WaitAnswer(t, "/manifests")
+	sock.Must(t, "PUT", "/manifests/pushed", harness.SleeperPod("pushed", harness.IdleCmd), http.StatusOK)
 	names := map[string]bool{"steady": true, "fromurl": true, "pushed": true}
-	e.waitConverged(names, 90*time.Second)
-	before := e.tasks()
-	pid := e.proc.Process.Pid
+	e.WaitConverged(names)
+	before := e.Tasks()
+	pid := e.Proc.Process.Pid
 	rssBefore, _ := procMemory(t, pid)
 	heapBefore, _ := e.goHeap(t)
 
 	// The directory: every input at once, and the odd entries.
 	var tried, refused int
 	wantFile := map[string]string{}
-	files, err := hostile.MakeFiles(e.manifests, manifest.MaxManifestBytes)
+	files, err := hostile.MakeFiles(e.Manifests, manifest.MaxManifestBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,18 +67,18 @@ func TestReliabilityHostileInput(t *testing.T) {
 		wantFile[f.Name] = f.Want
 	}
 	for _, in := range hostile.Inputs(manifest.MaxManifestBytes) {
-		if err := os.WriteFile(filepath.Join(e.manifests, in.Name+in.Ext), in.Data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(e.Manifests, in.Name+in.Ext), in.Data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		wantFile[in.Name+in.Ext] = in.Want
 	}
 	start := time.Now()
-	missing := e.waitLogged(wantFile, 150*time.Second, func(name string) string { return "file=" + name + " " })
+	missing := e.waitLogged(wantFile, func(name string) string { return "file=" + name + " " })
 	for name := range missing {
 		t.Errorf("file %s: no message containing %q in the log", name, wantFile[name])
 	}
 	tried, refused = len(wantFile), len(wantFile)-len(missing)
-	summary.record(t.Name(), "manifest files refused / tried", "%d / %d in %s", refused, tried, time.Since(start).Round(time.Second))
+	harness.Record(t, "manifest files refused / tried", "%d / %d in %s", refused, tried, time.Since(start).Round(time.Second))
 
 	// The URL: one body after the other.
 	light := hostile.Light(manifest.MaxManifestBytes)
@@ -91,18 +90,18 @@ func TestReliabilityHostileInput(t *testing.T) {
 			srv.set(in.Data)
 		}
 		srv.waitServed(t, 2)
-		if len(e.waitLogged(map[string]string{in.Name: in.Want}, 10*time.Second, func(string) string { return "manifest URL unusable" })) > 0 {
+		if len(e.waitLogged(map[string]string{in.Name: in.Want}, func(string) string { return "manifest URL unusable" })) > 0 {
 			t.Errorf("URL body %s: no message containing %q in the log", in.Name, in.Want)
 			continue
 		}
 		urlRefused++
 	}
-	summary.record(t.Name(), "URL bodies refused / tried", "%d / %d", urlRefused, len(light)+1)
+	harness.Record(t, "URL bodies refused / tried", "%d / %d", urlRefused, len(light)+1)
 
 	// The push API: each input, and names that are no names.
 	pushRefused := 0
 	for _, in := range light {
-		code, body, err := sock.do("PUT", "/manifests/"+in.Name, bytes.NewReader(in.Data))
+		code, body, err := sock.Do("PUT", "/manifests/"+in.Name, bytes.NewReader(in.Data))
 		var status struct{ Message string }
 		json.Unmarshal([]byte(body), &status)
 		if err != nil || (code != http.StatusUnprocessableEntity && code != http.StatusRequestEntityTooLarge) ||
@@ -113,54 +112,54 @@ func TestReliabilityHostileInput(t *testing.T) {
 		pushRefused++
 	}
 	for _, name := range []string{"..%2F..%2Fetc%2Fpasswd", "UPPER", strings.Repeat("a", 300), "a.b"} {
-		if code, body, err := sock.do("PUT", "/manifests/"+name, strings.NewReader(sleeperPod("x", idleCmd))); err != nil || code/100 != 4 {
+		if code, body, err := sock.Do("PUT", "/manifests/"+name, strings.NewReader(harness.SleeperPod("x", harness.IdleCmd))); err != nil || code/100 != 4 {
 			t.Errorf("push under name %.40q: %d %v %.300s, want a 4xx", name, code, err, body)
 		}
 	}
-	stored, _ := os.ReadDir(filepath.Join(e.root, "manifests-api"))
+	stored, _ := os.ReadDir(filepath.Join(e.Root, "manifests-api"))
 	if len(stored) != 1 || stored[0].Name() != "pushed.yaml" {
 		t.Errorf("pushed manifests stored: %v, want only pushed.yaml", stored)
 	}
-	summary.record(t.Name(), "pushes refused / tried", "%d / %d", pushRefused, len(light))
+	harness.Record(t, "pushes refused / tried", "%d / %d", pushRefused, len(light))
 
 	// Nothing running was touched, and memory came back down.
-	after := e.tasks()
+	after := e.Tasks()
 	if len(after) != len(before) || changedTasks(before, after) > 0 {
 		t.Errorf("tasks changed:\nbefore %v\nafter  %v", before, after)
 	}
-	summary.record(t.Name(), "running containers changed", "%d of %d", changedTasks(before, after), len(before))
-	if !e.healthy() {
+	harness.Record(t, "running containers changed", "%d of %d", changedTasks(before, after), len(before))
+	if !e.Healthy() {
 		t.Error("/healthz is not ok")
 	}
 	rssAfter, peak := procMemory(t, pid)
 	heapAfter, heapSys := e.goHeap(t)
-	summary.record(t.Name(), "podsup Go heap in use before / after (after a GC)", "%d / %d MiB", heapBefore>>20, heapAfter>>20)
-	summary.record(t.Name(), "podsup Go heap obtained from the OS (peak)", "%d MiB", heapSys>>20)
-	summary.record(t.Name(), "podsup RSS before / after / peak (race build)", "%d / %d / %d MiB", rssBefore>>20, rssAfter>>20, peak>>20)
+	harness.Record(t, "podsup Go heap in use before / after (after a GC)", "%d / %d MiB", heapBefore>>20, heapAfter>>20)
+	harness.Record(t, "podsup Go heap obtained from the OS (peak)", "%d MiB", heapSys>>20)
+	harness.Record(t, "podsup RSS before / after / peak (race build)", "%d / %d / %d MiB", rssBefore>>20, rssAfter>>20, peak>>20)
 	if heapAfter > maxHostileHeap {
 		t.Errorf("podsup holds %d MiB of heap after the corpus, more than %d MiB", heapAfter>>20, maxHostileHeap>>20)
 	}
 
 	// Once the inputs are gone, no problem is left and a change applies.
 	for name := range wantFile {
-		os.Remove(filepath.Join(e.manifests, name))
+		os.Remove(filepath.Join(e.Manifests, name))
 	}
-	srv.set([]byte(sleeperPod("fromurl", idleCmd)))
-	e.waitMetric("podsup_manifest_problems", 0, 30*time.Second)
-	e.write("after.yaml", sleeperPod("after", idleCmd))
+	srv.set([]byte(harness.SleeperPod("fromurl", harness.IdleCmd)))
+	e.waitMetric("podsup_manifest_problems", 0)
+	e.Write("after.yaml", harness.SleeperPod("after", harness.IdleCmd))
 	names["after"] = true
-	e.waitConverged(names, 90*time.Second)
-	if changedTasks(before, e.tasks()) > 0 {
+	e.WaitConverged(names)
+	if changedTasks(before, e.Tasks()) > 0 {
 		t.Errorf("the pods that ran before changed once a new pod was added")
 	}
 }
 
 // changedTasks counts the tasks of before that no longer run in now with
 // the same process.
-func changedTasks(before, now map[string]taskInfo) int {
+func changedTasks(before, now map[string]harness.TaskInfo) int {
 	n := 0
 	for id, tb := range before {
-		if tn, ok := now[id]; !ok || tn.pid != tb.pid {
+		if tn, ok := now[id]; !ok || tn.PID != tb.PID {
 			n++
 		}
 	}
@@ -197,7 +196,7 @@ func procMemory(t *testing.T, pid int) (rss, peak int64) {
 // needs --profiling).
 func (e *env) goHeap(t *testing.T) (inUse, sys int64) {
 	t.Helper()
-	_, body, err := e.readOnlyClient().do("GET", "/debug/pprof/heap?debug=1&gc=1", nil)
+	_, body, err := e.ReadOnlyClient().Do("GET", "/debug/pprof/heap?debug=1&gc=1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,10 +217,10 @@ func (e *env) goHeap(t *testing.T) (inUse, sys int64) {
 // waitLogged waits until, for each key of want, podsup's log holds a line
 // containing line(key) and want[key] (as the log quotes it). It returns
 // the keys it did not find.
-func (e *env) waitLogged(want map[string]string, timeout time.Duration, line func(key string) string) map[string]bool {
+func (e *env) waitLogged(want map[string]string, line func(key string) string) map[string]bool {
 	missing := map[string]bool{}
-	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
-		data, _ := os.ReadFile(e.procLog.Name())
+	for deadline := time.Now().Add(harness.Patience); ; time.Sleep(200 * time.Millisecond) {
+		data, _ := os.ReadFile(e.ProcLog.Name())
 		lines := strings.Split(string(data), "\n")
 		clear(missing)
 		for key, w := range want {
@@ -245,11 +244,11 @@ func (e *env) waitLogged(want map[string]string, timeout time.Duration, line fun
 }
 
 // waitMetric waits until a metric of the read-only port has a value.
-func (e *env) waitMetric(name string, want float64, timeout time.Duration) {
+func (e *env) waitMetric(name string, want float64) {
 	e.t.Helper()
 	got := "no answer"
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		_, body, err := e.readOnlyClient().do("GET", "/metrics", nil)
+	for deadline := time.Now().Add(harness.Patience); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		_, body, err := e.ReadOnlyClient().Do("GET", "/metrics", nil)
 		if err != nil {
 			continue
 		}
@@ -262,17 +261,6 @@ func (e *env) waitMetric(name string, want float64, timeout time.Duration) {
 		}
 	}
 	e.t.Errorf("metric %s is %s, want %g", name, got, want)
-}
-
-// waitSocket waits until the admin socket answers.
-func waitSocket(t *testing.T, c client) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if _, _, err := c.do("GET", "/manifests", nil); err == nil {
-			return
-		}
-	}
-	t.Fatal("the admin socket does not answer")
 }
 
 // bodyServer serves one manifest body, which the test changes, and counts
@@ -303,7 +291,7 @@ func (s *bodyServer) setEndless() {
 // it, and came back for more.
 func (s *bodyServer) waitServed(t *testing.T, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(harness.Patience); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		s.mu.Lock()
 		served := s.served
 		s.mu.Unlock()
@@ -311,7 +299,7 @@ func (s *bodyServer) waitServed(t *testing.T, n int) {
 			return
 		}
 	}
-	t.Fatalf("the manifest URL was not polled %d times within 30s", n)
+	t.Fatalf("the manifest URL was not polled %d times within %s", n, harness.Patience)
 }
 
 func (s *bodyServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -1,12 +1,12 @@
 //go:build integration
 
-package e2e
+package lifecycle
 
 import (
 	"fmt"
 	"testing"
-	"time"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/stats"
 )
@@ -16,11 +16,12 @@ import (
 // disk emptyDir and some log, and sends traffic, and reads /stats/summary
 // as a kubelet summary reader would.
 func TestStatsSummary(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cmd := "dd if=/dev/zero of=/mem/f bs=1M count=64; dd if=/dev/zero of=/layer bs=1M count=20; dd if=/dev/zero of=/disk/f bs=1M count=16; " +
 		"for i in $(seq 2000); do echo line $i; done; wget -T 1 -q http://$(ip route | awk '/default/ {print $3}'):1/ ; " +
 		"trap 'exit 0' TERM; while true; do :; done"
-	e.write("busy.yaml", fmt.Sprintf(`apiVersion: v1
+	e.Write("busy.yaml", fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: busy}
 spec:
@@ -32,13 +33,13 @@ spec:
     command: [sh, -c, %q]
     volumeMounts: [{name: mem, mountPath: /mem}, {name: disk, mountPath: /disk}]
 `, testenv.BusyboxRef, cmd))
-	e.start("--cni-conf-dir", t.TempDir())
-	e.waitPod("busy", 60*time.Second, "running", isRunning)
+	e.Start()
+	e.WaitPod("busy", "running", harness.IsRunning)
 
 	var p *stats.PodStats
 	var why string
-	waitFor(t, 60*time.Second, "pod stats complete", func() bool {
-		s, err := e.summary()
+	harness.WaitFor(t, "pod stats complete", func() bool {
+		s, err := e.StatsSummary()
 		if err != nil {
 			why = err.Error()
 			return false
@@ -59,7 +60,7 @@ spec:
 		t.Fatal(why)
 	}
 	c := p.Containers[0]
-	summary.record(t.Name(), "busy container", "%d millicores, working set %d MiB, writable layer %d MiB, logs %d KiB",
+	harness.Record(t, "busy container", "%d millicores, working set %d MiB, writable layer %d MiB, logs %d KiB",
 		*c.CPU.UsageNanoCores/1e6, *c.Memory.WorkingSetBytes>>20, *c.Rootfs.UsedBytes>>20, *c.Logs.UsedBytes>>10)
 }
 

@@ -1,0 +1,19 @@
+//go:build integration
+
+package cluster
+
+import (
+	"testing"
+
+	"github.com/podsup/podsup/e2e/harness"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// env is the harness's Env with this package's own helpers.
+type env struct {
+	*harness.Env
+	t *testing.T
+}
+
+func newEnv(t *testing.T) *env { return &env{harness.NewEnv(t), t} }
