@@ -29,6 +29,7 @@ type fakeRuntime struct {
 	sandboxes  []*runtime.Sandbox // of testKey, newest first
 	containers []*runtime.Container
 	stops      []stopCall
+	starts     int // StartContainer calls
 }
 
 // stopCall is one StopContainer: which container, with what grace period.
@@ -100,6 +101,7 @@ func (f *fakeRuntime) RemoveSandbox(ctx context.Context, sb *runtime.Sandbox) er
 func (f *fakeRuntime) StartContainer(ctx context.Context, cfg *runtime.ContainerConfig) (*runtime.Container, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.starts++
 	now := f.clk.Now()
 	c := &runtime.Container{
 		ID: runtime.ContainerID(testKey, cfg.Container.Name, cfg.Sandbox.Attempt, cfg.Attempt), SandboxID: cfg.Sandbox.ID,
@@ -148,6 +150,12 @@ func (f *fakeRuntime) started(name string, attempt int) *runtime.Container {
 		}
 	}
 	return nil
+}
+
+func (f *fakeRuntime) startCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.starts
 }
 
 func (f *fakeRuntime) stopCalls() []stopCall {
@@ -346,5 +354,29 @@ func TestStopGracePeriods(t *testing.T) {
 				t.Errorf("stops %+v, want app with %s", got, tc.wantGraceOf)
 			}
 		})
+	}
+}
+
+// TestEvictionBacksOffOnItsClock: a pod evicted without a readmission
+// condition stays Failed (Evicted) for a back-off that doubles with each
+// eviction, on the supervisor's clock, and runs again at the first
+// readmission check after it.
+func TestEvictionBacksOffOnItsClock(t *testing.T) {
+	policy := BackoffPolicy{Initial: 10 * time.Second, Max: 40 * time.Second, ResetAfter: 10 * time.Minute}
+	u := newUnit(t, clocktesting.NewFakeClock(t0), WithBackoff(policy))
+	u.declare(testPod(v1.RestartPolicyAlways, []string{"app"}))
+	u.waitUntil("the first start", func() bool { return u.rt.startCount() == 1 })
+	zero := int64(0)
+	for i, backoff := range []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second} {
+		starts := u.rt.startCount()
+		u.sup.Evict(testKey, "evicted", &zero, nil)
+		u.waitUntil("the eviction", func() bool { return u.sup.Pod(testKey).Status.Reason == "Evicted" })
+		u.clk.Step(backoff - time.Nanosecond)
+		u.syncAgain()
+		if p := u.sup.Pod(testKey); p.Status.Reason != "Evicted" || u.rt.startCount() != starts {
+			t.Fatalf("eviction %d: %s (%s) and %d starts before its back-off of %s was over", i+1, p.Status.Phase, p.Status.Reason, u.rt.startCount()-starts, backoff)
+		}
+		u.clk.Step(evictionCheck)
+		u.waitUntil(fmt.Sprintf("readmission %d", i+1), func() bool { return u.rt.startCount() > starts })
 	}
 }
