@@ -123,7 +123,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 			r.deleteContainer(container)
 		}
 	}()
-	task, err := container.NewTask(ctx, logCreator(r.fifoDir(), lw, c.TTY, c.Stdin))
+	task, err := r.newTask(ctx, container, logCreator(r.fifoDir(), lw, c.TTY, c.Stdin))
 	if err != nil {
 		return nil, fmt.Errorf("%w: create task: %v", ErrCreate, err)
 	}

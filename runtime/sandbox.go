@@ -104,7 +104,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 			r.deleteContainer(c)
 		}
 	}()
-	task, err := c.NewTask(ctx, cio.NullIO)
+	task, err := r.newTask(ctx, c, cio.NullIO)
 	if err != nil {
 		return nil, fmt.Errorf("%w: create pause task: %v", ErrSandbox, err)
 	}
@@ -170,6 +170,25 @@ func (r *Runtime) newContainer(ctx context.Context, id string, opts ...container
 		c, err = r.client.NewContainer(ctx, id, opts...)
 	}
 	return c, err
+}
+
+// newTask creates a container's task. A task of the same ID can outlive
+// an interrupted create: containerd stopped, or podsup was killed, after
+// the shim registered the task and before the create returned (seen with
+// containerd 1.6 after its restarts). Its container may since have been
+// deleted and made again, so the task is no one's: it is removed and the
+// create tried once more, instead of failing with "already exists" at
+// every restart of the container.
+func (r *Runtime) newTask(ctx context.Context, c containerd.Container, ioCreate cio.Creator) (containerd.Task, error) {
+	task, err := c.NewTask(ctx, ioCreate)
+	if !errdefs.IsAlreadyExists(err) {
+		return task, err
+	}
+	r.log.Info("removing the task an interrupted create left", "container", c.ID())
+	if old, lerr := c.Task(ctx, nil); lerr == nil {
+		r.deleteTask(old)
+	}
+	return c.NewTask(ctx, ioCreate)
 }
 
 // RemoveOrphanSnapshots removes the writable snapshots and views of

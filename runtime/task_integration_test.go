@@ -1,0 +1,80 @@
+//go:build integration
+
+package runtime_test
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/oci"
+
+	"github.com/podsup/podsup/internal/testenv"
+	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/runtime"
+)
+
+// TestStartOverLeftoverTask: a task whose container record is gone, as an
+// interrupted create leaves it when containerd stops in the middle, has the
+// ID of the container podsup starts next. The start removes it and
+// succeeds, instead of failing with "already exists" at every restart.
+func TestStartOverLeftoverTask(t *testing.T) {
+	client := testenv.Client(t)
+	ctx, ns := testenv.Namespace(t, client)
+	testenv.ImportBusybox(t, ctx, client)
+	rt, err := runtime.New(testenv.Address(), runtime.WithNamespace(ns), runtime.WithRootDir(t.TempDir()), runtime.WithLogDir(t.TempDir()),
+		runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dirs, _ := rt.PodDirs()
+		for dir := range dirs {
+			rt.RemovePodDir(dir)
+		}
+		rt.Close()
+	})
+	objs, err := manifest.Parse("left.yaml", []byte(stopPod), manifest.Static{NodeName: "node1", Source: manifest.SourceFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := objs.Pods[0]
+	sb, err := rt.RunSandbox(ctx, pod, runtime.SandboxConfig{Hash: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The leftover: a created task of the ID the first instance of
+	// "polite" gets, whose container record was deleted under it.
+	id := runtime.ContainerID(pod.Namespace+"/"+pod.Name, "polite", sb.Attempt, 0)
+	img, err := client.GetImage(ctx, testenv.BusyboxRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray, err := client.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img),
+		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sleep", "1000")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stray.NewTask(ctx, cio.NullIO); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.ContainerService().Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.SnapshotService(testenv.Snapshotter).Remove(ctx, id); err != nil {
+		t.Logf("remove the stray's snapshot: %v", err) // still mounted by its task on some versions
+	}
+
+	c := &pod.Spec.Containers[1]
+	started, err := rt.StartContainer(ctx, &runtime.ContainerConfig{Pod: pod, Container: c, Sandbox: sb, Hash: "test"})
+	if err != nil {
+		t.Fatalf("start over a leftover task: %v", err)
+	}
+	if started.ID != id {
+		t.Fatalf("started %s, want the leftover's ID %s", started.ID, id)
+	}
+	waitLog(t, started.LogPath, "ready")
+}
