@@ -76,7 +76,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 		t.Errorf("the pushed manifests' directory holds %v, want only pushed.yaml", entries)
 	}
 	e.Write("newpod.yaml", harness.SleeperPod("newpod", harness.IdleCmd))
-	if missing := e.waitLogged(map[string]string{"log": "no space left on device"}, func(string) string {
+	if missing := e.waitLogged(map[string]string{"log": "no space left on device"}, harness.Patience, func(string) string {
 		return "cannot write container log; dropping output until it can"
 	}); len(missing) > 0 {
 		t.Error("podsup did not report that container logs cannot be written")
@@ -119,7 +119,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 	freedAt := time.Now()
 	harness.Record(t, "time full", "%s", freedAt.Sub(fullAt).Round(100*time.Millisecond))
 	logged := chattyLog()
-	if missing := e.waitLogged(map[string]string{"log": "droppedLines="}, func(string) string {
+	if missing := e.waitLogged(map[string]string{"log": "droppedLines="}, harness.Patience, func(string) string {
 		return "container log writable again"
 	}); len(missing) > 0 {
 		t.Error("podsup did not report that container logs resumed")

@@ -22,6 +22,10 @@ import (
 	"github.com/podsup/podsup/manifest"
 )
 
+// corpusPatience bounds the wait for podsup to refuse the whole corpus
+// from the manifest directory.
+const corpusPatience = 4 * harness.Patience
+
 // maxHostileHeap bounds the Go heap podsup holds once the hostile corpus
 // was refused. Its RSS is recorded too, but the race detector this podsup
 // is built with keeps shadow memory for every byte ever allocated, so the
@@ -72,8 +76,11 @@ func TestReliabilityHostileInput(t *testing.T) {
 		}
 		wantFile[in.Name+in.Ext] = in.Want
 	}
+	// The whole corpus is parsed by a race-detector build: on a machine
+	// whose cores are busy with other work that takes minutes, so this one
+	// wait has a limit of its own.
 	start := time.Now()
-	missing := e.waitLogged(wantFile, func(name string) string { return "file=" + name + " " })
+	missing := e.waitLogged(wantFile, corpusPatience, func(name string) string { return "file=" + name + " " })
 	for name := range missing {
 		t.Errorf("file %s: no message containing %q in the log", name, wantFile[name])
 	}
@@ -90,7 +97,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			srv.set(in.Data)
 		}
 		srv.waitServed(t, 2)
-		if len(e.waitLogged(map[string]string{in.Name: in.Want}, func(string) string { return "manifest URL unusable" })) > 0 {
+		if len(e.waitLogged(map[string]string{in.Name: in.Want}, harness.Patience, func(string) string { return "manifest URL unusable" })) > 0 {
 			t.Errorf("URL body %s: no message containing %q in the log", in.Name, in.Want)
 			continue
 		}
@@ -217,9 +224,9 @@ func (e *env) goHeap(t *testing.T) (inUse, sys int64) {
 // waitLogged waits until, for each key of want, podsup's log holds a line
 // containing line(key) and want[key] (as the log quotes it). It returns
 // the keys it did not find.
-func (e *env) waitLogged(want map[string]string, line func(key string) string) map[string]bool {
+func (e *env) waitLogged(want map[string]string, limit time.Duration, line func(key string) string) map[string]bool {
 	missing := map[string]bool{}
-	for deadline := time.Now().Add(harness.Patience); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(limit); ; time.Sleep(200 * time.Millisecond) {
 		data, _ := os.ReadFile(e.ProcLog.Name())
 		lines := strings.Split(string(data), "\n")
 		clear(missing)
