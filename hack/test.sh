@@ -64,8 +64,8 @@ export PODSUP_E2E_BINARY="$work/podsup"
 export PODSUP_SUMMARY_DIR="$work/summary"
 mkdir -p "$PODSUP_SUMMARY_DIR"
 # Four packages, and four tests of each, at a time: most of an integration
-# test's time is spent
-# waiting for containers, probes and back-offs, not on the CPU.
+# test's time is spent waiting for containers, probes and back-offs, not on
+# the CPU.
 go test -race -count=1 -tags integration -timeout 20m -p 4 -parallel 4 ./...
 echo
 echo "== figures recorded by the tests"
