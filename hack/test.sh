@@ -66,7 +66,7 @@ mkdir -p "$PODSUP_SUMMARY_DIR"
 # Four packages, and four tests of each, at a time: most of an integration
 # test's time is spent waiting for containers, probes and back-offs, not on
 # the CPU.
-go test -race -count=1 -tags integration -timeout 20m -p 4 -parallel 4 ./...
+go test -race -count=1 -tags integration -timeout 30m -p 4 -parallel 4 ./...
 echo
 echo "== figures recorded by the tests"
 cat "$PODSUP_SUMMARY_DIR"/* 2>/dev/null || true
