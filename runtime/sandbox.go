@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/oci"
@@ -185,10 +186,23 @@ func (r *Runtime) newTask(ctx context.Context, c containerd.Container, ioCreate 
 		return task, err
 	}
 	r.log.Info("removing the task an interrupted create left", "container", c.ID())
-	if old, lerr := c.Task(ctx, nil); lerr == nil {
-		r.deleteTask(old)
-	}
+	r.removeTaskByID(c.ID())
 	return c.NewTask(ctx, ioCreate)
+}
+
+// removeTaskByID kills and deletes a task through the task service itself,
+// on a fresh context: the client's Container.Task reads the task's state
+// first, which fails for a task whose create never finished.
+func (r *Runtime) removeTaskByID(id string) {
+	ctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
+	defer cancel()
+	ts := r.client.TaskService()
+	if _, err := ts.Kill(ctx, &tasks.KillRequest{ContainerID: id, Signal: uint32(unix.SIGKILL), All: true}); err != nil && !errdefs.IsNotFound(errdefs.FromGRPC(err)) {
+		r.log.Debug("cannot kill the leftover task", "container", id, "err", errdefs.FromGRPC(err))
+	}
+	if _, err := ts.Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: id}); err != nil && !errdefs.IsNotFound(errdefs.FromGRPC(err)) {
+		r.log.Warn("cannot delete the leftover task", "container", id, "err", errdefs.FromGRPC(err))
+	}
 }
 
 // RemoveOrphanSnapshots removes the writable snapshots and views of
