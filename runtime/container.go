@@ -33,9 +33,14 @@ type ContainerConfig struct {
 	Init      bool
 	Sandbox   *Sandbox
 	Hash      string
-	Attempt   int           // restart count
-	Backoff   time.Duration // the delay that preceded this start
-	Last      *Termination  // how the previous instance ended
+	Attempt   int // restart count
+	// Retry counts the failed starts of this attempt before this one. Each
+	// try has an ID of its own: a create that failed half way can leave
+	// state under its ID that containerd keeps until it restarts (a shim's
+	// bundle directory), and would refuse every later create of that ID.
+	Retry   int
+	Backoff time.Duration // the delay that preceded this start
+	Last    *Termination  // how the previous instance ended
 	// Env is the container's resolved environment, KEY=VALUE, in order;
 	// the image's environment comes first and is overridden.
 	Env []string
@@ -55,7 +60,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	ctx = r.Context(ctx)
 	pod, c, sb := cfg.Pod, cfg.Container, cfg.Sandbox
 	key := podKey(pod)
-	id := ContainerID(key, c.Name, sb.Attempt, cfg.Attempt)
+	id := ContainerID(key, c.Name, sb.Attempt, cfg.Attempt, cfg.Retry)
 	img, err := r.EnsureImage(ctx, c.Image, c.ImagePullPolicy, image.WithPullSecrets(cfg.PullSecrets), image.WithProgress(cfg.PullProgress))
 	if err != nil {
 		return nil, err

@@ -39,6 +39,10 @@ const (
 
 	kindSandbox   = "sandbox"
 	kindContainer = "container"
+	// kindOrphan marks the stand-in record the sweep makes for a task whose
+	// container is gone: containerd reaches a task only through its
+	// container. It is no one's container.
+	kindOrphan = "orphan"
 )
 
 // maxLabelMessage bounds a termination message kept in a label.

@@ -362,10 +362,11 @@ func (r *Runtime) CleanupPod(ctx context.Context, key, namespace, name string) e
 			errs = append(errs, err)
 		}
 	}
-	if err := r.removePodCgroups(key); err != nil {
+	// A task left without its container would keep the pod's cgroups busy.
+	if err := r.RemoveOrphans(ctx, PodHash(key)+"_", 0); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.RemoveOrphanSnapshots(ctx, PodHash(key)+"_", 0); err != nil {
+	if err := r.removePodCgroups(key); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

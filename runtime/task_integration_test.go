@@ -3,13 +3,17 @@
 package runtime_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"testing"
 
 	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/oci"
+	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/manifest"
@@ -21,6 +25,44 @@ import (
 // ID of the container podsup starts next. The start removes it and
 // succeeds, instead of failing with "already exists" at every restart.
 func TestStartOverLeftoverTask(t *testing.T) {
+	client, ctx, rt, pod, sb := leftoverSetup(t)
+	id := runtime.ContainerID(pod.Namespace+"/"+pod.Name, "polite", sb.Attempt, 0, 0)
+	leaveTask(t, ctx, client, id)
+
+	c := &pod.Spec.Containers[1]
+	started, err := rt.StartContainer(ctx, &runtime.ContainerConfig{Pod: pod, Container: c, Sandbox: sb, Hash: "test"})
+	if err != nil {
+		t.Fatalf("start over a leftover task: %v", err)
+	}
+	if started.ID != id {
+		t.Fatalf("started %s, want the leftover's ID %s", started.ID, id)
+	}
+	waitLog(t, started.LogPath, "ready")
+}
+
+// TestOrphanTasksSwept: a leftover task of an ID podsup will not use again
+// (a retry after a failed create has an ID of its own) is removed by the
+// sweep of orphans, and the sandbox's task, whose container exists, stays.
+func TestOrphanTasksSwept(t *testing.T) {
+	client, ctx, rt, pod, sb := leftoverSetup(t)
+	id := runtime.ContainerID(pod.Namespace+"/"+pod.Name, "polite", sb.Attempt, 3, 1)
+	leaveTask(t, ctx, client, id)
+
+	if err := rt.RemoveOrphans(ctx, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id}); !errdefs.IsNotFound(errdefs.FromGRPC(err)) {
+		t.Errorf("the leftover task is still there after the sweep (get: %v)", err)
+	}
+	if _, err := client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: sb.ID}); err != nil {
+		t.Errorf("the sandbox's task went with the sweep: %v", err)
+	}
+}
+
+// leftoverSetup makes a runtime on the test's own namespace and runs the
+// sandbox of a two-container pod.
+func leftoverSetup(t *testing.T) (*containerd.Client, context.Context, *runtime.Runtime, *v1.Pod, *runtime.Sandbox) {
+	t.Helper()
 	client := testenv.Client(t)
 	ctx, ns := testenv.Namespace(t, client)
 	testenv.ImportBusybox(t, ctx, client)
@@ -45,10 +87,13 @@ func TestStartOverLeftoverTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return client, ctx, rt, pod, sb
+}
 
-	// The leftover: a created task of the ID the first instance of
-	// "polite" gets, whose container record was deleted under it.
-	id := runtime.ContainerID(pod.Namespace+"/"+pod.Name, "polite", sb.Attempt, 0)
+// leaveTask makes what an interrupted create leaves: a created task of the
+// given ID whose container record was deleted under it.
+func leaveTask(t *testing.T, ctx context.Context, client *containerd.Client, id string) {
+	t.Helper()
 	img, err := client.GetImage(ctx, testenv.BusyboxRef)
 	if err != nil {
 		t.Fatal(err)
@@ -67,14 +112,4 @@ func TestStartOverLeftoverTask(t *testing.T) {
 	if err := client.SnapshotService(testenv.Snapshotter).Remove(ctx, id); err != nil {
 		t.Logf("remove the stray's snapshot: %v", err) // still mounted by its task on some versions
 	}
-
-	c := &pod.Spec.Containers[1]
-	started, err := rt.StartContainer(ctx, &runtime.ContainerConfig{Pod: pod, Container: c, Sandbox: sb, Hash: "test"})
-	if err != nil {
-		t.Fatalf("start over a leftover task: %v", err)
-	}
-	if started.ID != id {
-		t.Fatalf("started %s, want the leftover's ID %s", started.ID, id)
-	}
-	waitLog(t, started.LogPath, "ready")
 }

@@ -144,13 +144,18 @@ func SandboxID(key string, attempt int) string {
 }
 
 // ContainerID names a container instance:
-// <podhash>_<name>.<sandbox attempt>.<restart count>. Names longer than 40
-// characters are cut and made unique with a hash, to stay within
-// containerd's 76-character limit.
-func ContainerID(key, name string, sandboxAttempt, attempt int) string {
+// <podhash>_<name>.<sandbox attempt>.<restart count>, and -<retry> after a
+// failed start of the same restart count. Names longer than 40 characters
+// are cut and made unique with a hash, to stay within containerd's
+// 76-character limit.
+func ContainerID(key, name string, sandboxAttempt, attempt, retry int) string {
 	if len(name) > 40 {
 		sum := sha256.Sum256([]byte(name))
 		name = strings.TrimRight(name[:31], "-") + "-" + hex.EncodeToString(sum[:4])
 	}
-	return fmt.Sprintf("%s_%s.%d.%d", PodHash(key), name, sandboxAttempt, attempt)
+	id := fmt.Sprintf("%s_%s.%d.%d", PodHash(key), name, sandboxAttempt, attempt)
+	if retry > 0 {
+		id += fmt.Sprintf("-%d", retry)
+	}
+	return id
 }

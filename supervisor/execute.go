@@ -157,9 +157,10 @@ func (w *podWorker) execute(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 					start.last = c.Exit
 				}
 			}
+		}
+		if w.startContainer(ctx, pod, sb, start) && start.replaces != nil {
 			remove = append(remove, start.replaces)
 		}
-		w.startContainer(ctx, pod, sb, start)
 	}
 	for _, c := range remove {
 		changed = true
@@ -341,14 +342,18 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int)
 	return sb, nil
 }
 
-// startContainer starts one instance, recording a failure for the status
-// and the back-off instead of returning it: one container that cannot start
-// must not hold back the others.
-func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime.Sandbox, start startAction) {
+// startContainer starts one instance and reports whether it started,
+// recording a failure for the status and the back-off instead of returning
+// it: one container that cannot start must not hold back the others.
+func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime.Sandbox, start startAction) bool {
 	s, c := w.s, start.container
 	now := s.clock.Now()
 	if sb == nil {
-		return
+		return false
+	}
+	retry := 0
+	if f := w.failing[c.Name]; f != nil {
+		retry = f.count
 	}
 	env, err := resolveEnv(pod, c, s.configObjects(), s.podInfo(sb))
 	var mounts []specs.Mount
@@ -362,13 +367,13 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 	if err == nil {
 		started, err = s.rt.StartContainer(ctx, &runtime.ContainerConfig{
 			Pod: pod, Container: c, Init: start.init, Sandbox: sb, Hash: ContainerHash(c),
-			Attempt: start.attempt, Backoff: start.backoff, Last: start.last, Env: env, Mounts: mounts,
+			Attempt: start.attempt, Retry: retry, Backoff: start.backoff, Last: start.last, Env: env, Mounts: mounts,
 			PullSecrets: w.pullSecrets(pod), PullProgress: w.pullEvents(c),
 		})
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return // superseded or shutting down: not the container's fault
+			return false // superseded or shutting down: not the container's fault
 		}
 		reason := reasonOf(err)
 		if errors.Is(err, runtime.ErrImagePull) {
@@ -376,7 +381,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 		}
 		w.failing[c.Name] = w.failing[c.Name].next(reason, err.Error(), now, s.backoff)
 		s.events.Eventf(events.Warning, "Failed", w.key, c.Name, "Error: %s: %v", reason, err)
-		return
+		return false
 	}
 	delete(w.failing, c.Name)
 	if start.last != nil && start.backoff > 0 {
@@ -386,6 +391,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		w.postStart(ctx, pod, sb, c, started)
 	}
+	return true
 }
 
 // postStartTimeout bounds a postStart handler; the kubelet waits for one

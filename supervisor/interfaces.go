@@ -36,7 +36,7 @@ type Cleaner interface {
 	CleanupPod(ctx context.Context, key, namespace, name string) error
 	PodDirs() (map[string]string, error)
 	RemovePodDir(dir string) error
-	RemoveOrphanSnapshots(ctx context.Context, prefix string, minAge time.Duration) error
+	RemoveOrphans(ctx context.Context, prefix string, minAge time.Duration) error
 }
 
 // Runtime is the container runtime as the supervisor uses it; the runtime

@@ -41,8 +41,10 @@ type startAction struct {
 	attempt   int
 	backoff   time.Duration
 	last      *runtime.Termination
-	// replaces is a running instance this start follows once it is killed;
-	// its termination becomes the new instance's last state.
+	// replaces is the instance this start follows (killed first when it
+	// runs); its termination becomes the new instance's last state. It is
+	// removed only once the new instance started: if the start fails, it
+	// stays, and with it the restart count.
 	replaces *runtime.Container
 }
 
@@ -302,17 +304,19 @@ func (a *podActions) planInit(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 		a.removeOlder(st, sb.ID, latest)
 		switch {
 		case latest == nil:
-			if retry, ok := in.failing[c.Name]; ok && in.now.Before(retry) {
-				a.wakeAt(retry)
+			if a.waitAfterFailure(c, in) {
 				return false
 			}
 			attempt, last := nextAttempt(st, c.Name)
 			a.start = append(a.start, startAction{container: c, init: true, attempt: attempt, last: last})
 			return false
 		case latest.State == runtime.StateCreated:
-			// An interrupted start: starting the same attempt again (the
-			// same ID) replaces what it left.
-			a.start = append(a.start, startAction{container: c, init: true, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff})
+			// An interrupted start: the same attempt again replaces what
+			// it left.
+			if a.waitAfterFailure(c, in) {
+				return false
+			}
+			a.start = append(a.start, startAction{container: c, init: true, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff, replaces: latest})
 			return false
 		case latest.State == runtime.StateRunning:
 			return false
@@ -338,16 +342,18 @@ func (a *podActions) planApps(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 		hash := ContainerHash(c)
 		switch {
 		case latest == nil:
-			if retry, ok := in.failing[c.Name]; ok && in.now.Before(retry) {
-				a.wakeAt(retry)
+			if a.waitAfterFailure(c, in) {
 				continue
 			}
 			attempt, last := nextAttempt(st, c.Name)
 			a.start = append(a.start, startAction{container: c, attempt: attempt, last: last})
 		case latest.State == runtime.StateCreated:
 			// Created but never started: a start that was interrupted.
-			// Starting the same attempt again (the same ID) replaces it.
-			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff})
+			// The same attempt again replaces it.
+			if a.waitAfterFailure(c, in) {
+				continue
+			}
+			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff, replaces: latest})
 		case latest.State == runtime.StateRunning && latest.Hash != hash:
 			a.kill = append(a.kill, killAction{container: latest, reason: "its spec changed"})
 			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, replaces: latest})
@@ -360,8 +366,10 @@ func (a *podActions) planApps(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 			}
 		case latest.Hash != hash:
 			// A changed spec runs, whatever the restart policy.
-			a.remove = append(a.remove, latest)
-			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, last: latest.Exit})
+			if a.waitAfterFailure(c, in) {
+				continue
+			}
+			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, last: latest.Exit, replaces: latest})
 		case shouldRestart(pod.Spec.RestartPolicy, latest.Exit):
 			a.restartAfterBackoff(c, latest, false, in)
 		}
@@ -378,8 +386,21 @@ func (a *podActions) restartAfterBackoff(c *v1.Container, latest *runtime.Contai
 		a.wakeAt(at)
 		return
 	}
-	a.remove = append(a.remove, latest)
-	a.start = append(a.start, startAction{container: c, init: init, attempt: latest.Attempt + 1, backoff: delay, last: latest.Exit})
+	if a.waitAfterFailure(c, in) {
+		return
+	}
+	a.start = append(a.start, startAction{container: c, init: init, attempt: latest.Attempt + 1, backoff: delay, last: latest.Exit, replaces: latest})
+}
+
+// waitAfterFailure reports whether the last start of c failed and its
+// retry is not due yet, and if so wakes the worker when it is.
+func (a *podActions) waitAfterFailure(c *v1.Container, in planInput) bool {
+	retry, ok := in.failing[c.Name]
+	if !ok || !in.now.Before(retry) {
+		return false
+	}
+	a.wakeAt(retry)
+	return true
 }
 
 // removeOlder removes dead instances older than the newest one; their logs

@@ -82,7 +82,7 @@ func (s *state) add(name string, attempt int, st runtime.ContainerState, exit *r
 		sbAttempt = s.sandboxes[0].Attempt
 	}
 	c := &runtime.Container{
-		ID: runtime.ContainerID(testKey, name, sbAttempt, attempt), SandboxID: runtime.SandboxID(testKey, sbAttempt),
+		ID: runtime.ContainerID(testKey, name, sbAttempt, attempt, 0), SandboxID: runtime.SandboxID(testKey, sbAttempt),
 		Name: name, Hash: ContainerHash(s.spec(name)), Attempt: attempt, State: st, Exit: exit, Backoff: backoff,
 		StartedAt: t0.Add(-time.Hour),
 	}
@@ -124,6 +124,9 @@ func describe(a podActions) string {
 		p := fmt.Sprintf("start %s#%d", st.container.Name, st.attempt)
 		if st.backoff > 0 {
 			p += fmt.Sprintf("(after %s)", st.backoff)
+		}
+		if st.replaces != nil {
+			p += fmt.Sprintf(" over #%d", st.replaces.Attempt)
 		}
 		parts = append(parts, p)
 	}
@@ -168,24 +171,24 @@ func TestComputePodActions(t *testing.T) {
 		{"init running: wait", withInit, observed(withInit).sandbox(0, true).running("setup", 0), nil, "nothing"},
 		{"first init done: next init", withInit, observed(withInit).sandbox(0, true).exited("setup", 0, 0, time.Second, 0), nil, "start migrate#0"},
 		{"inits done: apps", withInit, observed(withInit).sandbox(0, true).exited("setup", 0, 0, time.Minute, 0).exited("migrate", 0, 0, time.Second, 0), nil, "start app#0"},
-		{"failed init, Always: restart at once the first time", withInit, observed(withInit).sandbox(0, true).exited("setup", 0, 1, time.Second, 0), nil, "remove setup#0, start setup#1"},
+		{"failed init, Always: restart at once the first time", withInit, observed(withInit).sandbox(0, true).exited("setup", 0, 1, time.Second, 0), nil, "start setup#1 over #0"},
 		{"failed init blocks the apps while backing off", withInit, observed(withInit).sandbox(0, true).exited("setup", 1, 1, time.Second, 0), nil, "backoff setup until +9s"},
 		{"failed init, Never: pod failed, sandbox stopped", neverInit, observed(neverInit).sandbox(0, true).exited("setup", 0, 1, time.Second, 0), nil, "stopSandbox"},
 		{"spec change restarts only that container", edited, observed(edited).sandbox(0, true).running("side", 0).add("app", 0, runtime.StateRunning, nil, 0), func(in *planInput) {
 			in.state.Containers[1].Hash = "old-hash"
-		}, "kill app#0, start app#1"},
+		}, "kill app#0, start app#1 over #0"},
 		{"a probe change restarts nothing", probeOnly, observed(probeOnly).sandbox(0, true).running("app", 0).running("side", 0), func(in *planInput) {
 			in.state.Containers[0].Hash = ContainerHash(&always.Spec.Containers[0])
 		}, "nothing"},
 		{"pod-level change recreates the pod", hostNet, observed(always).sandbox(0, true).running("app", 2).running("side", 0), nil, "killPod, sandbox#1, start app#3, start side#1"},
-		{"exit, Always, first time: at once", always, observed(always).sandbox(0, true).exited("app", 0, 1, time.Second, 0).running("side", 0), nil, "remove app#0, start app#1"},
+		{"exit, Always, first time: at once", always, observed(always).sandbox(0, true).exited("app", 0, 1, time.Second, 0).running("side", 0), nil, "start app#1 over #0"},
 		{"exit, second time: 10s back-off", always, observed(always).sandbox(0, true).exited("app", 1, 1, 5*time.Second, 0).running("side", 0), nil, "backoff app until +5s"},
-		{"back-off over: restart", always, observed(always).sandbox(0, true).exited("app", 1, 1, 11*time.Second, 0).running("side", 0), nil, "remove app#1, start app#2(after 10s)"},
+		{"back-off over: restart", always, observed(always).sandbox(0, true).exited("app", 1, 1, 11*time.Second, 0).running("side", 0), nil, "start app#2(after 10s) over #1"},
 		{"back-off doubles", always, observed(always).sandbox(0, true).exited("app", 4, 1, time.Second, 40*time.Second).running("side", 0), nil, "backoff app until +1m19s"},
 		{"back-off is capped at 300s", always, observed(always).sandbox(0, true).exited("app", 9, 1, time.Second, 300*time.Second).running("side", 0), nil, "backoff app until +4m59s"},
-		{"a container that ran 10 minutes starts over", always, observed(always).sandbox(0, true).running("side", 0).add("app", 5, runtime.StateExited, &runtime.Termination{ExitCode: 1, StartedAt: t0.Add(-11 * time.Minute), FinishedAt: t0.Add(-time.Second)}, 300*time.Second), nil, "remove app#5, start app#6"},
+		{"a container that ran 10 minutes starts over", always, observed(always).sandbox(0, true).running("side", 0).add("app", 5, runtime.StateExited, &runtime.Termination{ExitCode: 1, StartedAt: t0.Add(-11 * time.Minute), FinishedAt: t0.Add(-time.Second)}, 300*time.Second), nil, "start app#6 over #5"},
 		{"OnFailure, exit 0: done, sandbox stopped", onFailure, observed(onFailure).sandbox(0, true).exited("app", 0, 0, time.Second, 0), nil, "stopSandbox"},
-		{"OnFailure, exit 1: restart", onFailure, observed(onFailure).sandbox(0, true).exited("app", 0, 1, time.Second, 0), nil, "remove app#0, start app#1"},
+		{"OnFailure, exit 1: restart", onFailure, observed(onFailure).sandbox(0, true).exited("app", 0, 1, time.Second, 0), nil, "start app#1 over #0"},
 		{"Never, exit 1: failed, sandbox stopped", never, observed(never).sandbox(0, true).exited("app", 0, 1, time.Second, 0), nil, "stopSandbox"},
 		{"finished pod with its sandbox stopped: nothing", never, observed(never).sandbox(0, false).exited("app", 0, 0, time.Hour, 0), func(in *planInput) {
 			in.stopped = map[string]bool{runtime.SandboxID(testKey, 0): true}
@@ -195,13 +198,13 @@ func TestComputePodActions(t *testing.T) {
 		{"sandbox died, Never: the pod has failed", never, observed(never).sandbox(0, false).running("app", 0), nil, "stopSandbox"},
 		{"removed pod", nil, observed(always).sandbox(0, true).running("app", 0), nil, "killPod"},
 		{"removed pod with nothing left", nil, observed(always), nil, "nothing"},
-		{"interrupted start: remove and start again", always, observed(always).sandbox(0, true).add("app", 2, runtime.StateCreated, nil, 20*time.Second).running("side", 0), nil, "start app#2(after 20s)"},
+		{"interrupted start: remove and start again", always, observed(always).sandbox(0, true).add("app", 2, runtime.StateCreated, nil, 20*time.Second).running("side", 0), nil, "start app#2(after 20s) over #2"},
 		{"older instances are removed", always, observed(always).sandbox(0, true).exited("app", 0, 1, time.Hour, 0).running("app", 1).running("side", 0), nil, "remove app#0"},
 		{"container dropped from the spec", always, observed(always).sandbox(0, true).running("app", 0).running("side", 0).running("gone", 0), nil, "kill gone#0"},
 		{"leftover sandbox of an interrupted re-creation", always, observed(always).sandbox(1, true).staleSandbox(0).running("app", 0).running("side", 0), nil, "removeSandbox#0"},
 		{"liveness failure, Always: restart", always, observed(always).sandbox(0, true).running("app", 0).running("side", 0), func(in *planInput) {
 			in.unhealthy = map[string]Condemned{in.state.Containers[0].ID: {Reason: "liveness probe failed"}}
-		}, "kill app#0, start app#1"},
+		}, "kill app#0, start app#1 over #0"},
 		{"liveness failure, Never: stop only", never, observed(never).sandbox(0, true).running("app", 0), func(in *planInput) {
 			in.unhealthy = map[string]Condemned{in.state.Containers[0].ID: {Reason: "liveness probe failed"}}
 		}, "kill app#0"},

@@ -149,13 +149,10 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 		if !init && initPending {
 			reason = "PodInitializing"
 		}
-		if f := in.failing[c.Name]; f != nil {
-			reason, msg = f.reason, f.message
-			if f.reason == "ErrImagePull" && f.shown {
-				reason, msg = "ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message)
-			}
-		}
 		cs.State.Waiting = &v1.ContainerStateWaiting{Reason: reason, Message: msg}
+		if f := in.failing[c.Name]; f != nil {
+			cs.State.Waiting = f.waiting(c)
+		}
 		return cs
 	}
 	cs.RestartCount = int32(latest.Attempt)
@@ -175,7 +172,11 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 	default:
 		f := false
 		cs.Started = &f
-		if at, ok := in.plan.backingOff[c.Name]; ok {
+		if f := in.failing[c.Name]; f != nil && shouldRestart(in.pod.Spec.RestartPolicy, latest.Exit) {
+			// Its restart failed: the reason, as for a first start.
+			cs.LastTerminationState.Terminated = terminated(latest.Exit)
+			cs.State.Waiting = f.waiting(c)
+		} else if at, ok := in.plan.backingOff[c.Name]; ok {
 			cs.LastTerminationState.Terminated = terminated(latest.Exit)
 			cs.State.Waiting = &v1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
 				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", at.Sub(latest.Exit.FinishedAt).Round(time.Second), c.Name, in.pod.Name)}
@@ -184,6 +185,14 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 		}
 	}
 	return cs
+}
+
+// waiting is the state of a container whose last start failed.
+func (f *failure) waiting(c *v1.Container) *v1.ContainerStateWaiting {
+	if f.reason == "ErrImagePull" && f.shown {
+		return &v1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message)}
+	}
+	return &v1.ContainerStateWaiting{Reason: f.reason, Message: f.message}
 }
 
 // phase is the kubelet's: Pending until every container has run (and every

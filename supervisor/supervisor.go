@@ -345,7 +345,8 @@ const (
 	orphanSnapshotAge = 2 * time.Minute
 )
 
-// sweepSnapshots removes snapshots no container uses, once a minute.
+// sweepSnapshots removes tasks and snapshots no container owns, once a
+// minute.
 func (s *Supervisor) sweepSnapshots(ctx context.Context) {
 	now := s.clock.Now()
 	s.mu.Lock()
@@ -355,8 +356,8 @@ func (s *Supervisor) sweepSnapshots(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	if due {
-		if err := s.rt.RemoveOrphanSnapshots(ctx, "", orphanSnapshotAge); err != nil {
-			s.log.Warn("cannot sweep orphaned snapshots", "err", err)
+		if err := s.rt.RemoveOrphans(ctx, "", orphanSnapshotAge); err != nil {
+			s.log.Warn("cannot sweep orphaned tasks and snapshots", "err", err)
 		}
 	}
 }

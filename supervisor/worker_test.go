@@ -30,6 +30,7 @@ type fakeRuntime struct {
 	containers []*runtime.Container
 	stops      []stopCall
 	starts     int // StartContainer calls
+	failStarts int // how many of the next StartContainer calls fail
 }
 
 // stopCall is one StopContainer: which container, with what grace period.
@@ -102,9 +103,13 @@ func (f *fakeRuntime) StartContainer(ctx context.Context, cfg *runtime.Container
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.starts++
+	if f.failStarts > 0 {
+		f.failStarts--
+		return nil, fmt.Errorf("%w: create task: failed to start shim: file exists", runtime.ErrCreate)
+	}
 	now := f.clk.Now()
 	c := &runtime.Container{
-		ID: runtime.ContainerID(testKey, cfg.Container.Name, cfg.Sandbox.Attempt, cfg.Attempt), SandboxID: cfg.Sandbox.ID,
+		ID: runtime.ContainerID(testKey, cfg.Container.Name, cfg.Sandbox.Attempt, cfg.Attempt, cfg.Retry), SandboxID: cfg.Sandbox.ID,
 		Name: cfg.Container.Name, Init: cfg.Init, Hash: cfg.Hash, Attempt: cfg.Attempt, State: runtime.StateRunning,
 		Backoff: cfg.Backoff, CreatedAt: now, StartedAt: now, Last: cfg.Last,
 	}
@@ -195,7 +200,7 @@ func (f *fakeRuntime) removeLocked(id string) {
 func (f *fakeRuntime) CleanupPod(ctx context.Context, key, namespace, name string) error { return nil }
 func (f *fakeRuntime) PodDirs() (map[string]string, error)                               { return nil, nil }
 func (f *fakeRuntime) RemovePodDir(dir string) error                                     { return nil }
-func (f *fakeRuntime) RemoveOrphanSnapshots(ctx context.Context, prefix string, minAge time.Duration) error {
+func (f *fakeRuntime) RemoveOrphans(ctx context.Context, prefix string, minAge time.Duration) error {
 	return nil
 }
 
@@ -314,6 +319,54 @@ func TestWorkerRestartsOnItsClock(t *testing.T) {
 		if got := c.StartedAt.Sub(exited); got != backoff || c.Backoff != backoff {
 			t.Errorf("restart %d came %s after the exit, recording a back-off of %s; want %s", attempt+1, got, c.Backoff, backoff)
 		}
+	}
+}
+
+// TestFailedRestartKeepsTheCount: when the restart of a crashed container
+// fails (containerd refused the create), the crashed instance stays, so the
+// restart count does not go back to 0; the next try waits for the failure's
+// back-off and has an ID of its own.
+func TestFailedRestartKeepsTheCount(t *testing.T) {
+	policy := BackoffPolicy{Initial: 10 * time.Second, Max: 40 * time.Second, ResetAfter: 10 * time.Minute}
+	u := newUnit(t, clocktesting.NewFakeClock(t0), WithBackoff(policy))
+	u.declare(testPod(v1.RestartPolicyAlways, []string{"app"}))
+	u.waitUntil("the first start", func() bool { return u.rt.started("app", 0) != nil })
+	u.rt.exit("app", 1)
+	u.sup.Wake(testKey)
+	u.waitUntil("the first restart", func() bool { return u.rt.started("app", 1) != nil })
+	crashed := u.rt.started("app", 1)
+
+	u.rt.mu.Lock()
+	u.rt.failStarts = 1
+	u.rt.mu.Unlock()
+	u.rt.exit("app", 1)
+	u.syncAgain()
+	u.clk.Step(policy.Initial) // the crash-loop back-off
+	u.syncAgain()
+	if n := u.rt.startCount(); n != 3 {
+		t.Fatalf("%d starts, want 2 and a failed restart", n)
+	}
+	if u.rt.started("app", 1) == nil {
+		t.Fatal("the crashed instance was removed although its restart failed")
+	}
+	if cs := containerStatusOf(u.sup.Pod(testKey), "app"); cs.RestartCount != 1 || cs.State.Waiting == nil || cs.State.Waiting.Reason != "CreateContainerError" {
+		t.Errorf("after a failed restart: restart count %d, waiting %+v; want 1, CreateContainerError", cs.RestartCount, cs.State.Waiting)
+	}
+
+	u.clk.Step(policy.Initial - time.Nanosecond) // the failure's back-off
+	u.syncAgain()
+	if n := u.rt.startCount(); n != 3 {
+		t.Fatalf("tried again before the failure's back-off of %s was over", policy.Initial)
+	}
+	u.clk.Step(time.Nanosecond)
+	var c *runtime.Container
+	u.waitUntil("the restart after the failure", func() bool { c = u.rt.started("app", 2); return c != nil })
+	if want := crashed.ID[:len(crashed.ID)-1] + "2-1"; c.ID != want {
+		t.Errorf("the retry has ID %s, want %s (a failed create's ID is not used again)", c.ID, want)
+	}
+	u.syncAgain()
+	if u.rt.started("app", 1) != nil {
+		t.Error("the crashed instance was not removed once its restart started")
 	}
 }
 

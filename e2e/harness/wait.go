@@ -22,17 +22,31 @@ const poll = 50 * time.Millisecond
 // within Patience. It returns how long the condition took.
 func WaitFor(t testing.TB, what string, cond func() bool) time.Duration {
 	t.Helper()
+	return WaitUntil(t, what, func() string {
+		if cond() {
+			return ""
+		}
+		return "never held"
+	})
+}
+
+// WaitUntil polls check until it says nothing is missing (""), and fails
+// the test with what check last said if that does not happen within
+// Patience. It returns how long that took.
+func WaitUntil(t testing.TB, what string, check func() string) time.Duration {
+	t.Helper()
 	start := time.Now()
 	for time.Since(start) < Patience {
-		if cond() {
+		if check() == "" {
 			return time.Since(start)
 		}
 		time.Sleep(poll)
 	}
-	if cond() {
+	why := check()
+	if why == "" {
 		return time.Since(start)
 	}
-	t.Fatalf("not within %s: %s", Patience, what)
+	t.Fatalf("not within %s: %s: %s", Patience, what, why)
 	return 0
 }
 

