@@ -213,11 +213,12 @@ func TestNothingLeaksAfterACrash(t *testing.T) {
 	})
 }
 
-// TestRestartsDoNotExhaustThePool restarts podsup a hundred times on a pool
-// of five addresses. Each time, a pod that kept running is live and keeps
+// TestRestartsDoNotExhaustThePool restarts podsup 30 times on a pool of
+// five addresses, which a leak at each restart would exhaust within six. Each time, a pod that kept running is live and keeps
 // its address, and podsup dies right after setting up the network of a new
 // sandbox whose containers never start.
 func TestRestartsDoNotExhaustThePool(t *testing.T) {
+	t.Parallel() // a bridge and a subnet of its own
 	r := newRealNet(t, 29)
 	ctx := context.Background()
 	steady := r.pod("steady")
@@ -227,7 +228,7 @@ func TestRestartsDoNotExhaustThePool(t *testing.T) {
 	}
 	live := map[string]bool{steady.SandboxID: true}
 	var crashed []string
-	for i := range 100 {
+	for i := range 30 {
 		m := r.manager()
 		if err := m.GC(ctx, live); err != nil {
 			t.Fatalf("restart %d: %v", i, err)
@@ -251,15 +252,17 @@ func TestRestartsDoNotExhaustThePool(t *testing.T) {
 	r.assertCleanOf(crashed...)
 }
 
-// TestPoolDoesNotShrink removes and re-adds a pod 200 times on a pool of
-// five addresses (a /29), which any leak would exhaust within six rounds,
-// then fills the pool and overfills it.
+// TestPoolDoesNotShrink removes and re-adds a pod 40 times on a pool of
+// five addresses (a /29), which any leak would exhaust within six rounds
+// (host-local hands the addresses out in turn, so 40 rounds go round the
+// pool eight times), then fills the pool and overfills it.
 func TestPoolDoesNotShrink(t *testing.T) {
+	t.Parallel() // a bridge and a subnet of its own
 	r := newRealNet(t, 29)
 	m := r.manager()
 	ctx := context.Background()
 	var ids []string
-	for i := range 200 {
+	for i := range 40 {
 		p := r.pod("web")
 		if _, err := m.SetUp(ctx, p); err != nil {
 			t.Fatalf("round %d: %v", i, err)
