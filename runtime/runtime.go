@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/namespaces"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	containerdlog "github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 	"k8s.io/utils/clock"
