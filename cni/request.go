@@ -5,7 +5,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/containerd/containerd/identifiers"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containernetworking/cni/libcni"
 )
 

@@ -8,8 +8,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/archive/compression"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/opencontainers/go-digest"
 )
 

@@ -16,10 +16,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/images"
-	"github.com/containerd/containerd/remotes"
-	"github.com/containerd/containerd/remotes/docker"
-	remoteerrors "github.com/containerd/containerd/remotes/errors"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/podsup/podsup/version"

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/images"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/distribution/reference"
 	"golang.org/x/sys/unix"
 )
@@ -89,7 +89,7 @@ func (s ContainerdStore) Remove(ctx context.Context, name string) error {
 // imagefs) and returns a function measuring its filesystem. podsup must see
 // the same filesystem as containerd: run both on the host.
 func ImageFS(ctx context.Context, client *containerd.Client, snapshotter string) (string, UsageFunc, error) {
-	resp, err := client.IntrospectionService().Plugins(ctx, []string{fmt.Sprintf("type==io.containerd.snapshotter.v1,id==%s", snapshotter)})
+	resp, err := client.IntrospectionService().Plugins(ctx, fmt.Sprintf("type==io.containerd.snapshotter.v1,id==%s", snapshotter))
 	if err != nil {
 		return "", nil, fmt.Errorf("ask containerd for snapshotter %s: %w", snapshotter, err)
 	}

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/containerd/containerd"
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
-	"github.com/containerd/containerd/cio"
-	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/errdefs"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podsup/podsup/logs"
@@ -147,7 +148,7 @@ func (r *Runtime) monitor(ctx context.Context, key, id string) {
 			return
 		case ctx.Err() != nil:
 			return
-		case errdefs.IsNotFound(errdefs.FromGRPC(err)):
+		case errdefs.IsNotFound(errgrpc.ToNative(err)):
 			r.onExit(key)
 			return
 		}

@@ -15,9 +15,10 @@ import (
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
-	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/protobuf"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 )
 
 // maxTerminationMessage bounds a termination message, as the kubelet does.
@@ -95,10 +96,10 @@ func (r *Runtime) podState(ctx context.Context, key string, recs []containers.Co
 func (r *Runtime) taskProcess(ctx context.Context, id string) (*tasktypes.Process, error) {
 	resp, err := r.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id})
 	if err != nil {
-		if errdefs.IsNotFound(errdefs.FromGRPC(err)) {
+		if errdefs.IsNotFound(errgrpc.ToNative(err)) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("task of %s: %w", id, errdefs.FromGRPC(err))
+		return nil, fmt.Errorf("task of %s: %w", id, errgrpc.ToNative(err))
 	}
 	return resp.Process, nil
 }

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/api/services/tasks/v1"
-	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -32,7 +33,7 @@ func (r *Runtime) removeOrphanTasks(ctx context.Context, prefix string) error {
 	ctx = r.Context(ctx)
 	resp, err := r.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
 	if err != nil {
-		return fmt.Errorf("list tasks: %w", errdefs.FromGRPC(err))
+		return fmt.Errorf("list tasks: %w", errgrpc.ToNative(err))
 	}
 	recs, err := r.client.ContainerService().List(ctx)
 	if err != nil {

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/errdefs"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	v1 "k8s.io/api/core/v1"
 

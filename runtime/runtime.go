@@ -12,10 +12,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/namespaces"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	containerdlog "github.com/containerd/log"
 	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/image"
@@ -139,7 +141,8 @@ func New(address string, opts ...Option) (*Runtime, error) {
 	// /podsup by default.
 	r.cgroupParent = "/" + r.namespace
 	quietContainerdLogs(r.log)
-	client, err := containerd.New(address, containerd.WithDefaultNamespace(r.namespace), containerd.WithDefaultRuntime(runcRuntime))
+	client, err := containerd.New(address, containerd.WithDefaultNamespace(r.namespace), containerd.WithDefaultRuntime(runcRuntime),
+		containerd.WithExtraDialOpts([]grpc.DialOption{grpc.WithConnectParams(reconnect)}))
 	if err != nil {
 		return nil, fmt.Errorf("containerd client for %s: %w", address, err)
 	}
@@ -155,6 +158,16 @@ func New(address string, opts ...Option) (*Runtime, error) {
 	}
 	return r, nil
 }
+
+// reconnect is how gRPC retries a lost containerd: at most 3 s apart, as
+// the 1.7 client did. The 2.x client stretches its back-off to its dial
+// timeout (10 s), which would keep podsup from seeing a restarted containerd
+// for up to 10 s.
+var reconnect = grpc.ConnectParams{Backoff: func() backoff.Config {
+	b := backoff.DefaultConfig
+	b.MaxDelay = 3 * time.Second
+	return b
+}()}
 
 // Client is the containerd client, for the packages that read stats and
 // manage images in the same namespace.

@@ -10,12 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/api/services/tasks/v1"
-	"github.com/containerd/containerd/cio"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/oci"
-	"github.com/containerd/containerd/snapshots"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
@@ -197,11 +198,11 @@ func (r *Runtime) removeTaskByID(id string) {
 	ctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
 	defer cancel()
 	ts := r.client.TaskService()
-	if _, err := ts.Kill(ctx, &tasks.KillRequest{ContainerID: id, Signal: uint32(unix.SIGKILL), All: true}); err != nil && !errdefs.IsNotFound(errdefs.FromGRPC(err)) {
-		r.log.Debug("cannot kill the leftover task", "container", id, "err", errdefs.FromGRPC(err))
+	if _, err := ts.Kill(ctx, &tasks.KillRequest{ContainerID: id, Signal: uint32(unix.SIGKILL), All: true}); err != nil && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		r.log.Debug("cannot kill the leftover task", "container", id, "err", errgrpc.ToNative(err))
 	}
-	if _, err := ts.Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: id}); err != nil && !errdefs.IsNotFound(errdefs.FromGRPC(err)) {
-		r.log.Warn("cannot delete the leftover task", "container", id, "err", errdefs.FromGRPC(err))
+	if _, err := ts.Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: id}); err != nil && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		r.log.Warn("cannot delete the leftover task", "container", id, "err", errgrpc.ToNative(err))
 	}
 }
 

@@ -8,11 +8,12 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/api/services/tasks/v1"
-	"github.com/containerd/containerd/cio"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/oci"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/internal/testenv"
@@ -51,7 +52,7 @@ func TestOrphanTasksSwept(t *testing.T) {
 	if err := rt.RemoveOrphans(ctx, "", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id}); !errdefs.IsNotFound(errdefs.FromGRPC(err)) {
+	if _, err := client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
 		t.Errorf("the leftover task is still there after the sweep (get: %v)", err)
 	}
 	if _, err := client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: sb.ID}); err != nil {

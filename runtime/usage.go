@@ -21,7 +21,7 @@ func (r *Runtime) SnapshotUsage(ctx context.Context, id string) (bytes, inodes u
 // root, else the default place under /var/lib/containerd.
 func (r *Runtime) SnapshotRoot(ctx context.Context) string {
 	filter := fmt.Sprintf("type==io.containerd.snapshotter.v1,id==%s", r.snapshotter)
-	resp, err := r.client.IntrospectionService().Plugins(ctx, []string{filter})
+	resp, err := r.client.IntrospectionService().Plugins(ctx, filter)
 	if err == nil {
 		for _, p := range resp.Plugins {
 			if root := p.Exports["root"]; root != "" {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/runtime"
@@ -105,7 +106,7 @@ func New(cfg Config, rt Runtime, opts ...Option) *Collector {
 // Summary measures the node and every pod with a running sandbox. Only a
 // failure to read the node itself is an error; what cannot be read of a
 // pod (one that just went) is left out of it.
-func (c *Collector) Summary(ctx context.Context) (*Summary, error) {
+func (c *Collector) Summary(ctx context.Context) (*statsapi.Summary, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock.Now()
@@ -117,7 +118,7 @@ func (c *Collector) Summary(ctx context.Context) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Summary{Node: *node, Pods: []PodStats{}}
+	s := &statsapi.Summary{Node: *node, Pods: []statsapi.PodStats{}}
 	live := map[string]bool{"node": true}
 	for key, ps := range pods {
 		if p, ok := c.pod(ctx, key, ps, now, live); ok {
@@ -133,9 +134,9 @@ func (c *Collector) Summary(ctx context.Context) (*Summary, error) {
 // stats with the rate since the previous reading. Readings closer than a
 // second apart (two callers at once) reuse the previous rate rather than
 // divide noise by a tiny interval.
-func (c *Collector) rate(key string, total uint64, now time.Time, live map[string]bool) *CPUStats {
+func (c *Collector) rate(key string, total uint64, now time.Time, live map[string]bool) *statsapi.CPUStats {
 	live[key] = true
-	st := &CPUStats{Time: mtime(now), UsageCoreNanoSeconds: ptr(total)}
+	st := &statsapi.CPUStats{Time: mtime(now), UsageCoreNanoSeconds: ptr(total)}
 	prev, ok := c.cpu[key]
 	switch {
 	case !ok || total < prev.total:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podsup/podsup/eviction"
@@ -160,7 +161,7 @@ func TestSummary(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"pod ref", p.PodRef, PodReference{Name: "web", Namespace: "default", UID: "uid1"}},
+		{"pod ref", p.PodRef, statsapi.PodReference{Name: "web", Namespace: "default", UID: "uid1"}},
 		{"pod memory from the pod cgroup", *p.Memory.WorkingSetBytes, uint64(150 << 20)},
 		{"pod processes", *p.ProcessStats.ProcessCount, uint64(4)},
 		{"pod network rx", *p.Network.RxBytes, uint64(4096)},
@@ -170,8 +171,8 @@ func TestSummary(t *testing.T) {
 		{"container available under its limit", *p.Containers[0].Memory.AvailableBytes, uint64(156 << 20)},
 		{"container rootfs", *p.Containers[0].Rootfs.UsedBytes, uint64(1 << 20)},
 		{"container logs at least the file", *p.Containers[0].Logs.UsedBytes >= 10000, true},
-		{"volumes", len(p.Volumes), 1},
-		{"volume name", p.Volumes[0].Name, "cache"},
+		{"volumes", len(p.VolumeStats), 1},
+		{"volume name", p.VolumeStats[0].Name, "cache"},
 		{"ephemeral: rootfs + logs + volumes", *p.EphemeralStorage.UsedBytes >= 1<<20+30000, true},
 	}...)
 	for _, c := range checks {
@@ -210,11 +211,11 @@ func TestSummary(t *testing.T) {
 func TestSummaryJSONShape(t *testing.T) {
 	// Field names a kubelet summary reader (kubectl top, metrics-server,
 	// k9s) looks for.
-	s := Summary{Node: NodeStats{NodeName: "n", Memory: &MemoryStats{AvailableBytes: ptr(uint64(1)), WorkingSetBytes: ptr(uint64(2))},
-		Network: &NetworkStats{InterfaceStats: InterfaceStats{Name: "eth0", RxBytes: ptr(uint64(3))}},
-		Runtime: &RuntimeStats{ImageFs: &FsStats{InodesFree: ptr(uint64(4))}}, Rlimit: &RlimitStats{MaxPID: ptr(int64(5)), NumOfRunningProcesses: ptr(int64(6))}},
-		Pods: []PodStats{{PodRef: PodReference{Name: "p"}, EphemeralStorage: &FsStats{UsedBytes: ptr(uint64(7))},
-			Volumes: []VolumeStats{{Name: "v", FsStats: FsStats{UsedBytes: ptr(uint64(8))}}}, ProcessStats: &ProcessStats{ProcessCount: ptr(uint64(9))}}}}
+	s := statsapi.Summary{Node: statsapi.NodeStats{NodeName: "n", Memory: &statsapi.MemoryStats{AvailableBytes: ptr(uint64(1)), WorkingSetBytes: ptr(uint64(2))},
+		Network: &statsapi.NetworkStats{InterfaceStats: statsapi.InterfaceStats{Name: "eth0", RxBytes: ptr(uint64(3))}},
+		Runtime: &statsapi.RuntimeStats{ImageFs: &statsapi.FsStats{InodesFree: ptr(uint64(4))}}, Rlimit: &statsapi.RlimitStats{MaxPID: ptr(int64(5)), NumOfRunningProcesses: ptr(int64(6))}},
+		Pods: []statsapi.PodStats{{PodRef: statsapi.PodReference{Name: "p"}, EphemeralStorage: &statsapi.FsStats{UsedBytes: ptr(uint64(7))},
+			VolumeStats: []statsapi.VolumeStats{{Name: "v", FsStats: statsapi.FsStats{UsedBytes: ptr(uint64(8))}}}, ProcessStats: &statsapi.ProcessStats{ProcessCount: ptr(uint64(9))}}}}
 	data, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)

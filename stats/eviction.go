@@ -3,6 +3,8 @@ package stats
 import (
 	"context"
 
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+
 	"github.com/podsup/podsup/eviction"
 )
 
@@ -18,7 +20,7 @@ func (c *Collector) EvictionStats(ctx context.Context) (*eviction.Stats, error) 
 
 // Signals are the eviction signals and pod usage of a summary. A signal
 // whose figures are missing is left out, so it is neither met nor cleared.
-func Signals(s *Summary) *eviction.Stats {
+func Signals(s *statsapi.Summary) *eviction.Stats {
 	st := &eviction.Stats{Signals: map[eviction.Signal]eviction.Amount{}, Pods: map[string]eviction.PodUsage{}}
 	n := s.Node
 	if m := n.Memory; m != nil && m.AvailableBytes != nil && m.WorkingSetBytes != nil {
@@ -53,7 +55,7 @@ func Signals(s *Summary) *eviction.Stats {
 	return st
 }
 
-func fsSignals(st *eviction.Stats, fs *FsStats, bytes, inodes eviction.Signal) {
+func fsSignals(st *eviction.Stats, fs *statsapi.FsStats, bytes, inodes eviction.Signal) {
 	if fs == nil {
 		return
 	}

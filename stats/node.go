@@ -9,13 +9,14 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // node measures the machine: memory against its capacity as the kubelet
 // computes memory.available, CPU of the root cgroup, the host's network,
 // nodefs, imagefs and process IDs.
-func (c *Collector) node(now time.Time) (*NodeStats, error) {
-	n := &NodeStats{NodeName: c.cfg.NodeName}
+func (c *Collector) node(now time.Time) (*statsapi.NodeStats, error) {
+	n := &statsapi.NodeStats{NodeName: c.cfg.NodeName}
 	var errs []error
 	data, err := os.ReadFile(filepath.Join(c.host.proc, "meminfo"))
 	if err != nil {
@@ -63,14 +64,14 @@ func (c *Collector) node(now time.Time) (*NodeStats, error) {
 		if err != nil {
 			return nil, fmt.Errorf("imagefs: %w", err)
 		}
-		n.Runtime = &RuntimeStats{ImageFs: imagefs.stats(now), ContainerFs: imagefs.stats(now)}
+		n.Runtime = &statsapi.RuntimeStats{ImageFs: imagefs.stats(now), ContainerFs: imagefs.stats(now)}
 	}
 
 	rl, err := c.host.readRlimit()
 	if err != nil {
 		return nil, fmt.Errorf("node processes: %w", err)
 	}
-	n.Rlimit = &RlimitStats{Time: mtime(now), MaxPID: ptr(rl.maxPID), NumOfRunningProcesses: ptr(rl.tasks)}
+	n.Rlimit = &statsapi.RlimitStats{Time: mtime(now), MaxPID: ptr(rl.maxPID), NumOfRunningProcesses: ptr(rl.tasks)}
 	if err := errors.Join(errs...); err != nil {
 		c.log.Debug("node stats incomplete", "err", err)
 	}
@@ -87,13 +88,13 @@ func podSkip(name string) bool { return name == "lo" }
 
 // networkStats are the counters of the interfaces, the first one inline as
 // the default, as the kubelet reports eth0.
-func networkStats(devs []netDev, now time.Time) *NetworkStats {
+func networkStats(devs []netDev, now time.Time) *statsapi.NetworkStats {
 	if len(devs) == 0 {
 		return nil
 	}
-	ns := &NetworkStats{Time: mtime(now)}
+	ns := &statsapi.NetworkStats{Time: mtime(now)}
 	for _, d := range devs {
-		ns.Interfaces = append(ns.Interfaces, InterfaceStats{Name: d.name, RxBytes: ptr(d.rxBytes), RxErrors: ptr(d.rxErrors),
+		ns.Interfaces = append(ns.Interfaces, statsapi.InterfaceStats{Name: d.name, RxBytes: ptr(d.rxBytes), RxErrors: ptr(d.rxErrors),
 			TxBytes: ptr(d.txBytes), TxErrors: ptr(d.txErrors)})
 	}
 	ns.InterfaceStats = ns.Interfaces[0]
@@ -106,11 +107,11 @@ func networkStats(devs []netDev, now time.Time) *NetworkStats {
 }
 
 // memoryStats are a cgroup's memory; available only under a limit.
-func memoryStats(m *memStats, now time.Time) *MemoryStats {
+func memoryStats(m *memStats, now time.Time) *statsapi.MemoryStats {
 	if m == nil {
 		return nil
 	}
-	st := &MemoryStats{Time: mtime(now), UsageBytes: ptr(m.usage), WorkingSetBytes: ptr(m.workingSet), RSSBytes: ptr(m.rss),
+	st := &statsapi.MemoryStats{Time: mtime(now), UsageBytes: ptr(m.usage), WorkingSetBytes: ptr(m.workingSet), RSSBytes: ptr(m.rss),
 		PageFaults: ptr(m.pageFaults), MajorPageFaults: ptr(m.majorPageFaults)}
 	if m.limit > 0 {
 		st.AvailableBytes = ptr(sub(m.limit, m.workingSet))
@@ -119,8 +120,8 @@ func memoryStats(m *memStats, now time.Time) *MemoryStats {
 }
 
 // stats is a whole filesystem.
-func (f fsInfo) stats(now time.Time) *FsStats {
-	return &FsStats{Time: mtime(now), AvailableBytes: ptr(f.available), CapacityBytes: ptr(f.capacity), UsedBytes: ptr(f.used),
+func (f fsInfo) stats(now time.Time) *statsapi.FsStats {
+	return &statsapi.FsStats{Time: mtime(now), AvailableBytes: ptr(f.available), CapacityBytes: ptr(f.capacity), UsedBytes: ptr(f.used),
 		InodesFree: ptr(f.inodesFree), Inodes: ptr(f.inodes), InodesUsed: ptr(sub(f.inodes, f.inodesFree))}
 }
 

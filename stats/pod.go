@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/podsup/podsup/runtime"
 )
@@ -16,14 +17,14 @@ import (
 // pod measures one pod with a running sandbox: the pod cgroup (the parent
 // of the sandbox's), the sandbox's network namespace, each running
 // container, and the volumes and logs on disk.
-func (c *Collector) pod(ctx context.Context, key string, ps *runtime.PodState, now time.Time, live map[string]bool) (PodStats, bool) {
+func (c *Collector) pod(ctx context.Context, key string, ps *runtime.PodState, now time.Time, live map[string]bool) (statsapi.PodStats, bool) {
 	sb := runningSandbox(ps)
 	if sb == nil {
-		return PodStats{}, false
+		return statsapi.PodStats{}, false
 	}
 	ns, name, _ := strings.Cut(key, "/")
-	p := PodStats{PodRef: PodReference{Name: name, Namespace: ns, UID: sb.PodUID}, StartTime: mtime(sb.CreatedAt),
-		Containers: []ContainerStats{}}
+	p := statsapi.PodStats{PodRef: statsapi.PodReference{Name: name, Namespace: ns, UID: sb.PodUID}, StartTime: mtime(sb.CreatedAt),
+		Containers: []statsapi.ContainerStats{}}
 	if cg, err := c.host.cgroupsOf(sb.Pid); err == nil {
 		if st, err := c.host.read(cg.parent()); err == nil || st.mem != nil {
 			if st.cpu != nil {
@@ -31,7 +32,7 @@ func (c *Collector) pod(ctx context.Context, key string, ps *runtime.PodState, n
 			}
 			p.Memory = memoryStats(st.mem, now)
 			if st.pids != nil {
-				p.ProcessStats = &ProcessStats{ProcessCount: st.pids}
+				p.ProcessStats = &statsapi.ProcessStats{ProcessCount: st.pids}
 			}
 		}
 	}
@@ -47,7 +48,7 @@ func (c *Collector) pod(ctx context.Context, key string, ps *runtime.PodState, n
 		if ctr.State != runtime.StateRunning || ctr.Pid == 0 || ctr.SandboxID != sb.ID {
 			continue
 		}
-		cs := ContainerStats{Name: ctr.Name, StartTime: mtime(ctr.StartedAt)}
+		cs := statsapi.ContainerStats{Name: ctr.Name, StartTime: mtime(ctr.StartedAt)}
 		if cg, err := c.host.cgroupsOf(ctr.Pid); err == nil {
 			if st, err := c.host.read(cg); err == nil || st.mem != nil {
 				if st.cpu != nil {
@@ -78,7 +79,7 @@ func (c *Collector) pod(ctx context.Context, key string, ps *runtime.PodState, n
 		}
 	}
 	for _, v := range c.volumes(key, now) {
-		p.Volumes = append(p.Volumes, v.VolumeStats)
+		p.VolumeStats = append(p.VolumeStats, v.VolumeStats)
 		if v.onDisk {
 			ephemeral, ephemeralInodes = ephemeral+*v.UsedBytes, ephemeralInodes+*v.InodesUsed
 		}
@@ -98,7 +99,7 @@ func runningSandbox(ps *runtime.PodState) *runtime.Sandbox {
 // volume is one measured volume, and whether it takes the node's disk
 // (not memory: tmpfs volumes count against the pod's memory instead).
 type volume struct {
-	VolumeStats
+	statsapi.VolumeStats
 	onDisk bool
 }
 
@@ -121,7 +122,7 @@ func (c *Collector) volumes(key string, now time.Time) []volume {
 		if !ok {
 			continue
 		}
-		v := volume{VolumeStats: VolumeStats{Name: e.Name(), FsStats: *used(b, i, now)}, onDisk: true}
+		v := volume{VolumeStats: statsapi.VolumeStats{Name: e.Name(), FsStats: *used(b, i, now)}, onDisk: true}
 		var st unix.Statfs_t
 		if err := c.statfs(path, &st); err == nil {
 			v.onDisk = st.Type != unix.TMPFS_MAGIC
@@ -134,11 +135,11 @@ func (c *Collector) volumes(key string, now time.Time) []volume {
 }
 
 // used is the part of a filesystem something takes.
-func used(bytes, inodes uint64, now time.Time) *FsStats {
-	return &FsStats{Time: mtime(now), UsedBytes: ptr(bytes), InodesUsed: ptr(inodes)}
+func used(bytes, inodes uint64, now time.Time) *statsapi.FsStats {
+	return &statsapi.FsStats{Time: mtime(now), UsedBytes: ptr(bytes), InodesUsed: ptr(inodes)}
 }
 
-func sortPods(pods []PodStats) {
+func sortPods(pods []statsapi.PodStats) {
 	sort.Slice(pods, func(i, j int) bool {
 		a, b := pods[i].PodRef, pods[j].PodRef
 		if a.Namespace != b.Namespace {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/podsup/podsup/stats"
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // APIClient talks to one of podsup's HTTP endpoints.
@@ -89,13 +89,13 @@ func (e *Env) SecureClient(cert *tls.Certificate, auth string) APIClient {
 }
 
 // StatsSummary reads /stats/summary from the read-only port.
-func (e *Env) StatsSummary() (*stats.Summary, error) {
+func (e *Env) StatsSummary() (*statsapi.Summary, error) {
 	resp, err := http.Get("http://" + e.ReadOnly + "/stats/summary")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var s stats.Summary
+	var s statsapi.Summary
 	return &s, json.NewDecoder(resp.Body).Decode(&s)
 }
 

@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd"
+	containerd "github.com/containerd/containerd/v2/client"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/cni"

@@ -3,7 +3,7 @@
 package lifecycle
 
 import (
-	"github.com/containerd/containerd"
+	containerd "github.com/containerd/containerd/v2/client"
 
 	"testing"
 

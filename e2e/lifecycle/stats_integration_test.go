@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"testing"
 
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+
 	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/testenv"
-	"github.com/podsup/podsup/stats"
 )
 
 // TestStatsSummary runs a pod that burns CPU, holds 64 MiB of memory in a
@@ -36,7 +37,7 @@ spec:
 	e.Start()
 	e.WaitPod("busy", "running", harness.IsRunning)
 
-	var p *stats.PodStats
+	var p *statsapi.PodStats
 	harness.WaitUntil(t, "pod stats complete", func() string {
 		s, err := e.StatsSummary()
 		if err != nil {
@@ -59,7 +60,7 @@ spec:
 }
 
 // podStatsProblem says what of a busy pod's stats is not yet as expected.
-func podStatsProblem(p *stats.PodStats) string {
+func podStatsProblem(p *statsapi.PodStats) string {
 	if len(p.Containers) != 1 {
 		return fmt.Sprintf("%d containers", len(p.Containers))
 	}
@@ -78,8 +79,8 @@ func podStatsProblem(p *stats.PodStats) string {
 		return "writable layer under the 20 MiB written"
 	case c.Logs == nil || *c.Logs.UsedBytes < 10000:
 		return "logs under the 2000 lines written"
-	case len(p.Volumes) != 2:
-		return fmt.Sprintf("%d volumes", len(p.Volumes))
+	case len(p.VolumeStats) != 2:
+		return fmt.Sprintf("%d volumes", len(p.VolumeStats))
 	case p.EphemeralStorage == nil || *p.EphemeralStorage.UsedBytes < 36<<20:
 		return "ephemeral storage under writable layer + disk emptyDir"
 	case *p.EphemeralStorage.UsedBytes > 60<<20:
