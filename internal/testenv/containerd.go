@@ -66,6 +66,9 @@ func StartContainerd(t testing.TB) *Containerd {
 		c.purge()
 		c.Stop()
 		c.log.Close()
+		if t.Failed() {
+			c.keepLog()
+		}
 		// Overlay snapshots of stopped containers are mounted no more.
 		if err := os.RemoveAll(dir); err != nil {
 			t.Logf("remove %s: %v", dir, err)
@@ -146,6 +149,26 @@ func (c *Containerd) Client() *containerd.Client {
 	}
 	c.t.Cleanup(func() { client.Close() })
 	return client
+}
+
+// keepLog copies the daemon's log out of its directory, which is about to
+// go, to where the e2e harness keeps podsup's logs of a failed test.
+func (c *Containerd) keepLog() {
+	data, err := os.ReadFile(c.log.Name())
+	if err != nil {
+		c.t.Logf("keep the private containerd's log: %v", err)
+		return
+	}
+	dir := filepath.Join(os.TempDir(), "podsup-e2e-failures", strings.ReplaceAll(c.t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Logf("keep the private containerd's log: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, "containerd.log"), data, 0o644); err != nil {
+		c.t.Logf("keep the private containerd's log: %v", err)
+		return
+	}
+	c.t.Logf("private containerd's log kept in %s", filepath.Join(dir, "containerd.log"))
 }
 
 // purge removes every namespace's containers so no shim outlives the test.
