@@ -8,6 +8,9 @@
 #   hack/test.sh               the suite
 #   hack/test.sh --under-load  the suite while CPU hogs keep every core busy
 #                              at normal priority, as on a shared machine
+#
+# PODSUP_CONTAINERD=2 hack/test.sh runs it against containerd 2.3 (built and
+# started by hack/containerd2.sh) instead of Debian's containerd 1.6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +20,8 @@ import (
 type Containerd struct {
 	t       testing.TB
 	dir     string
+	bin     string // the containerd binary
+	binDir  string // BinDir(), put first on the daemon's PATH; "" for PATH as is
 	Address string
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once cmd has exited
@@ -25,31 +29,33 @@ type Containerd struct {
 }
 
 // StartContainerd starts a private containerd (its own root, state and
-// socket; the CRI plugin off) and stops it when the test ends.
+// socket; the CRI plugin off) and stops it when the test ends. It runs the
+// containerd in $PODSUP_TEST_CONTAINERD_BIN (see BinDir), else the one on
+// PATH.
 func StartContainerd(t testing.TB) *Containerd {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		Unavailable(t, "a private containerd needs root")
 	}
-	if _, err := exec.LookPath("containerd"); err != nil {
-		Unavailable(t, "containerd is not installed")
+	binDir, name := BinDir(), "containerd"
+	if binDir != "" {
+		name = filepath.Join(binDir, name)
+	}
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(t, "containerd is not installed: %v", err)
+	}
+	major, err := containerdMajor(bin)
+	if err != nil {
+		t.Fatal(err)
 	}
 	// The socket path must stay short: unix socket paths are limited.
 	dir, err := os.MkdirTemp("/run", "podsup-ctrd-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Containerd{t: t, dir: dir, Address: filepath.Join(dir, "c.sock")}
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Address, c.Address+".ttrpc")
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
+	c := &Containerd{t: t, dir: dir, bin: bin, binDir: binDir, Address: filepath.Join(dir, "c.sock")}
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(privateConfig(major, dir, c.Address)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if c.log, err = os.Create(filepath.Join(dir, "containerd.log")); err != nil {
@@ -60,6 +66,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		c.purge()
 		c.Stop()
 		c.log.Close()
+		if t.Failed() {
+			c.keepLog()
+		}
 		// Overlay snapshots of stopped containers are mounted no more.
 		if err := os.RemoveAll(dir); err != nil {
 			t.Logf("remove %s: %v", dir, err)
@@ -71,7 +80,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 // Start starts the daemon and waits until it answers.
 func (c *Containerd) Start() {
 	c.t.Helper()
-	c.cmd = exec.Command("containerd", "--config", filepath.Join(c.dir, "config.toml"))
+	c.cmd = exec.Command(c.bin, "--config", filepath.Join(c.dir, "config.toml"))
+	if c.binDir != "" {
+		// The daemon starts the shim it finds on PATH, and the shim the
+		// runc it finds there: those beside this containerd, not the
+		// host's.
+		c.cmd.Env = append(os.Environ(), "PATH="+c.binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -136,6 +151,26 @@ func (c *Containerd) Client() *containerd.Client {
 	return client
 }
 
+// keepLog copies the daemon's log out of its directory, which is about to
+// go, to where the e2e harness keeps podsup's logs of a failed test.
+func (c *Containerd) keepLog() {
+	data, err := os.ReadFile(c.log.Name())
+	if err != nil {
+		c.t.Logf("keep the private containerd's log: %v", err)
+		return
+	}
+	dir := filepath.Join(os.TempDir(), "podsup-e2e-failures", strings.ReplaceAll(c.t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Logf("keep the private containerd's log: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, "containerd.log"), data, 0o644); err != nil {
+		c.t.Logf("keep the private containerd's log: %v", err)
+		return
+	}
+	c.t.Logf("private containerd's log kept in %s", filepath.Join(dir, "containerd.log"))
+}
+
 // purge removes every namespace's containers so no shim outlives the test.
 func (c *Containerd) purge() {
 	if c.cmd == nil {
@@ -153,4 +188,67 @@ func (c *Containerd) purge() {
 			c.t.Logf("purge %s: %v", ns, err)
 		}
 	}
+}
+
+// BinDir is $PODSUP_TEST_CONTAINERD_BIN: a directory holding the containerd,
+// containerd-shim-runc-v2 and runc a private containerd runs, such as the
+// containerd 2.3 hack/containerd2.sh builds; "" means those on PATH.
+func BinDir() string {
+	return os.Getenv("PODSUP_TEST_CONTAINERD_BIN")
+}
+
+// containerdMajor returns the major version of a containerd binary.
+func containerdMajor(bin string) (int, error) {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: %w", bin, err)
+	}
+	n, err := parseMajor(string(out))
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: %w", bin, err)
+	}
+	return n, nil
+}
+
+// parseMajor reads the major version out of `containerd --version`:
+// "containerd github.com/containerd/containerd/v2 v2.3.7 ..." or Debian's
+// "containerd github.com/containerd/containerd 1.6.20~ds1 ...".
+func parseMajor(version string) (int, error) {
+	f := strings.Fields(version)
+	if len(f) < 3 {
+		return 0, fmt.Errorf("unexpected output %q", version)
+	}
+	major, _, _ := strings.Cut(strings.TrimPrefix(f[2], "v"), ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0, fmt.Errorf("no version in %q", version)
+	}
+	return n, nil
+}
+
+// privateConfig is the config of a private containerd of the given major
+// version in dir, serving address.
+func privateConfig(major int, dir, address string) string {
+	paths := fmt.Sprintf(`root = %q
+state = %q
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), address, address+".ttrpc")
+	if major < 2 {
+		return "version = 2\n" + `disabled_plugins = ["io.containerd.grpc.v1.cri"]` + "\n" + paths
+	}
+	// containerd 2 still loads version 2 configs (2.3 migrates 2 and 3 to
+	// its own 4), but its CRI is three plugins and the NRI socket, shim
+	// sockets and /opt/containerd are shared with every containerd on the
+	// host unless set. Runtime options (runc's BinaryName and root) would
+	// apply to CRI's containers only; podsup's containers get the shim's
+	// defaults, runc from PATH.
+	return "version = 3\n" + `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.nri.v1.nri"]` + "\n" + paths +
+		fmt.Sprintf(`[plugins."io.containerd.shim.v1.manager"]
+  socket_dir = %q
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(dir, "s"), filepath.Join(dir, "root", "opt"))
 }
