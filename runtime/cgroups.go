@@ -59,7 +59,10 @@ func oomKilled(cgroupsPath string) bool {
 }
 
 // removePodCgroups removes a pod's cgroup from every hierarchy once its
-// containers are gone; runc removes only the containers' own cgroups.
+// containers are gone, with the empty container cgroups left under it:
+// runc removes a container's own cgroup when its task is deleted, but not
+// one a create cut short made (seen with containerd 2.3 when podsup was
+// killed while it created a task).
 func (r *Runtime) removePodCgroups(key string) error {
 	if r.cgroupDriver == "systemd" {
 		return nil // systemd removes empty slices itself
@@ -77,11 +80,33 @@ func (r *Runtime) removePodCgroups(key string) error {
 				dirs = append(dirs, filepath.Join(cgroupRoot, rel))
 			}
 			for _, d := range dirs {
-				if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if err := removeCgroupTree(d); err != nil {
 					errs = append(errs, err)
 				}
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroupTree removes a cgroup and the cgroups under it, deepest
+// first. Only empty cgroups can go: one with a process in it stays, and so
+// does every cgroup above it, with EBUSY in the error.
+func removeCgroupTree(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeCgroupTree(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
