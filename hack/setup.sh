@@ -4,7 +4,7 @@
 # iptables, busybox-static (the offline test and example images are built
 # from it), etcd and the registry for later tests, and Chromium for the status
 # page test. Safe to run again: it installs only what is missing and starts
-# containerd only if it is not answering. PODSUP_CONTAINERD=2 adds
+# containerd only if it is not answering. It also builds and starts
 # containerd 2.3 beside it and points the tests at it (see below).
 set -euo pipefail
 
@@ -46,12 +46,13 @@ if ! ctr version >/dev/null 2>&1; then
 	ctr version >/dev/null 2>&1 || { echo "containerd did not start; see /var/log/containerd.log" >&2; exit 1; }
 fi
 
-# With PODSUP_CONTAINERD=2, also containerd 2.3 on a socket of its own
-# (hack/containerd2.sh; built once per machine), and the tests pointed at it:
-# the shared daemon through PODSUP_TEST_CONTAINERD, the private ones tests
+# By default (PODSUP_CONTAINERD=2), also containerd 2.3 on a socket of its
+# own (hack/containerd2.sh; built once per machine), and the tests pointed at
+# it: the shared daemon through PODSUP_TEST_CONTAINERD, the private ones tests
 # start through PODSUP_TEST_CONTAINERD_BIN. Debian's containerd 1.6 above is
-# started either way; by default (PODSUP_CONTAINERD=1) the tests use it.
-case "${PODSUP_CONTAINERD:-1}" in
+# started either way: hack/test.sh runs a part of the suite against it, and
+# with PODSUP_CONTAINERD=1 the whole suite.
+case "${PODSUP_CONTAINERD:-2}" in
 1) ;;
 2)
 	bash "$(dirname "${BASH_SOURCE[0]}")/containerd2.sh" start

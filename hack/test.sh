@@ -9,8 +9,10 @@
 #   hack/test.sh --under-load  the suite while CPU hogs keep every core busy
 #                              at normal priority, as on a shared machine
 #
-# PODSUP_CONTAINERD=2 hack/test.sh runs it against containerd 2.3 (built and
-# started by hack/containerd2.sh) instead of Debian's containerd 1.6.
+# The suite runs against containerd 2.3 (built and started by
+# hack/containerd2.sh), and its pod lifecycle, network and crash recovery
+# tests also against Debian's containerd 1.6, at the same time.
+# PODSUP_CONTAINERD=1 hack/test.sh runs the whole suite against 1.6 alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +33,12 @@ export CGO_ENABLED=1 # the race detector needs cgo
 fuzztime="${PODSUP_FUZZTIME:-40s}" # of the manifest parser
 work="$(mktemp -d)"
 hogs=()
+compat_pid=
 cleanup() {
+	if [ -n "$compat_pid" ]; then
+		pkill -P "$compat_pid" 2>/dev/null || true
+		kill "$compat_pid" 2>/dev/null || true
+	fi
 	if [ "${#hogs[@]}" -gt 0 ]; then
 		kill "${hogs[@]}" 2>/dev/null || true
 	fi
@@ -71,10 +78,38 @@ mkdir -p "$PODSUP_SUMMARY_DIR"
 # the CPU. The slowest packages are named first, so they start first and
 # the four slots end together.
 slowest=(./e2e/reliability ./cni ./e2e/lifecycle ./e2e/network ./manifest ./supervisor)
-go test -race -count=1 -tags integration -timeout 30m -p 4 -parallel 3 "${slowest[@]}" ./...
+if [ "${PODSUP_CONTAINERD:-2}" = 2 ]; then
+	# Debian's containerd 1.6, still supported: pod lifecycle, restarts,
+	# network and crash recovery, beside the main run.
+	(
+		export PODSUP_TEST_CONTAINERD=/run/containerd/containerd.sock PODSUP_TEST_CONTAINERD_BIN=
+		export PODSUP_SUMMARY_DIR="$work/summary-1.6"
+		mkdir -p "$PODSUP_SUMMARY_DIR"
+		go test -race -count=1 -tags integration -timeout 45m -p 2 -parallel 3 ./e2e/lifecycle ./e2e/network &&
+			go test -race -count=1 -tags integration -timeout 45m -parallel 3 \
+				-run '^TestReliability(CrashLoop|ContainerdRestarts)$' ./e2e/reliability
+	) >"$work/compat.log" 2>&1 &
+	compat_pid=$!
+fi
+main=0
+go test -race -count=1 -tags integration -timeout 45m -p 4 -parallel 3 "${slowest[@]}" ./... || main=$?
+if [ -n "$compat_pid" ]; then
+	echo
+	echo "== the same against Debian's containerd 1.6: e2e/lifecycle, e2e/network, crash recovery"
+	compat=0
+	wait "$compat_pid" || compat=$?
+	compat_pid=
+	cat "$work/compat.log"
+	[ "$compat" = 0 ] || exit "$compat"
+fi
+[ "$main" = 0 ] || exit "$main"
 echo
 echo "== figures recorded by the tests"
 cat "$PODSUP_SUMMARY_DIR"/* 2>/dev/null || true
+if [ -n "$compat_pid" ]; then
+	echo "== figures recorded against containerd 1.6"
+	cat "$work/summary-1.6"/* 2>/dev/null || true
+fi
 
 # Each fuzz target for a fixed time, 75 s in all, seeded with the hostile
 # corpus (internal/hostile).
