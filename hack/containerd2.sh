@@ -61,15 +61,8 @@ build() {
 	cached && return 0
 	command -v go >/dev/null || { echo "hack/containerd2.sh: Go is not installed (want /usr/local/go)" >&2; exit 1; }
 	# runc's seccomp support links libseccomp through cgo and pkg-config.
-	local missing=()
-	for p in libseccomp-dev pkg-config gcc libc6-dev; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-	done
-	if [ "${#missing[@]}" -gt 0 ]; then
-		echo "installing: ${missing[*]}"
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-	fi
+	source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+	install_missing libseccomp-dev pkg-config gcc libc6-dev
 	mkdir -p "$cache"
 	# One build at a time; a second caller waits, then finds it cached.
 	exec 9>"$cache/.lock"
