@@ -59,34 +59,59 @@ func oomKilled(cgroupsPath string) bool {
 }
 
 // removePodCgroups removes a pod's cgroup from every hierarchy once its
-// containers are gone, with the empty container cgroups left under it:
-// runc removes a container's own cgroup when its task is deleted, but not
-// one a create cut short made (seen with containerd 2.3 when podsup was
-// killed while it created a task).
+// containers are gone, with the empty container cgroups left under it.
 func (r *Runtime) removePodCgroups(key string) error {
 	if r.cgroupDriver == "systemd" {
 		return nil // systemd removes empty slices itself
+	}
+	var errs []error
+	for _, class := range []v1.PodQOSClass{v1.PodQOSGuaranteed, v1.PodQOSBurstable, v1.PodQOSBestEffort} {
+		for _, d := range hierarchyDirs(r.podCgroup(key, class)) {
+			if err := removeCgroupTree(d); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeContainerCgroup removes a container's own cgroup, given by its OCI
+// cgroupsPath, from every hierarchy once its task is gone. runc removes it
+// when the task is deleted, but not one a create cut short made: containerd
+// 2.3 deletes such a task with "container not created" and leaves the
+// cgroup (seen when podsup was killed while it created a task). With the
+// systemd driver systemd removes the scope.
+func removeContainerCgroup(cgroupsPath string) error {
+	if cgroupsPath == "" || strings.Contains(cgroupsPath, ":") {
+		return nil
+	}
+	var errs []error
+	for _, d := range hierarchyDirs(cgroupsPath) {
+		if err := removeCgroupTree(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hierarchyDirs is where the cgroup rel is in every mounted hierarchy: rel
+// under the root of a cgroup v2 mount, or under each cgroup v1 controller
+// (and under "unified", where v2 is mounted beside v1).
+func hierarchyDirs(rel string) []string {
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		return []string{filepath.Join(cgroupRoot, rel)}
 	}
 	hierarchies, err := os.ReadDir(cgroupRoot)
 	if err != nil {
 		return nil
 	}
-	var errs []error
-	for _, class := range []v1.PodQOSClass{v1.PodQOSGuaranteed, v1.PodQOSBurstable, v1.PodQOSBestEffort} {
-		rel := r.podCgroup(key, class)
-		for _, h := range hierarchies {
-			dirs := []string{filepath.Join(cgroupRoot, h.Name(), rel)}
-			if h.Name() == "unified" || !h.IsDir() {
-				dirs = append(dirs, filepath.Join(cgroupRoot, rel))
-			}
-			for _, d := range dirs {
-				if err := removeCgroupTree(d); err != nil {
-					errs = append(errs, err)
-				}
-			}
+	var dirs []string
+	for _, h := range hierarchies {
+		if h.IsDir() {
+			dirs = append(dirs, filepath.Join(cgroupRoot, h.Name(), rel))
 		}
 	}
-	return errors.Join(errs...)
+	return dirs
 }
 
 // removeCgroupTree removes a cgroup and the cgroups under it, deepest

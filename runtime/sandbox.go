@@ -331,6 +331,15 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 		}
 	}
 	closeAttachment(a)
+	// Before the record that names it goes: a podsup that dies in between
+	// finds the container again and finishes.
+	labels, err := c.Labels(ctx)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("labels of %s: %w", id, err)
+	}
+	if err := removeContainerCgroup(labels[LabelCgroupsPath]); err != nil {
+		return fmt.Errorf("remove cgroup of %s: %w", id, err)
+	}
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}

@@ -4,16 +4,19 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 
-	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/internal/testenv"
@@ -47,16 +50,19 @@ func TestStartOverLeftoverTask(t *testing.T) {
 func TestOrphanTasksSwept(t *testing.T) {
 	client, ctx, rt, pod, sb := leftoverSetup(t)
 	id := runtime.ContainerID(pod.Namespace+"/"+pod.Name, "polite", sb.Attempt, 3, 1)
-	leaveTask(t, ctx, client, id)
+	pid := leaveTask(t, ctx, client, id)
 
 	if err := rt.RemoveOrphans(ctx, "", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
-		t.Errorf("the leftover task is still there after the sweep (get: %v)", err)
+	// Its process is what a leftover task holds: the sweep killed it and
+	// the shim reaped it. (containerd answers NotFound for a task whose
+	// container record is gone, whether or not the task is there.)
+	if err := syscall.Kill(int(pid), 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the leftover task's process %d is still there after the sweep (kill 0: %v)", pid, err)
 	}
-	if _, err := client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: sb.ID}); err != nil {
-		t.Errorf("the sandbox's task went with the sweep: %v", err)
+	if err := syscall.Kill(int(sb.Pid), 0); err != nil {
+		t.Errorf("the sandbox's process %d went with the sweep: %v", sb.Pid, err)
 	}
 }
 
@@ -92,8 +98,9 @@ func leftoverSetup(t *testing.T) (*containerd.Client, context.Context, *runtime.
 }
 
 // leaveTask makes what an interrupted create leaves: a created task of the
-// given ID whose container record was deleted under it.
-func leaveTask(t *testing.T, ctx context.Context, client *containerd.Client, id string) {
+// given ID whose container record was deleted under it. It returns the
+// task's PID.
+func leaveTask(t *testing.T, ctx context.Context, client *containerd.Client, id string) uint32 {
 	t.Helper()
 	img, err := client.GetImage(ctx, testenv.BusyboxRef)
 	if err != nil {
@@ -104,7 +111,8 @@ func leaveTask(t *testing.T, ctx context.Context, client *containerd.Client, id 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stray.NewTask(ctx, cio.NullIO); err != nil {
+	task, err := stray.NewTask(ctx, cio.NullIO)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := client.ContainerService().Delete(ctx, id); err != nil {
@@ -112,5 +120,50 @@ func leaveTask(t *testing.T, ctx context.Context, client *containerd.Client, id 
 	}
 	if err := client.SnapshotService(testenv.Snapshotter).Remove(ctx, id); err != nil {
 		t.Logf("remove the stray's snapshot: %v", err) // still mounted by its task on some versions
+	}
+	return task.Pid()
+}
+
+// TestRemoveContainerTakesItsCgroup: a container whose task is gone but
+// whose cgroup stayed, as containerd 2.3 leaves a task create cut short,
+// loses its cgroup in every hierarchy when podsup removes it, and the pod's
+// cgroup above it stays.
+func TestRemoveContainerTakesItsCgroup(t *testing.T) {
+	client, ctx, rt, pod, sb := leftoverSetup(t)
+	id := runtime.ContainerID(pod.Namespace+"/"+pod.Name, "polite", sb.Attempt, 0, 0)
+	sbc, err := client.LoadContainer(ctx, sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, err := sbc.Labels(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgroup := filepath.Join(filepath.Dir(labels[runtime.LabelCgroupsPath]), id)
+	var dirs []string
+	for _, h := range []string{"memory", "pids", "cpu"} {
+		dir := filepath.Join("/sys/fs/cgroup", h, cgroup)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			testenv.Unavailable(t, "cgroup v1 hierarchy %s: %v", h, err)
+		}
+		dirs = append(dirs, dir)
+	}
+	if _, err := client.NewContainer(ctx, id, containerd.WithContainerLabels(map[string]string{runtime.LabelCgroupsPath: cgroup})); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := rt.RemoveContainer(ctx, &runtime.Container{ID: id}); err != nil {
+		t.Fatalf("remove a container whose cgroup outlived its task: %v", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s still there (stat: %v)", d, err)
+		}
+		if _, err := os.Stat(filepath.Dir(d)); err != nil {
+			t.Errorf("the pod's cgroup went with the container's: %v", err)
+		}
+	}
+	if _, err := client.LoadContainer(ctx, id); !errdefs.IsNotFound(err) {
+		t.Errorf("the container record is still there (load: %v)", err)
 	}
 }
