@@ -137,21 +137,32 @@ func TestDiskPressure(t *testing.T) {
 	harness.Record(t, "whole cycle, fill to readmission", "%.1f s", time.Since(start).Seconds())
 }
 
-// TestMemoryPressure sets the memory threshold 2000 MiB below what the
-// machine has available (a margin for the other tests, and the compilers
-// of other test packages, running meanwhile), and runs a BestEffort pod
-// that takes 3500 MiB of memory (a tmpfs volume), a Burstable pod and a
-// critical pod: the BestEffort pod is evicted, the others stay. (6000 MiB
-// took over 3 minutes to write on a machine with a load of 50.)
+// memoryHog is a container that writes 64 MiB files into /mem until it
+// has written maxMiB or is evicted, once: a marker on a hostPath remembers
+// it did, so that the pod readmitted after the eviction stays idle. It
+// prints what it has written, for a failure to show.
+func memoryHog(maxMiB int) string {
+	return fmt.Sprintf("if [ ! -e /marker/filled ]; then touch /marker/filled; i=0; "+
+		"while [ $((i*64)) -lt %d ] && dd if=/dev/zero of=/mem/fill$i bs=1M count=64 2>/dev/null; do i=$((i+1)); echo written $((i*64)) MiB; done; fi; "+
+		"trap 'exit 0' TERM; while true; do sleep 0.5; done", maxMiB)
+}
+
+// TestMemoryPressure sets the memory threshold marginMiB below what the
+// machine has available, and runs a BestEffort pod that fills a tmpfs
+// volume until it is evicted, a Burstable pod and a critical pod: the
+// BestEffort pod is evicted, the others stay. The other tests, and the
+// compilers of other test packages, run meanwhile and take and free
+// gigabytes, so the hog does not write a fixed amount (a run failed when
+// 3500 MiB did not reach a threshold 2000 MiB down): it writes until it is
+// evicted, up to a cap far above the margin.
 func TestMemoryPressure(t *testing.T) {
-	const hogMiB, marginMiB = 3500, 2000
+	const marginMiB = 2000
 	e := newEnv(t)
 	marker := t.TempDir()
-	volumes := fmt.Sprintf("  volumes: [{name: mem, emptyDir: {medium: Memory, sizeLimit: 4Gi}}, {name: marker, hostPath: {path: %s}}]\n", marker)
-	mount := "    volumeMounts: [{name: mem, mountPath: /mem}, {name: marker, mountPath: /marker}]\n"
-	hog := strings.Replace(pressurePod("hog", fillOnce("/mem", hogMiB), "", volumes), "    volumeMounts: [{name: marker, mountPath: /marker}]\n", mount, 1)
-	burstable := pressurePod("burstable", idle, "    resources: {requests: {memory: 10Mi}}\n", volumes)
-	critical := pressurePod("critical", idle, "", volumes+"  priorityClassName: system-node-critical\n")
+	burstable := pressurePod("burstable", idle, "    resources: {requests: {memory: 10Mi}}\n", "")
+	burstable = strings.Replace(burstable, "    volumeMounts: [{name: marker, mountPath: /marker}]\n", "", 1)
+	critical := strings.Replace(pressurePod("critical", idle, "", "  priorityClassName: system-node-critical\n"),
+		"    volumeMounts: [{name: marker, mountPath: /marker}]\n", "", 1)
 	e.Write("burstable.yaml", burstable)
 	e.Write("critical.yaml", critical)
 	e.Start("--eviction-hard", "memory.available<1Mi", "--housekeeping-interval", "1s", "--eviction-pressure-transition-period", "5s")
@@ -159,21 +170,54 @@ func TestMemoryPressure(t *testing.T) {
 	e.WaitPod("critical", "running", harness.IsRunning)
 
 	// The threshold: margin below what is available now, as podsup counts it.
-	s, err := e.StatsSummary()
-	if err != nil || s.Node.Memory == nil || s.Node.Memory.AvailableBytes == nil {
-		t.Fatalf("summary: %v", err)
+	availableMiB := func() int64 {
+		s, err := e.StatsSummary()
+		if err != nil || s.Node.Memory == nil || s.Node.Memory.AvailableBytes == nil {
+			return -1
+		}
+		return int64(*s.Node.Memory.AvailableBytes >> 20)
 	}
-	available := *s.Node.Memory.AvailableBytes
-	threshold := fmt.Sprintf("memory.available<%dMi", available>>20-marginMiB)
+	available := availableMiB()
+	if available < 4*marginMiB {
+		t.Fatalf("memory.available %d MiB: want at least %d MiB to run this test", available, 4*marginMiB)
+	}
+	thresholdMiB := available - marginMiB
+	threshold := fmt.Sprintf("memory.available<%dMi", thresholdMiB)
 	ids := map[string]string{"burstable": harness.ContainerIDs(e.Pod("burstable")), "critical": harness.ContainerIDs(e.Pod("critical"))}
 	e.Stop()
 	e.Start("--eviction-hard", threshold, "--housekeeping-interval", "1s", "--eviction-pressure-transition-period", "5s")
 	e.WaitPod("burstable", "adopted", harness.IsRunning)
 	e.WaitPod("critical", "adopted", harness.IsRunning)
 
+	// The cap: what the hog may write if the rest of the machine frees
+	// memory as fast as it fills it, leaving a quarter of what was
+	// available; the tmpfs is bounded a little above it.
+	capMiB := min(available*3/4, 4*marginMiB+4096)
+	volumes := fmt.Sprintf("  volumes: [{name: mem, emptyDir: {medium: Memory, sizeLimit: %dMi}}, {name: marker, hostPath: {path: %s}}]\n", capMiB+64, marker)
+	mount := "    volumeMounts: [{name: mem, mountPath: /mem}, {name: marker, mountPath: /marker}]\n"
+	hog := strings.Replace(pressurePod("hog", memoryHog(int(capMiB)), "", volumes), "    volumeMounts: [{name: marker, mountPath: /marker}]\n", mount, 1)
 	start := time.Now()
 	e.Write("hog.yaml", hog)
-	e.WaitPod("hog", "evicted", harness.Evicted)
+	// What a failure shows, read every few seconds rather than at every
+	// poll: a summary costs podsup more than a pod list.
+	var detail string
+	var read time.Time
+	harness.WaitUntil(t, "pod hog evicted", func() string {
+		if time.Since(read) > 2*time.Second {
+			detail = fmt.Sprintf("memory.available %d MiB, threshold %d MiB, hog log: %q", availableMiB(), thresholdMiB, e.LogTail("hog", "main"))
+			read = time.Now()
+		}
+		pods, _ := e.Pods()
+		for _, p := range pods {
+			if p.Name == "hog-node1" {
+				if harness.Evicted(p) {
+					return ""
+				}
+				return fmt.Sprintf("hog %s %q; %s", p.Status.Phase, p.Status.Reason, detail)
+			}
+		}
+		return "hog not published"
+	})
 	took := time.Since(start)
 	if msg := e.Pod("hog").Status.Message; !strings.Contains(msg, "memory") {
 		t.Errorf("eviction message %q: want the resource", msg)
@@ -184,6 +228,6 @@ func TestMemoryPressure(t *testing.T) {
 			t.Errorf("%s: %s %q, containers %s: want running, untouched (%s)", name, p.Status.Phase, p.Status.Reason, harness.ContainerIDs(p), want)
 		}
 	}
-	harness.Record(t, "threshold", "%s (available at start %d MiB)", threshold, available>>20)
-	harness.Record(t, fmt.Sprintf("%d MiB allocated to eviction", hogMiB), "%.1f s", took.Seconds())
+	harness.Record(t, "threshold", "%s (available at start %d MiB)", threshold, available)
+	harness.Record(t, "BestEffort pod filling memory until evicted", "%.1f s (%s)", took.Seconds(), e.LogTail("hog", "main"))
 }

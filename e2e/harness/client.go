@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -102,4 +103,14 @@ func (e *Env) StatsSummary() (*statsapi.Summary, error) {
 // HealthzClient talks to the healthz port.
 func (e *Env) HealthzClient() APIClient {
 	return APIClient{base: "http://" + e.Healthz, http: &http.Client{}}
+}
+
+// LogTail is the last line of a container's log of the named pod (without
+// the node suffix), read through the admin socket, or why there is none.
+func (e *Env) LogTail(pod, container string) string {
+	code, out, err := e.SocketClient().Do("GET", "/containerLogs/default/"+pod+"-node1/"+container+"?tailLines=1", nil)
+	if err != nil || code != http.StatusOK {
+		return fmt.Sprintf("no log: %d %v", code, err)
+	}
+	return strings.TrimSpace(out)
 }

@@ -110,7 +110,7 @@ func NewEnvWith(t *testing.T, address string, client *containerd.Client) *Env {
 		Manifests: t.TempDir(), Root: t.TempDir(), Logs: t.TempDir(), ReadOnly: FreeAddr(t), Healthz: FreeAddr(t), Secure: FreeAddr(t), Socket: shortSocket(t)}
 	t.Cleanup(func() {
 		e.Stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("PODSUP_E2E_KEEP_LOGS") != "" {
 			e.keepLogs()
 		}
 		e.releaseNetworks()
@@ -153,7 +153,8 @@ func (e *Env) releaseNetworks() {
 	}
 }
 
-// keepLogs copies podsup's logs out of the test's temporary directories,
+// keepLogs copies podsup's logs out of the test's temporary directories
+// (on failure, or always with PODSUP_E2E_KEEP_LOGS set),
 // which are about to go, so a failure can be read afterwards.
 func (e *Env) keepLogs() {
 	dir := filepath.Join(os.TempDir(), "podsup-e2e-failures", strings.ReplaceAll(e.t.Name(), "/", "_"))
