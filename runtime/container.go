@@ -60,7 +60,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	ctx = r.Context(ctx)
 	pod, c, sb := cfg.Pod, cfg.Container, cfg.Sandbox
 	key := podKey(pod)
-	id := ContainerID(key, c.Name, sb.Attempt, cfg.Attempt, cfg.Retry)
+	id := r.freeContainerID(ctx, key, c.Name, sb.Attempt, cfg.Attempt, cfg.Retry)
 	img, err := r.EnsureImage(ctx, c.Image, c.ImagePullPolicy, image.WithPullSecrets(cfg.PullSecrets), image.WithProgress(cfg.PullProgress))
 	if err != nil {
 		return nil, err
@@ -329,6 +329,42 @@ func (r *Runtime) loadTask(ctx context.Context, id string) (containerd.Task, err
 		return nil, fmt.Errorf("task of %s: %w", id, err)
 	}
 	return task, nil
+}
+
+// maxLeftovers bounds how many IDs freeContainerID passes over.
+const maxLeftovers = 5
+
+// freeContainerID is the ID of a new instance: the one its attempt and
+// retry count give, or, where an interrupted start left a container record
+// or a snapshot of that ID, the next retry's. Reusing the ID of a task
+// create that was cut short races containerd 2.3: the shim connection of
+// the old task closes late, and containerd's cleanup of a dead shim then
+// deletes whatever task has that ID, the new one included (seen in the
+// crash loop test: the restarted container vanished a second after its
+// start). The leftover itself goes with the instance that replaces it, or
+// with the sweep of orphans.
+func (r *Runtime) freeContainerID(ctx context.Context, key, name string, sandboxAttempt, attempt, retry int) string {
+	id := ContainerID(key, name, sandboxAttempt, attempt, retry)
+	for n := 1; n <= maxLeftovers && r.idTaken(ctx, id); n++ {
+		id = ContainerID(key, name, sandboxAttempt, attempt, retry+n)
+	}
+	return id
+}
+
+// idTaken reports whether a container record or a snapshot has the ID. A
+// snapshot alone is what a podsup killed between preparing it and creating
+// the container leaves; no task ever ran on it, so it is removed and the ID
+// is free (waiting for the sweep of orphans would hold it for minutes).
+func (r *Runtime) idTaken(ctx context.Context, id string) bool {
+	if _, err := r.client.ContainerService().Get(ctx, id); !errdefs.IsNotFound(err) {
+		return true
+	}
+	sn := r.client.SnapshotService(r.snapshotter)
+	if _, err := sn.Stat(ctx, id); errdefs.IsNotFound(err) {
+		return false
+	}
+	r.log.Info("removing the snapshot an interrupted start left", "snapshot", id)
+	return sn.Remove(ctx, id) != nil
 }
 
 // RemoveContainer deletes a container instance, its task, snapshot and

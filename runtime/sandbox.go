@@ -157,6 +157,8 @@ func sandboxNamespaces(pod *v1.Pod, netns string) []oci.SpecOpts {
 // newContainer creates a container. A container of the same ID left by an
 // attempt that was interrupted (podsup killed between create and start) is
 // removed first: IDs are deterministic, so it cannot be anything else.
+// (Containers pass over such IDs, see freeContainerID; sandboxes, and
+// containers past maxLeftovers, come here.)
 func (r *Runtime) newContainer(ctx context.Context, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
 	c, err := r.client.NewContainer(ctx, id, opts...)
 	if errdefs.IsAlreadyExists(err) {

@@ -167,3 +167,52 @@ func TestRemoveContainerTakesItsCgroup(t *testing.T) {
 		t.Errorf("the container record is still there (load: %v)", err)
 	}
 }
+
+// TestStartPassesOverLeftovers: a container record left by a start that was
+// cut short keeps its ID, and the next start takes the next retry's
+// (containerd 2.3's cleanup of the old task's shim would delete a new task
+// of the same ID); a snapshot left alone, with no container, is removed
+// and its ID used.
+func TestStartPassesOverLeftovers(t *testing.T) {
+	client, ctx, rt, pod, sb := leftoverSetup(t)
+	key := pod.Namespace + "/" + pod.Name
+	img, err := client.GetImage(ctx, testenv.BusyboxRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leave := func(id string, keepRecord bool) {
+		t.Helper()
+		if _, err := client.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img),
+			containerd.WithNewSpec(oci.WithImageConfig(img))); err != nil {
+			t.Fatal(err)
+		}
+		if !keepRecord {
+			if err := client.ContainerService().Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	recordID := runtime.ContainerID(key, "polite", sb.Attempt, 0, 0)
+	leave(recordID, true)
+	started, err := rt.StartContainer(ctx, &runtime.ContainerConfig{Pod: pod, Container: &pod.Spec.Containers[1], Sandbox: sb, Hash: "test"})
+	if err != nil {
+		t.Fatalf("start beside a leftover container: %v", err)
+	}
+	if want := runtime.ContainerID(key, "polite", sb.Attempt, 0, 1); started.ID != want {
+		t.Errorf("started %s beside the leftover %s, want %s", started.ID, recordID, want)
+	}
+	if _, err := client.LoadContainer(ctx, recordID); err != nil {
+		t.Errorf("the leftover container went before its replacement was up to remove it: %v", err)
+	}
+
+	snapshotID := runtime.ContainerID(key, "polite", sb.Attempt, 1, 0)
+	leave(snapshotID, false)
+	started, err = rt.StartContainer(ctx, &runtime.ContainerConfig{Pod: pod, Container: &pod.Spec.Containers[1], Sandbox: sb, Hash: "test", Attempt: 1})
+	if err != nil {
+		t.Fatalf("start over a leftover snapshot: %v", err)
+	}
+	if started.ID != snapshotID {
+		t.Errorf("started %s over a leftover snapshot, want its ID %s", started.ID, snapshotID)
+	}
+	waitLog(t, started.LogPath, "ready")
+}
