@@ -296,16 +296,8 @@ func fetch(netns, url string, within time.Duration) (string, error) {
 	}
 }
 
-// freePort is a TCP port nothing on the host listens on right now.
-func freePort(t *testing.T) int32 {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return int32(l.Addr().(*net.TCPAddr).Port)
-}
+// freePort is a TCP port no other test gets.
+func freePort(t *testing.T) int32 { return int32(testenv.FreePort(t)) }
 
 // mountinfo returns the lines of /proc/self/mountinfo whose mount point is
 // path.

@@ -18,7 +18,7 @@ import (
 	"github.com/podsup/podsup/runtime"
 )
 
-const sleeper = "trap 'exit 0' TERM; while true; do sleep 0.2; done"
+const sleeper = "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"
 
 func ids(st *runtime.PodState) map[string]string {
 	m := map[string]string{}

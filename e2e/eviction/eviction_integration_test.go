@@ -24,10 +24,10 @@ import (
 // back and stays without filling the node again.
 func fillOnce(dir string, size int) string {
 	return fmt.Sprintf("if [ ! -e /marker/filled ]; then touch /marker/filled; dd if=/dev/zero of=%s/fill bs=1M count=%d; fi; "+
-		"trap 'exit 0' TERM; while true; do sleep 0.5; done", dir, size)
+		"trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", dir, size)
 }
 
-const idle = "trap 'exit 0' TERM; while true; do sleep 0.5; done"
+const idle = "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"
 
 // pressurePod is a pod of one container running cmd; extra is spec YAML
 // (volumes, priorityClassName).
@@ -144,7 +144,7 @@ func TestDiskPressure(t *testing.T) {
 func memoryHog(maxMiB int) string {
 	return fmt.Sprintf("if [ ! -e /marker/filled ]; then touch /marker/filled; i=0; "+
 		"while [ $((i*64)) -lt %d ] && dd if=/dev/zero of=/mem/fill$i bs=1M count=64 2>/dev/null; do i=$((i+1)); echo written $((i*64)) MiB; done; fi; "+
-		"trap 'exit 0' TERM; while true; do sleep 0.5; done", maxMiB)
+		"trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", maxMiB)
 }
 
 // TestMemoryPressure sets the memory threshold marginMiB below what the

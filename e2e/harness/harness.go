@@ -10,18 +10,19 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,6 +49,37 @@ var binary string
 // Binary is the path of the podsup under test.
 func Binary() string { return binary }
 
+var release struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// ReleaseBinary is podsup as it is shipped: without the race detector,
+// static and stripped. It is PODSUP_E2E_RELEASE_BINARY when hack/test.sh
+// built it, else built once for the test process. A test that parses
+// megabytes of hostile input uses it: the race detector makes that take
+// minutes of CPU and checks no concurrency, and the memory podsup keeps is
+// only a figure for a release build.
+func ReleaseBinary(t *testing.T) string {
+	t.Helper()
+	if path := os.Getenv("PODSUP_E2E_RELEASE_BINARY"); path != "" {
+		return path
+	}
+	release.once.Do(func() {
+		release.path = filepath.Join(os.TempDir(), fmt.Sprintf("podsup-release-%d", os.Getpid()))
+		cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", release.path, "github.com/podsup/podsup")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			release.err = fmt.Errorf("build podsup: %w\n%s", err, out)
+		}
+	})
+	if release.err != nil {
+		t.Fatal(release.err)
+	}
+	return release.path
+}
+
 // Main runs an e2e package's tests: it builds podsup with the race
 // detector unless PODSUP_E2E_BINARY names one already built, runs the
 // tests, and writes the figures they recorded (Record).
@@ -70,6 +102,9 @@ func Main(m *testing.M) {
 	if dir != "" {
 		os.RemoveAll(dir)
 	}
+	if release.path != "" {
+		os.Remove(release.path)
+	}
 	os.Exit(code)
 }
 
@@ -89,6 +124,7 @@ type Env struct {
 	Secure    string   // the authenticated API's address
 	Socket    string   // the admin socket
 	Network   *Network // the CNI network podsup is started with, if any
+	Binary    string   // the podsup to run: Binary() unless the test chose another
 	Proc      *exec.Cmd
 	ProcLog   *os.File
 	runs      int
@@ -179,15 +215,8 @@ func shortSocket(t *testing.T) string {
 	return filepath.Join(dir, "podsup.sock")
 }
 
-// FreeAddr is a loopback address with a port nothing listens on.
-func FreeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// FreeAddr is a loopback address with a port no other test gets.
+func FreeAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
 // Start runs podsup in the background. Unless the test made a network of
 // its own (NewNetwork) or names a CNI configuration directory in extra,
@@ -210,7 +239,7 @@ func (e *Env) Start(extra ...string) {
 	if e.Network != nil && !slices.Contains(extra, "--cni-conf-dir") {
 		args = append(args, e.Network.Args()...)
 	}
-	e.Proc = exec.Command(binary, append(args, extra...)...)
+	e.Proc = exec.Command(cmp.Or(e.Binary, binary), append(args, extra...)...)
 	e.Proc.Stdout, e.Proc.Stderr = logFile, logFile
 	e.ProcLog = logFile
 	if err := e.Proc.Start(); err != nil {

@@ -4,7 +4,6 @@ package probes
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,7 +159,7 @@ func TestNetworkProbes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ctl, "serving"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hostPort := 20000 + rand.IntN(20000)
+	hostPort := testenv.FreePort(t)
 	e.Write("pods.yaml", harness.PodManifest("podnet", `  containers:
   - name: web
     image: podsup.test/busybox:1

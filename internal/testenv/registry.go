@@ -53,7 +53,7 @@ func StartRegistry(t testing.TB, users map[string]string) *Registry {
 		Unavailable(t, "htpasswd is not installed (Debian package apache2-utils)")
 	}
 	dir := t.TempDir()
-	host := freeLoopback(t)
+	host := FreeAddr(t)
 	r := &Registry{Host: host, CADir: filepath.Join(dir, "certs.d"), Log: filepath.Join(dir, "registry.log")}
 	caPEM, certPEM, keyPEM := testCertificates(t, "127.0.0.1")
 	r.CA = x509.NewCertPool()
@@ -154,16 +154,6 @@ func (r *Registry) Push(t testing.TB, ctx context.Context, client *containerd.Cl
 	if err := client.Push(ctx, ref, img.Target(), containerd.WithResolver(resolver)); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
-}
-
-// freeLoopback returns a loopback address with a port nothing listens on.
-func freeLoopback(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // testCertificates makes a CA and a server certificate for ip signed by it,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podsup/podsup/internal/testenv"
 )
 
 // Ports are a control plane's ports, all on 127.0.0.1.
@@ -220,17 +221,11 @@ func stop(cmd *exec.Cmd) {
 	}
 }
 
-// freePorts returns n distinct ports nothing listens on: all are held
-// until all are chosen, so the kernel cannot hand one out twice.
+// freePorts returns n distinct ports no other test gets.
 func freePorts(t testing.TB, n int) []int {
 	var ports []int
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, testenv.FreePort(t))
 	}
 	return ports
 }
