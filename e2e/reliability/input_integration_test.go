@@ -23,14 +23,13 @@ import (
 )
 
 // corpusPatience bounds the wait for podsup to refuse the whole corpus
-// from the manifest directory: a race build parses it in about 3 minutes
-// on an idle 2-core machine, and took 19 under a load average of 40.
+// from the manifest directory: a race build parsed it in about 3 minutes
+// on an idle 2-core machine, and took 19 under a load average of 40; the
+// release build this test runs takes seconds of CPU.
 const corpusPatience = 10 * harness.Patience
 
 // maxHostileHeap bounds the Go heap podsup holds once the hostile corpus
-// was refused. Its RSS is recorded too, but the race detector this podsup
-// is built with keeps shadow memory for every byte ever allocated, so the
-// RSS of the race build is no measure of what a release build keeps.
+// was refused.
 const maxHostileHeap = 200 << 20
 
 // TestReliabilityHostileInput runs three pods, one from each source (a
@@ -50,6 +49,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 	url := ts.URL + "/pods"
 
 	e.Write("steady.yaml", harness.SleeperPod("steady", harness.IdleCmd))
+	e.Binary = harness.ReleaseBinary(t)
 	e.Start("--manifest-url", url, "--http-check-frequency", "200ms", "--profiling")
 	sock := e.SocketClient()
 	sock.WaitAnswer(t, "/manifests")
@@ -77,9 +77,8 @@ func TestReliabilityHostileInput(t *testing.T) {
 		}
 		wantFile[in.Name+in.Ext] = in.Want
 	}
-	// The whole corpus is parsed by a race-detector build: on a machine
-	// whose cores are busy with other work that takes many minutes, so
-	// this one wait has a limit of its own.
+	// On a machine whose cores are busy with other work, parsing the whole
+	// corpus can take minutes, so this one wait has a limit of its own.
 	start := time.Now()
 	missing := e.waitLogged(wantFile, corpusPatience, func(name string) string { return "file=" + name + " " })
 	for name := range missing {
@@ -143,7 +142,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 	heapAfter, heapSys := e.goHeap(t)
 	harness.Record(t, "podsup Go heap in use before / after (after a GC)", "%d / %d MiB", heapBefore>>20, heapAfter>>20)
 	harness.Record(t, "podsup Go heap obtained from the OS (peak)", "%d MiB", heapSys>>20)
-	harness.Record(t, "podsup RSS before / after / peak (race build)", "%d / %d / %d MiB", rssBefore>>20, rssAfter>>20, peak>>20)
+	harness.Record(t, "podsup RSS before / after / peak (release build)", "%d / %d / %d MiB", rssBefore>>20, rssAfter>>20, peak>>20)
 	if heapAfter > maxHostileHeap {
 		t.Errorf("podsup holds %d MiB of heap after the corpus, more than %d MiB", heapAfter>>20, maxHostileHeap>>20)
 	}
