@@ -87,7 +87,7 @@ func (r *Runtime) podState(ctx context.Context, key string, recs []containers.Co
 		if a.Name != b.Name {
 			return a.Name < b.Name
 		}
-		return a.Attempt > b.Attempt
+		return newer(a, b)
 	})
 	return st, nil
 }

@@ -122,11 +122,24 @@ func (p *PodState) Sandbox() *Sandbox {
 func (p *PodState) Latest(sandboxID, name string) *Container {
 	var latest *Container
 	for _, c := range p.Containers {
-		if c.SandboxID == sandboxID && c.Name == name && (latest == nil || c.Attempt > latest.Attempt) {
+		if c.SandboxID == sandboxID && c.Name == name && (latest == nil || newer(c, latest)) {
 			latest = c
 		}
 	}
 	return latest
+}
+
+// newer orders two instances of a container: by restart count, then, for
+// the tries of one restart count (a retry after a failed start, or a start
+// beside what an interrupted one left), by creation.
+func newer(a, b *Container) bool {
+	if a.Attempt != b.Attempt {
+		return a.Attempt > b.Attempt
+	}
+	if !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.After(b.CreatedAt)
+	}
+	return a.ID > b.ID
 }
 
 // PodHash is the short hash of a pod key that names its containers and

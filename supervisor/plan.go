@@ -403,14 +403,15 @@ func (a *podActions) waitAfterFailure(c *v1.Container, in planInput) bool {
 	return true
 }
 
-// removeOlder removes dead instances older than the newest one; their logs
-// stay for the previous-instance log.
+// removeOlder removes every instance but the newest one, tries of the same
+// restart count included (runtime.PodState.Latest orders them); a running
+// one is killed first. Their logs stay for the previous-instance log.
 func (a *podActions) removeOlder(st *runtime.PodState, sandboxID string, latest *runtime.Container) {
 	if latest == nil {
 		return
 	}
 	for _, c := range st.Containers {
-		if c.SandboxID == sandboxID && c.Name == latest.Name && c.Attempt < latest.Attempt {
+		if c.SandboxID == sandboxID && c.Name == latest.Name && c != latest {
 			a.dispose(c, "a newer instance exists")
 		}
 	}

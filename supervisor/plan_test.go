@@ -76,6 +76,16 @@ func (s *state) exited(name string, attempt int, code int32, ago time.Duration, 
 	return s.add(name, attempt, runtime.StateExited, &runtime.Termination{ExitCode: code, StartedAt: end.Add(-time.Second), FinishedAt: end}, backoff)
 }
 
+// retried adds a running instance that a later try of the same restart
+// count started (its ID has the retry), created after the others.
+func (s *state) retried(name string, attempt, retry int) *state {
+	s.running(name, attempt)
+	c := s.cs[len(s.cs)-1]
+	c.ID = runtime.ContainerID(testKey, name, 0, attempt, retry)
+	c.CreatedAt = t0
+	return s
+}
+
 func (s *state) add(name string, attempt int, st runtime.ContainerState, exit *runtime.Termination, backoff time.Duration) *state {
 	sbAttempt := 0
 	if len(s.sandboxes) > 0 {
@@ -168,6 +178,8 @@ func TestComputePodActions(t *testing.T) {
 		{"new pod", always, observed(always), nil, "sandbox#0, start app#0, start side#0"},
 		{"new pod with init containers starts the first only", withInit, observed(withInit), nil, "sandbox#0, start setup#0"},
 		{"all running: nothing", always, observed(always).sandbox(0, true).running("app", 0).running("side", 0), nil, "nothing"},
+		{"an older try of the running restart count goes", always, observed(always).sandbox(0, true).exited("app", 2, 137, time.Second, 0).retried("app", 2, 1).running("side", 0), nil, "remove app#2"},
+		{"a running older try of the same restart count is killed", always, observed(always).sandbox(0, true).running("app", 2).retried("app", 2, 1).running("side", 0), nil, "kill app#2"},
 		{"init running: wait", withInit, observed(withInit).sandbox(0, true).running("setup", 0), nil, "nothing"},
 		{"first init done: next init", withInit, observed(withInit).sandbox(0, true).exited("setup", 0, 0, time.Second, 0), nil, "start migrate#0"},
 		{"inits done: apps", withInit, observed(withInit).sandbox(0, true).exited("setup", 0, 0, time.Minute, 0).exited("migrate", 0, 0, time.Second, 0), nil, "start app#0"},
