@@ -336,35 +336,28 @@ const maxLeftovers = 5
 
 // freeContainerID is the ID of a new instance: the one its attempt and
 // retry count give, or, where an interrupted start left a container record
-// or a snapshot of that ID, the next retry's. Reusing the ID of a task
+// of that ID, the next retry's. Reusing the ID of a task
 // create that was cut short races containerd 2.3: the shim connection of
 // the old task closes late, and containerd's cleanup of a dead shim then
 // deletes whatever task has that ID, the new one included (seen in the
 // crash loop test: the restarted container vanished a second after its
 // start). The leftover itself goes with the instance that replaces it, or
-// with the sweep of orphans.
+// with the sweep of orphans. A snapshot left alone (podsup killed between
+// preparing it and creating the container; no task ever ran on it) does
+// not take the ID: newContainer removes it and creates the container.
 func (r *Runtime) freeContainerID(ctx context.Context, key, name string, sandboxAttempt, attempt, retry int) string {
 	id := ContainerID(key, name, sandboxAttempt, attempt, retry)
-	for n := 1; n <= maxLeftovers && r.idTaken(ctx, id); n++ {
+	for n := 1; n <= maxLeftovers && r.recordExists(ctx, id); n++ {
 		id = ContainerID(key, name, sandboxAttempt, attempt, retry+n)
 	}
 	return id
 }
 
-// idTaken reports whether a container record or a snapshot has the ID. A
-// snapshot alone is what a podsup killed between preparing it and creating
-// the container leaves; no task ever ran on it, so it is removed and the ID
-// is free (waiting for the sweep of orphans would hold it for minutes).
-func (r *Runtime) idTaken(ctx context.Context, id string) bool {
-	if _, err := r.client.ContainerService().Get(ctx, id); !errdefs.IsNotFound(err) {
-		return true
-	}
-	sn := r.client.SnapshotService(r.snapshotter)
-	if _, err := sn.Stat(ctx, id); errdefs.IsNotFound(err) {
-		return false
-	}
-	r.log.Info("removing the snapshot an interrupted start left", "snapshot", id)
-	return sn.Remove(ctx, id) != nil
+// recordExists reports whether containerd holds a container record of the
+// ID (or cannot say).
+func (r *Runtime) recordExists(ctx context.Context, id string) bool {
+	_, err := r.client.ContainerService().Get(ctx, id)
+	return !errdefs.IsNotFound(err)
 }
 
 // RemoveContainer deletes a container instance, its task, snapshot and

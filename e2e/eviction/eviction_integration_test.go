@@ -24,10 +24,10 @@ import (
 // back and stays without filling the node again.
 func fillOnce(dir string, size int) string {
 	return fmt.Sprintf("if [ ! -e /marker/filled ]; then touch /marker/filled; dd if=/dev/zero of=%s/fill bs=1M count=%d; fi; "+
-		"trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", dir, size)
+		harness.IdleCmd, dir, size)
 }
 
-const idle = "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"
+const idle = harness.IdleCmd
 
 // pressurePod is a pod of one container running cmd; extra is spec YAML
 // (volumes, priorityClassName).
@@ -144,7 +144,7 @@ func TestDiskPressure(t *testing.T) {
 func memoryHog(maxMiB int) string {
 	return fmt.Sprintf("if [ ! -e /marker/filled ]; then touch /marker/filled; i=0; "+
 		"while [ $((i*64)) -lt %d ] && dd if=/dev/zero of=/mem/fill$i bs=1M count=64 2>/dev/null; do i=$((i+1)); echo written $((i*64)) MiB; done; fi; "+
-		"trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", maxMiB)
+		harness.IdleCmd, maxMiB)
 }
 
 // TestMemoryPressure sets the memory threshold marginMiB below what the

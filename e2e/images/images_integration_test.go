@@ -61,7 +61,7 @@ func TestRegistryPulls(t *testing.T) {
 	}
 	e.Write("regcred.yaml", pullSecretManifest("regcred", dockerConfig(reg.Host, "alice", password)))
 	e.Write("badcred.yaml", pullSecretManifest("badcred", dockerConfig(reg.Host, "alice", "wrong-password")))
-	sleep := "    command: [sh, -c, 'trap \"kill $! 2>/dev/null; exit 0\" TERM; sleep 2147483647 & wait']\n"
+	sleep := fmt.Sprintf("    command: [sh, -c, %q]\n", harness.IdleCmd)
 	e.Write("node.yaml", hostPod("node", "  containers:\n  - name: main\n    image: "+reg.Host+"/podsup/busybox:1\n"+sleep))
 	e.Write("secret.yaml", hostPod("secret", "  imagePullSecrets: [{name: regcred}, {name: missing}]\n  containers:\n  - name: main\n    image: "+reg.Host+"/other/busybox:1\n"+sleep))
 	e.Write("denied.yaml", hostPod("denied", "  imagePullSecrets: [{name: badcred}]\n  containers:\n  - name: main\n    image: "+reg.Host+"/other/busybox:2\n"+sleep))
@@ -158,7 +158,7 @@ func TestOfflineImages(t *testing.T) {
 	t.Logf("podsup image import of two archives took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
 
 	preload := filepath.Join(t.TempDir(), "preload")
-	sleep := "    command: [sh, -c, 'trap \"kill $! 2>/dev/null; exit 0\" TERM; sleep 2147483647 & wait']\n"
+	sleep := fmt.Sprintf("    command: [sh, -c, %q]\n", harness.IdleCmd)
 	e.Write("offline.yaml", hostPod("offline", "  containers:\n  - name: main\n    image: podsup.test/offline:1\n    imagePullPolicy: Never\n"+sleep))
 	e.Write("late.yaml", hostPod("late", "  containers:\n  - name: main\n    image: podsup.test/preloaded:1\n    imagePullPolicy: Never\n"+sleep))
 	e.Start("--image-preload-dir", preload, "--restart-backoff-initial", "1s", "--restart-backoff-max", "2s")
@@ -242,7 +242,7 @@ func TestImageGC(t *testing.T) {
 		t.Fatalf("the images fill only %d%%", before.Percent())
 	}
 	e.Write("runner.yaml", hostPod("runner", "  containers:\n  - name: main\n    image: "+testenv.BusyboxRef+
-		"\n    command: [sh, -c, 'trap \"kill $! 2>/dev/null; exit 0\" TERM; sleep 2147483647 & wait']\n"))
+		fmt.Sprintf("\n    command: [sh, -c, %q]\n", harness.IdleCmd)))
 	e.Write("failed.yaml", hostPod("failed", "  restartPolicy: Never\n  containers:\n  - name: main\n    image: podsup.test/failed:1\n    command: [sh, -c, 'exit 3']\n"))
 	e.Start("--image-gc-high-threshold", "60", "--image-gc-low-threshold", "50", "--image-minimum-gc-age", "1s", "--image-gc-period", "1s")
 	e.WaitPod("runner", "running", func(p v1.Pod) bool { return harness.ContainerStatus(p, "main").State.Running != nil })

@@ -19,15 +19,15 @@ func TestContainerdRestart(t *testing.T) {
 	ctrd := testenv.StartContainerd(t)
 	e := newEnvWith(t, ctrd.Address, ctrd.Client())
 	names := map[string]bool{"a": true, "b": true}
-	e.Write("a.yaml", harness.SleeperPod("a", "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
-	e.Write("b.yaml", harness.SleeperPod("b", "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
+	e.Write("a.yaml", harness.SleeperPod("a", harness.IdleCmd))
+	e.Write("b.yaml", harness.SleeperPod("b", harness.IdleCmd))
 	e.Start()
 	e.WaitConverged(names)
 	for cycle := 0; cycle < 2; cycle++ {
 		before := e.Tasks()
 		ctrd.Stop()
 		harness.WaitFor(t, fmt.Sprintf("cycle %d: /healthz fails with containerd down", cycle), func() bool { return !e.Healthy() })
-		e.Write("b.yaml", harness.SleeperPod("b", fmt.Sprintf("echo edited while containerd was down, cycle %d; trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", cycle)))
+		e.Write("b.yaml", harness.SleeperPod("b", fmt.Sprintf("echo edited while containerd was down, cycle %d; %s", cycle, harness.IdleCmd)))
 		time.Sleep(3 * time.Second)
 		ctrd.Start()
 		e.Client = ctrd.Client()

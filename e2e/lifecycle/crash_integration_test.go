@@ -24,7 +24,7 @@ func TestCrashWhileCreatingPods(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		n := fmt.Sprintf("p%d", i)
 		names[n], version[n] = true, 1
-		e.Write(n+".yaml", harness.SleeperPod(n, "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
+		e.Write(n+".yaml", harness.SleeperPod(n, harness.IdleCmd))
 	}
 	for round := 0; round < 4; round++ {
 		e.Start()
@@ -56,13 +56,13 @@ func TestCrashWhileCreatingPods(t *testing.T) {
 		for _, n := range []string{a, b} {
 			version[n]++
 			names[n] = true // a pod removed earlier comes back
-			e.Write(n+".yaml", harness.SleeperPod(n, fmt.Sprintf("echo v%d; trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", version[n])))
+			e.Write(n+".yaml", harness.SleeperPod(n, fmt.Sprintf("echo v%d; %s", version[n], harness.IdleCmd)))
 		}
 		gone := fmt.Sprintf("p%d", 9-round)
 		e.Remove(gone + ".yaml")
 		delete(names, gone)
 		added := fmt.Sprintf("q%d", round)
-		e.Write(added+".yaml", harness.SleeperPod(added, "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
+		e.Write(added+".yaml", harness.SleeperPod(added, harness.IdleCmd))
 		names[added] = true
 	}
 	e.Start()

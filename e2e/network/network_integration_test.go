@@ -59,7 +59,7 @@ func TestPodNetwork(t *testing.T) {
 	n := harness.NewNetwork(t, e.Env, 24)
 	hostPort := testenv.FreePort(t)
 	e.Write("server.yaml", fmt.Sprintf(serverPod, "server", hostPort))
-	e.Write("host.yaml", harness.SleeperPod("host", "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait")+"  hostNetwork: true\n")
+	e.Write("host.yaml", harness.SleeperPod("host", harness.IdleCmd)+"  hostNetwork: true\n")
 	e.Start(n.Args()...)
 	e.WaitConverged(map[string]bool{"server": true, "host": true})
 	server := e.Pod("server")
@@ -75,7 +75,7 @@ func TestPodNetwork(t *testing.T) {
 		}
 	}
 	// Pod to pod: the client fetches the server's page by its IP.
-	e.Write("client.yaml", harness.SleeperPod("client", fmt.Sprintf("grep client /etc/hosts; wget -qO- http://%s:8080/ > /dev/shm/page; cat /dev/shm/page; trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", server.Status.PodIP)))
+	e.Write("client.yaml", harness.SleeperPod("client", fmt.Sprintf("grep client /etc/hosts; wget -qO- http://%s:8080/ > /dev/shm/page; cat /dev/shm/page; %s", server.Status.PodIP, harness.IdleCmd)))
 	e.WaitConverged(map[string]bool{"server": true, "host": true, "client": true})
 	client := e.Pod("client")
 	logFile := filepath.Join(e.Logs, fmt.Sprintf("default_client-node1_%s", client.UID), "main", "0.log")
@@ -113,7 +113,7 @@ func TestNetworkSurvivesCrashes(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		name := fmt.Sprintf("n%d", i)
 		names[name] = true
-		e.Write(name+".yaml", harness.SleeperPod(name, "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
+		e.Write(name+".yaml", harness.SleeperPod(name, harness.IdleCmd))
 	}
 	for round := 0; round < 4; round++ {
 		e.Start(n.Args()...)
@@ -131,7 +131,7 @@ func TestNetworkSurvivesCrashes(t *testing.T) {
 		gone, added := fmt.Sprintf("n%d", round), fmt.Sprintf("m%d", round)
 		e.Remove(gone + ".yaml")
 		delete(names, gone)
-		e.Write(added+".yaml", harness.SleeperPod(added, "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
+		e.Write(added+".yaml", harness.SleeperPod(added, harness.IdleCmd))
 		names[added] = true
 	}
 }
@@ -145,7 +145,7 @@ func TestPoolDoesNotShrink(t *testing.T) {
 	e.Start(n.Args()...)
 	const cycles = 16 // more than the pool holds
 	for i := range cycles {
-		e.Write("cycle.yaml", harness.SleeperPod("cycle", fmt.Sprintf("echo %d; trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", i)))
+		e.Write("cycle.yaml", harness.SleeperPod("cycle", fmt.Sprintf("echo %d; %s", i, harness.IdleCmd)))
 		e.WaitConverged(map[string]bool{"cycle": true})
 		e.Remove("cycle.yaml")
 		e.WaitConverged(map[string]bool{})
@@ -163,7 +163,7 @@ func TestPluginFailure(t *testing.T) {
 	e := newEnv(t)
 	n := harness.NewNetwork(t, e.Env, 24)
 	n.Write(t, "no-such-plugin")
-	e.Write("p.yaml", harness.SleeperPod("p", "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
+	e.Write("p.yaml", harness.SleeperPod("p", harness.IdleCmd))
 	e.Start(n.Args()...)
 	// Between two tries (10 s of back-off), nothing is left of the failed
 	// one: no container, namespace or address.
@@ -218,7 +218,7 @@ func TestLostNetworkNamespace(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	n := harness.NewNetwork(t, e.Env, 24)
-	e.Write("p.yaml", harness.SleeperPod("p", "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
+	e.Write("p.yaml", harness.SleeperPod("p", harness.IdleCmd))
 	e.Start(append(n.Args(), "--sync-frequency", "2s")...) // a sync notices the loss
 	e.WaitConverged(map[string]bool{"p": true})
 	before := harness.ContainerIDs(e.Pod("p"))

@@ -33,7 +33,7 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 	for i := range 4 {
 		name := fmt.Sprintf("r%d", i)
 		stable[name] = true
-		e.Write(name+".yaml", harness.SleeperPod(name, "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait"))
+		e.Write(name+".yaml", harness.SleeperPod(name, harness.IdleCmd))
 	}
 	e.Write("crasher.yaml", harness.SleeperPod("crasher", "sleep 1; exit 1"))
 	e.Start("--restart-backoff-initial", "1s", "--restart-backoff-max", "2s")
@@ -52,7 +52,7 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 		logBefore := e.logSize()
 		harness.WaitFor(t, fmt.Sprintf("cycle %d: /healthz reports containerd gone", cycle), func() bool { return !e.Healthy() })
 		unhealthyIn = append(unhealthyIn, time.Since(down))
-		e.Write(edited+".yaml", harness.SleeperPod(edited, fmt.Sprintf("echo edited during outage %d; trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", cycle)))
+		e.Write(edited+".yaml", harness.SleeperPod(edited, fmt.Sprintf("echo edited during outage %d; %s", cycle, harness.IdleCmd)))
 		time.Sleep(time.Duration(2000+rand.IntN(2000)) * time.Millisecond)
 		if e.Healthy() {
 			t.Errorf("cycle %d: /healthz ok while containerd is down", cycle)

@@ -164,7 +164,7 @@ func (w *workload) remove(name string) {
 }
 
 func (w *workload) write(name string) {
-	w.e.Write(name+".yaml", harness.SleeperPod(name, fmt.Sprintf("echo v%d; trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 2147483647 & wait", w.version[name])))
+	w.e.Write(name+".yaml", harness.SleeperPod(name, fmt.Sprintf("echo v%d; %s", w.version[name], harness.IdleCmd)))
 }
 
 // change adds a pod, edits one or two and removes one, keeping four to ten
