@@ -213,6 +213,40 @@ func TestNothingLeaksAfterACrash(t *testing.T) {
 	})
 }
 
+// TestSetUpAgainAfterInterfaceLost sets a sandbox up again after its veth
+// went and libcni's cache stayed (what a TearDown cut short between the
+// bridge plugin's DEL and libcni's cache removal leaves): the pod must get
+// its network back, not the cached result of a network that is gone.
+func TestSetUpAgainAfterInterfaceLost(t *testing.T) {
+	t.Parallel() // a bridge and a subnet of its own
+	r := newRealNet(t, 24)
+	m := r.manager()
+	ctx := context.Background()
+	p := r.pod("lost")
+	res, err := m.SetUp(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nsenter", "--net="+res.NetNS, "ip", "link", "del", "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("delete eth0: %v: %s", err, out)
+	}
+	again, err := r.manager().SetUp(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, again.NetNS, 8080, "back")
+	if got, err := fetch("", "http://"+again.IPs[0].String()+":8080/", time.Minute); err != nil || got != "back" {
+		t.Errorf("the host reaching the pod set up again: %q, %v", got, err)
+	}
+	if n, veths := r.allocations(), r.bridgePorts(); n != 1 || veths != 1 {
+		t.Errorf("%d addresses held and %d veths, want the pod's one of each", n, veths)
+	}
+	if err := m.TearDown(ctx, p.SandboxID); err != nil {
+		t.Fatal(err)
+	}
+	r.assertClean(p.SandboxID)
+}
+
 // TestRestartsDoNotExhaustThePool restarts podsup 30 times on a pool of
 // five addresses, which a leak at each restart would exhaust within six. Each time, a pod that kept running is live and keeps
 // its address, and podsup dies right after setting up the network of a new

@@ -45,7 +45,15 @@
 // the plugin is back. A namespace that vanished without a reboot (unmounted
 // by hand) gets DEL without a namespace: addresses and portmap's rules are
 // released, but the bridge plugin finds its masquerade rules through the
-// pod's interface, so those stay until the next reboot.
+// pod's interface, so those stay until the next reboot, or until the same
+// sandbox is set up again or torn down: podsup then removes them itself
+// (only rules whose comment names its network and that sandbox).
+//
+// SetUp of a sandbox libcni has a cached result for (a retry after podsup
+// died between the network and the pause container) trusts the cache only
+// when the plugins' CNI CHECK passes: a TearDown cut short after the bridge
+// plugin deleted the interface leaves the cache, and trusting it left a
+// re-added pod without a network for good.
 //
 // One Manager owns a root directory; two processes must not share one.
 package cni

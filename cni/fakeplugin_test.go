@@ -54,6 +54,8 @@ func fakeMain(cmd string) int {
 			err = fakeAdd(args)
 		case "DEL":
 			err = fakeDel(args)
+		case "CHECK":
+			err = fakeCheck(args)
 		case "VERSION":
 			err = version.All.Encode(os.Stdout)
 		default:
@@ -177,6 +179,18 @@ func fakeDel(args *fakeArgs) error {
 	}
 	if err := os.Remove(fakeHeld(args)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
+	}
+	return nil
+}
+
+// fakeCheck fails when the attachment's token is gone, as a real plugin's
+// CHECK fails when the interface it added is.
+func fakeCheck(args *fakeArgs) error {
+	if _, err := fakeRun("CHECK", args); err != nil {
+		return err
+	}
+	if _, err := os.Stat(fakeHeld(args)); err != nil {
+		return fmt.Errorf("fake %s: nothing held for %s: %w", filepath.Base(os.Args[0]), args.ContainerID, err)
 	}
 	return nil
 }

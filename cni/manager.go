@@ -113,7 +113,10 @@ func (m *Manager) netnsPath(sandboxID string) string {
 // returns an error wrapping ErrNetworkSetup that names the plugin and says
 // why; if the undo itself fails the namespace is kept, so that TearDown or
 // GC can finish the job, and the error says so. For a sandbox already set up
-// it returns the cached result.
+// it returns the cached result, once the plugins' CNI CHECK confirms that
+// the network is still there: a TearDown cut short (cancelled, or podsup
+// killed) may have deleted the pod's interface and left the cache, and such
+// a sandbox is released and set up afresh.
 func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr error) {
 	if err := p.validate(); err != nil {
 		return nil, err
@@ -125,8 +128,23 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 	nsPath := m.netnsPath(p.SandboxID)
 
 	if res, err := m.cachedResult(p.SandboxID); err == nil && m.opts.ns.valid(nsPath) {
-		m.remember(p.SandboxID, res)
-		return res.clone(), nil
+		err := m.check(ctx, p.SandboxID, nsPath)
+		if err == nil {
+			m.remember(p.SandboxID, res)
+			return res.clone(), nil
+		}
+		if ctx.Err() != nil {
+			return nil, fail(err)
+		}
+		log.Info("pod network of an earlier setup is incomplete; setting it up again", "err", err)
+		// What the DEL below cannot find without the interface.
+		if targets, err := m.cachedTargets(p.SandboxID, nsPath); err == nil {
+			for _, t := range targets {
+				if t.list.Name != loopbackName {
+					m.dropMasquerade(ctx, log, t.list.Name, p.SandboxID)
+				}
+			}
+		}
 	}
 	// Whatever is there is left from an attempt that did not finish (podsup
 	// killed mid-setup) or from before a reboot, which took the namespace.
@@ -186,6 +204,29 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 	m.remember(p.SandboxID, res)
 	log.Info("pod network set up", "network", n.list.Name, "ips", res.IPs, "took", m.opts.clock.Since(start))
 	return res.clone(), nil
+}
+
+// check runs CNI CHECK on every network libcni cached an ADD of for the
+// sandbox. A network that cannot be checked (a configuration older than CNI
+// 0.4.0, or one that disables CHECK) counts as not there: setting it up
+// again costs an address, trusting a half-deleted one costs the pod.
+func (m *Manager) check(ctx context.Context, sandboxID, nsPath string) error {
+	targets, err := m.cachedTargets(sandboxID, nsPath)
+	if err != nil {
+		return err
+	}
+	if !hasPodNetwork(targets) {
+		return errors.New("no pod network in the CNI cache")
+	}
+	for _, t := range targets {
+		if t.list.DisableCheck {
+			return fmt.Errorf("network %s disables CNI CHECK", t.list.Name)
+		}
+		if err := m.cni.CheckNetworkList(ctx, t.list, t.rt); err != nil {
+			return fmt.Errorf("network %s: %w", t.list.Name, err)
+		}
+	}
+	return nil
 }
 
 // findPlugins checks that every plugin of the lists is installed.

@@ -141,8 +141,9 @@ func TestSetUpAndTearDown(t *testing.T) {
 
 	h.fp.reset()
 	again, err := m.SetUp(ctx, p)
-	if err != nil || !reflect.DeepEqual(again, res) || len(h.fp.calls()) != 0 {
-		t.Errorf("second SetUp: %+v, %v, calls %q; want the cached result and no plugin run", again, err, h.fp.summary())
+	wantChecks := []string{"CHECK fake eth0 sb1", "CHECK fakeportmap eth0 sb1", "CHECK loopback lo sb1"}
+	if got := h.fp.summary(); err != nil || !reflect.DeepEqual(again, res) || !reflect.DeepEqual(got, wantChecks) {
+		t.Errorf("second SetUp: %+v, %v, calls %q; want the cached result after %q", again, err, got, wantChecks)
 	}
 	if st, err := m.Status(ctx, "sb1"); err != nil || !reflect.DeepEqual(st, res) {
 		t.Errorf("Status: %+v, %v", st, err)
@@ -156,6 +157,7 @@ func TestSetUpAndTearDown(t *testing.T) {
 		t.Errorf("Status after a restart: %+v, %v; want the result from libcni's cache", st, err)
 	}
 
+	h.fp.reset()
 	if err := restarted.TearDown(ctx, "sb1"); err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +182,40 @@ func TestSetUpAndTearDown(t *testing.T) {
 	}
 	if err := m.TearDown(ctx, "../x"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("TearDown of a bad ID: %v, want ErrInvalid", err)
+	}
+}
+
+// TestSetUpAfterPartialTearDown sets a sandbox up again after a TearDown
+// that deleted the pod's interface and was cut short before libcni dropped
+// its cache (a cancelled sync, podsup killed): the cache must not be
+// trusted, or the pod runs without a network for good.
+func TestSetUpAfterPartialTearDown(t *testing.T) {
+	h := newHarness(t, fakeConflist)
+	m := h.manager()
+	ctx := context.Background()
+	p := testPod("sb1")
+	if _, err := m.SetUp(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	// What the bridge plugin's DEL does before libcni forgets the ADD.
+	held := filepath.Join(h.fp.dir, "held", "fake-sb1-eth0")
+	if err := os.Remove(held); err != nil {
+		t.Fatal(err)
+	}
+	h.fp.reset()
+	if _, err := h.manager().SetUp(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"CHECK fake eth0 sb1", // fails: nothing held
+		"DEL fakeportmap eth0 sb1", "DEL fake eth0 sb1", "DEL loopback lo sb1",
+		"ADD loopback lo sb1", "ADD fake eth0 sb1", "ADD fakeportmap eth0 sb1",
+	}
+	if got := h.fp.summary(); !reflect.DeepEqual(got, want) {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+	if _, err := os.Stat(held); err != nil {
+		t.Errorf("the pod network was not added again: %v", err)
 	}
 }
 

@@ -57,7 +57,16 @@ func (m *Manager) release(ctx context.Context, sandboxID, pod string) error {
 	}
 	var errs []error
 	for _, t := range targets {
-		if err := m.cni.DelNetworkList(ctx, t.list, t.rt); err != nil {
+		err := m.cni.DelNetworkList(ctx, t.list, t.rt)
+		if err != nil && t.list.Name != loopbackName {
+			// Perhaps "chain busy": a masquerade rule the bridge plugin
+			// no longer finds, its interface gone before it (a DEL cut
+			// short). Once those are gone the DEL goes through.
+			if n := m.dropMasquerade(ctx, log, t.list.Name, sandboxID); n > 0 {
+				err = m.cni.DelNetworkList(ctx, t.list, t.rt)
+			}
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
