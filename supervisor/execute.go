@@ -296,6 +296,11 @@ func (w *podWorker) removeSandbox(ctx context.Context, sb *runtime.Sandbox) erro
 		return fmt.Errorf("remove sandbox %s: %w", sb.ID, err)
 	}
 	if !sb.HostNetwork {
+		// Once the sandbox is gone its network goes whole, whatever newer
+		// state cancelled the sync: a DEL cut short leaves half a network
+		// (the interface gone, the cache and a masquerade rule kept).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
 		if err := w.s.net.TearDown(ctx, sb.ID); err != nil {
 			return fmt.Errorf("tear down network of %s: %w", sb.ID, err)
 		}

@@ -433,3 +433,48 @@ func TestEvictionBacksOffOnItsClock(t *testing.T) {
 		u.waitUntil(fmt.Sprintf("readmission %d", i+1), func() bool { return u.rt.startCount() > starts })
 	}
 }
+
+// heldNetwork is a pod network whose TearDown waits until the test
+// releases it, and reports whether its context ended meanwhile.
+type heldNetwork struct {
+	NoNetwork
+	entered   chan struct{}
+	release   chan struct{}
+	cancelled chan bool
+}
+
+func (n *heldNetwork) TearDown(ctx context.Context, _ string) error {
+	select { // the first call is the one the test holds
+	case n.entered <- struct{}{}:
+	default:
+	}
+	<-n.release
+	select {
+	case n.cancelled <- ctx.Err() != nil:
+	default:
+	}
+	return ctx.Err()
+}
+
+// TestRemovalTearsDownTheWholeNetwork: a pod declared again while its
+// removal tears down the network (an editor that truncates, then writes)
+// waits for the teardown; cancelling it would leave half a network, which
+// the new sandbox of the same ID would then trust.
+func TestRemovalTearsDownTheWholeNetwork(t *testing.T) {
+	n := &heldNetwork{entered: make(chan struct{}, 1), release: make(chan struct{}), cancelled: make(chan bool, 1)}
+	u := newUnit(t, clocktesting.NewFakeClock(t0), WithNetwork(n))
+	pod := testPod(v1.RestartPolicyAlways, []string{"app"})
+	u.declare(pod)
+	u.waitUntil("the start", func() bool { return u.rt.started("app", 0) != nil })
+	u.remove(pod)
+	<-n.entered
+	u.declare(pod) // cancels the removal's sync
+	close(n.release)
+	if <-n.cancelled {
+		t.Fatal("the teardown's context ended when the pod was declared again")
+	}
+	u.waitUntil("the start in a new sandbox", func() bool {
+		st, _ := u.rt.PodState(context.Background(), testKey)
+		return len(st.Sandboxes) == 1 && u.rt.started("app", 0) != nil
+	})
+}
