@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,6 +66,9 @@ func StartContainerd(t testing.TB) *Containerd {
 	t.Cleanup(func() {
 		c.purge()
 		c.Stop()
+		if n := c.killOrphanShims(); n > 0 {
+			t.Logf("killed %d shims the private containerd had lost (see DroppedByShimSplit)", n)
+		}
 		c.log.Close()
 		if t.Failed() {
 			c.keepLog()
@@ -188,6 +192,59 @@ func (c *Containerd) purge() {
 			c.t.Logf("purge %s: %v", ns, err)
 		}
 	}
+}
+
+// killOrphanShims kills the shims still serving the stopped daemon once
+// purge removed every container it knew: those it lost track of (see
+// DroppedByShimSplit), which would otherwise run until the machine
+// reboots. It returns how many.
+func (c *Containerd) killOrphanShims() int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	killed := 0
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(cmdline), "containerd-shim") {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		i := slices.Index(args, "-address")
+		if i < 0 || i+1 >= len(args) || args[i+1] != c.Address {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
+		}
+	}
+	return killed
+}
+
+// DroppedByShimSplit returns the containers the daemon's log, from offset
+// on, says it dropped on a start because their shim did not know them
+// ("cleaning leaked shim process" with "container not created"), and the
+// log's size now. That is containerd's doing, not its client's: the runc
+// shim serves a group of containers (a pod's) from one process, and a shim
+// started for a new container of the group that cannot connect to the
+// group's socket within 100 ms (containerd's shim.CanConnect, on a loaded
+// machine) replaces the socket with its own. The old shim keeps its
+// containers but is reached no more; once the daemon restarts it asks the
+// new shim about them, is told they do not exist, and deletes them.
+func (c *Containerd) DroppedByShimSplit(offset int64) (map[string]bool, int64) {
+	data, err := os.ReadFile(c.log.Name())
+	if err != nil || int64(len(data)) < offset {
+		return nil, offset
+	}
+	dropped := map[string]bool{}
+	for _, line := range strings.Split(string(data[offset:]), "\n") {
+		if !strings.Contains(line, "cleaning leaked shim process") || !strings.Contains(line, "container not created") {
+			continue
+		}
+		if _, rest, ok := strings.Cut(line, " id="); ok {
+			id, _, _ := strings.Cut(rest, " ")
+			dropped[strings.Trim(id, `"`)] = true
+		}
+	}
+	return dropped, int64(len(data))
 }
 
 // BinDir is $PODSUP_TEST_CONTAINERD_BIN: a directory holding the containerd,
