@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg *Config) error {
 	sup = supervisor.New(rt, supervisor.WithLogger(log), supervisor.WithClock(clk), supervisor.WithEvents(recorder),
 		supervisor.WithNetwork(cniNetwork{network}), supervisor.WithNetworkGC(network.GC),
 		supervisor.WithProbes(probes), supervisor.WithHooks(probes), supervisor.WithUnhealthy(condemned(probes)),
-		supervisor.WithVolumes(volume.New(rt.PodDir, volume.WithClock(clk), volume.WithLogger(log))),
+		supervisor.WithVolumes(volume.New(rt.PodDir, volume.WithClock(clk), volume.WithLogger(log), volume.WithImages(rt))),
 		supervisor.WithStatusListener(func(key string, pod *v1.Pod) {
 			if pod == nil {
 				probes.Remove(key)

@@ -195,6 +195,10 @@ func defaultVolume(vs *v1.VolumeSource) {
 	case vs.DownwardAPI != nil:
 		mode(&vs.DownwardAPI.DefaultMode)
 		defaultFieldRefs(vs.DownwardAPI.Items)
+	case vs.Image != nil:
+		if vs.Image.PullPolicy == "" {
+			vs.Image.PullPolicy = DefaultPullPolicy(vs.Image.Reference)
+		}
 	case vs.Projected != nil:
 		mode(&vs.Projected.DefaultMode)
 		for _, src := range vs.Projected.Sources {

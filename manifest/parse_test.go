@@ -284,6 +284,22 @@ func TestDefaultPullPolicy(t *testing.T) {
 	}
 }
 
+// TestImageVolumeDefaults: an image volume's pull policy is defaulted as a
+// container's is.
+func TestImageVolumeDefaults(t *testing.T) {
+	pod := &v1.Pod{Spec: v1.PodSpec{Volumes: []v1.Volume{
+		{Name: "latest", VolumeSource: v1.VolumeSource{Image: &v1.ImageVolumeSource{Reference: "busybox"}}},
+		{Name: "tagged", VolumeSource: v1.VolumeSource{Image: &v1.ImageVolumeSource{Reference: "busybox:1"}}},
+		{Name: "set", VolumeSource: v1.VolumeSource{Image: &v1.ImageVolumeSource{Reference: "busybox", PullPolicy: v1.PullNever}}},
+	}}}
+	SetDefaults(pod)
+	for i, want := range []v1.PullPolicy{v1.PullAlways, v1.PullIfNotPresent, v1.PullNever} {
+		if got := pod.Spec.Volumes[i].Image.PullPolicy; got != want {
+			t.Errorf("%s: pullPolicy %q, want %q", pod.Spec.Volumes[i].Name, got, want)
+		}
+	}
+}
+
 func TestProbeDefaults(t *testing.T) {
 	data := "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, image: 'b:1', readinessProbe: {httpGet: {port: 80}}}]}\n"
 	objs, err := Parse("web.yaml", []byte(data), testStatic)

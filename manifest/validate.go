@@ -306,20 +306,29 @@ func relativePath(p string) bool {
 // pulled, and would only fill statuses and events with its text.
 const maxImageRef = 1024
 
-func (c *checker) container(p string, ctr *v1.Container, s *v1.PodSpec, volumes map[string]bool, names map[string]bool, hostPorts map[string]string) {
-	c.uniqueLabel(p+".name", ctr.Name, names, "is used by another container of this pod")
-	if strings.TrimSpace(ctr.Image) == "" {
-		c.fail(p+".image", "required")
-	} else if len(ctr.Image) > maxImageRef {
-		c.fail(p+".image", "%d bytes long; an image reference is at most %d", len(ctr.Image), maxImageRef)
-	} else if strings.ContainsAny(ctr.Image, " \t\n") {
-		c.fail(p+".image", "%q contains white space", ctr.Image)
+// imageRef checks an image reference, of a container or an image volume.
+func (c *checker) imageRef(p, ref string) {
+	if strings.TrimSpace(ref) == "" {
+		c.fail(p, "required")
+	} else if len(ref) > maxImageRef {
+		c.fail(p, "%d bytes long; an image reference is at most %d", len(ref), maxImageRef)
+	} else if strings.ContainsAny(ref, " \t\n") {
+		c.fail(p, "%q contains white space", ref)
 	}
-	switch ctr.ImagePullPolicy {
+}
+
+func (c *checker) pullPolicy(p string, policy v1.PullPolicy) {
+	switch policy {
 	case v1.PullAlways, v1.PullIfNotPresent, v1.PullNever:
 	default:
-		c.fail(p+".imagePullPolicy", "%q is not one of Always, IfNotPresent, Never", ctr.ImagePullPolicy)
+		c.fail(p, "%q is not one of Always, IfNotPresent, Never", policy)
 	}
+}
+
+func (c *checker) container(p string, ctr *v1.Container, s *v1.PodSpec, volumes map[string]bool, names map[string]bool, hostPorts map[string]string) {
+	c.uniqueLabel(p+".name", ctr.Name, names, "is used by another container of this pod")
+	c.imageRef(p+".image", ctr.Image)
+	c.pullPolicy(p+".imagePullPolicy", ctr.ImagePullPolicy)
 	if ctr.WorkingDir != "" && !path.IsAbs(ctr.WorkingDir) {
 		c.fail(p+".workingDir", "must be an absolute path")
 	}
@@ -733,7 +742,6 @@ var clusterVolumes = map[string]func(*v1.VolumeSource) bool{
 	"persistentVolumeClaim": func(v *v1.VolumeSource) bool { return v.PersistentVolumeClaim != nil },
 	"csi":                   func(v *v1.VolumeSource) bool { return v.CSI != nil },
 	"ephemeral":             func(v *v1.VolumeSource) bool { return v.Ephemeral != nil },
-	"image":                 func(v *v1.VolumeSource) bool { return v.Image != nil },
 	"nfs":                   func(v *v1.VolumeSource) bool { return v.NFS != nil },
 	"iscsi":                 func(v *v1.VolumeSource) bool { return v.ISCSI != nil },
 	"rbd":                   func(v *v1.VolumeSource) bool { return v.RBD != nil },
@@ -771,7 +779,7 @@ func (c *checker) volumes(vols []v1.Volume) map[string]bool {
 func (c *checker) volumeSource(p string, vs *v1.VolumeSource) {
 	for _, kind := range sortedKeys(clusterVolumes) {
 		if clusterVolumes[kind](vs) {
-			c.unsupported(p+"."+kind, "this volume type needs a cluster or a storage plugin; use hostPath, emptyDir, configMap, secret, downwardAPI or projected")
+			c.unsupported(p+"."+kind, "this volume type needs a cluster or a storage plugin; use hostPath, emptyDir, configMap, secret, downwardAPI, projected or image")
 			return
 		}
 	}
@@ -788,6 +796,11 @@ func (c *checker) volumeSource(p string, vs *v1.VolumeSource) {
 		if e.SizeLimit != nil && e.SizeLimit.Sign() <= 0 {
 			c.fail(p+".emptyDir.sizeLimit", "must be more than 0")
 		}
+	}
+	if img := vs.Image; img != nil {
+		n++
+		c.imageRef(p+".image.reference", img.Reference)
+		c.pullPolicy(p+".image.pullPolicy", img.PullPolicy)
 	}
 	if cm := vs.ConfigMap; cm != nil {
 		n++

@@ -21,9 +21,15 @@ import (
 // made before its container, so one without a container belongs to no one;
 // snapshots are touched only when older than minAge, so a start in progress
 // keeps its own. prefix, when set, limits the sweep to one pod's (its hash
-// and "_").
+// and "_"); without it, the image volume views of pods whose directory is
+// gone go too.
 func (r *Runtime) RemoveOrphans(ctx context.Context, prefix string, minAge time.Duration) error {
-	return errors.Join(r.removeOrphanTasks(ctx, prefix), r.RemoveOrphanSnapshots(ctx, prefix, minAge))
+	err := errors.Join(r.removeOrphanTasks(ctx, prefix), r.RemoveOrphanSnapshots(ctx, prefix, minAge))
+	if prefix == "" {
+		// And the image volumes of pods whose directory is gone.
+		err = errors.Join(err, r.removeImageVolumes(ctx, r.podDirExists))
+	}
+	return err
 }
 
 // removeOrphanTasks kills and deletes podsup's tasks without a container.

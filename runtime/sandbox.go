@@ -378,6 +378,10 @@ func (r *Runtime) CleanupPod(ctx context.Context, key, namespace, name string) e
 	if err := r.RemoveOrphans(ctx, PodHash(key)+"_", 0); err != nil {
 		errs = append(errs, err)
 	}
+	// Its image volumes, unmounted with its volumes.
+	if err := r.removeImageVolumes(ctx, func(hash string) bool { return hash != PodHash(key) }); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.removePodCgroups(key); err != nil {
 		errs = append(errs, err)
 	}

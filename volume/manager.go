@@ -63,11 +63,19 @@ func Failed(err error) map[string]bool {
 // bounded.
 const memorySlack = 4 << 20
 
+// Images gives image volumes their content.
+type Images interface {
+	// MountImage makes the content of src's image readable at dir,
+	// read-only, pulled as its policy says with the pod's pull secrets.
+	MountImage(ctx context.Context, podKey, volume string, src *v1.ImageVolumeSource, secrets []*v1.Secret, dir string) error
+}
+
 // Manager makes and refreshes pods' volumes.
 type Manager struct {
 	podDir func(key string) string
 	clock  clock.PassiveClock
 	log    *slog.Logger
+	images Images // nil: image volumes fail
 
 	mu sync.Mutex // serialises work on one pod's volumes with its cleanup
 }
@@ -77,6 +85,9 @@ type Option func(*Manager)
 
 // WithClock sets the clock.
 func WithClock(c clock.PassiveClock) Option { return func(m *Manager) { m.clock = c } }
+
+// WithImages sets what mounts image volumes.
+func WithImages(i Images) Option { return func(m *Manager) { m.images = i } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
@@ -122,7 +133,7 @@ func (m *Manager) Prepare(ctx context.Context, pod *v1.Pod, cfg Config, info Pod
 	for i := range pod.Spec.Volumes {
 		vol := &pod.Spec.Volumes[i]
 		declared[vol.Name] = true
-		if err := m.prepare(pod, vol, cfg, info); err != nil {
+		if err := m.prepare(ctx, pod, vol, cfg, info); err != nil {
 			errs = append(errs, &Error{Volume: vol.Name, Err: err})
 		}
 	}
@@ -138,7 +149,7 @@ func (m *Manager) Prepare(ctx context.Context, pod *v1.Pod, cfg Config, info Pod
 	return errors.Join(errs...)
 }
 
-func (m *Manager) prepare(pod *v1.Pod, vol *v1.Volume, cfg Config, info PodInfo) error {
+func (m *Manager) prepare(ctx context.Context, pod *v1.Pod, vol *v1.Volume, cfg Config, info PodInfo) error {
 	key := podKey(pod)
 	dir := m.volumeDir(key, vol.Name)
 	gid := fsGroup(pod)
@@ -147,6 +158,8 @@ func (m *Manager) prepare(pod *v1.Pod, vol *v1.Volume, cfg Config, info PodInfo)
 		return checkHostPath(vol.HostPath)
 	case vol.EmptyDir != nil:
 		return m.emptyDir(dir, vol.EmptyDir, gid)
+	case vol.Image != nil:
+		return m.image(ctx, pod, vol, dir, cfg)
 	}
 	files, ok, err := payload(pod, &vol.VolumeSource, cfg, info)
 	if err != nil || !ok {
@@ -166,6 +179,29 @@ func (m *Manager) prepare(pod *v1.Pod, vol *v1.Volume, cfg Config, info PodInfo)
 		m.log.Info("volume updated", "pod", key, "volume", vol.Name, "files", len(files))
 	}
 	return err
+}
+
+// image mounts an image volume once: the kubelet resolves the image when
+// the pod starts, and a later change of the image does not reach a running
+// pod.
+func (m *Manager) image(ctx context.Context, pod *v1.Pod, vol *v1.Volume, dir string, cfg Config) error {
+	if isMountPoint(dir) {
+		return nil
+	}
+	if m.images == nil {
+		return errors.New("image volumes need containerd, which this volume manager was not given")
+	}
+	var secrets []*v1.Secret
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		if s, ok := cfg.Secrets[pod.Namespace+"/"+ref.Name]; ok {
+			secrets = append(secrets, s)
+		}
+	}
+	if err := m.images.MountImage(ctx, podKey(pod), vol.Name, vol.Image, secrets, dir); err != nil {
+		return fmt.Errorf("image %s: %w", vol.Image.Reference, err)
+	}
+	m.log.Info("image volume mounted", "pod", podKey(pod), "volume", vol.Name, "image", vol.Image.Reference)
+	return nil
 }
 
 // emptyDir makes an emptyDir: a directory under the pod's directory, or a
@@ -279,7 +315,7 @@ func (m *Manager) Mounts(pod *v1.Pod, c *v1.Container, env []string) ([]specs.Mo
 		if vol.HostPath != nil {
 			src = vol.HostPath.Path
 		}
-		readOnly := vm.ReadOnly || vol.ConfigMap != nil || vol.Secret != nil || vol.DownwardAPI != nil || vol.Projected != nil
+		readOnly := vm.ReadOnly || vol.ConfigMap != nil || vol.Secret != nil || vol.DownwardAPI != nil || vol.Projected != nil || vol.Image != nil
 		sub := vm.SubPath
 		if vm.SubPathExpr != "" {
 			sub = expandEnv(vm.SubPathExpr, env)
@@ -296,6 +332,10 @@ func (m *Manager) Mounts(pod *v1.Pod, c *v1.Container, env []string) ([]specs.Mo
 			opts = append(opts, "ro")
 		} else {
 			opts = append(opts, "rw")
+		}
+		if vol.Image != nil {
+			// As Kubernetes documents image volumes: read-only and noexec.
+			opts = append(opts, "noexec")
 		}
 		mounts = append(mounts, specs.Mount{Destination: vm.MountPath, Type: "bind", Source: src, Options: opts})
 	}

@@ -1,10 +1,12 @@
 package volume
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -243,5 +245,76 @@ func TestMounts(t *testing.T) {
 	}
 	if info, err := os.Stat(filepath.Join(root, "volumes/data/web/cache")); err != nil || !info.IsDir() {
 		t.Error("the subPathExpr directory was not made")
+	}
+}
+
+// fakeImages "mounts" an image by writing a file of it into the directory.
+type fakeImages struct {
+	calls []string
+	err   error
+}
+
+func (f *fakeImages) MountImage(_ context.Context, podKey, volume string, src *v1.ImageVolumeSource, secrets []*v1.Secret, dir string) error {
+	var names []string
+	for _, s := range secrets {
+		names = append(names, s.Name)
+	}
+	f.calls = append(f.calls, strings.Join([]string{podKey, volume, src.Reference, string(src.PullPolicy), strings.Join(names, "+")}, " "))
+	if f.err != nil {
+		return f.err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "bin", "tool"), []byte("from the image"), 0o755)
+}
+
+// TestImageVolume: an image volume is mounted by the runtime with the pod's
+// pull secrets that exist, and reaches containers read-only and noexec,
+// whole or by subPath, which must exist in the image.
+func TestImageVolume(t *testing.T) {
+	root := t.TempDir()
+	images := &fakeImages{}
+	m := New(func(string) string { return root }, WithImages(images))
+	p := pod(v1.Volume{Name: "tools", VolumeSource: v1.VolumeSource{Image: &v1.ImageVolumeSource{Reference: "tools:1", PullPolicy: v1.PullIfNotPresent}}})
+	p.Spec.ImagePullSecrets = []v1.LocalObjectReference{{Name: "creds"}, {Name: "missing"}}
+	cfg := Config{Secrets: map[string]*v1.Secret{p.Namespace + "/creds": {ObjectMeta: metav1.ObjectMeta{Name: "creds"}}}}
+	if err := m.Prepare(context.Background(), p, cfg, PodInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{p.Namespace + "/" + p.Name + " tools tools:1 IfNotPresent creds"}; !reflect.DeepEqual(images.calls, want) {
+		t.Errorf("MountImage calls %q, want %q", images.calls, want)
+	}
+	c := &v1.Container{VolumeMounts: []v1.VolumeMount{
+		{Name: "tools", MountPath: "/tools"},
+		{Name: "tools", MountPath: "/bin/tool", SubPath: "bin/tool"},
+	}}
+	mounts, err := m.Mounts(p, c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ src, opts string }{
+		{filepath.Join(root, "volumes/tools"), "rbind,rprivate,ro,noexec"},
+		{filepath.Join(root, "volumes/tools/bin/tool"), "rbind,rprivate,ro,noexec"},
+	}
+	for i, w := range want {
+		if mounts[i].Source != w.src || strings.Join(mounts[i].Options, ",") != w.opts {
+			t.Errorf("mount %d: %s %v, want %s %s", i, mounts[i].Source, mounts[i].Options, w.src, w.opts)
+		}
+	}
+	c.VolumeMounts = []v1.VolumeMount{{Name: "tools", MountPath: "/x", SubPath: "not/there"}}
+	if _, err := m.Mounts(p, c, nil); err == nil || !strings.Contains(err.Error(), "does not exist in the volume") {
+		t.Errorf("a subPath the image lacks: %v", err)
+	}
+
+	images.err = errors.New("pull refused")
+	other := pod(v1.Volume{Name: "broken", VolumeSource: v1.VolumeSource{Image: &v1.ImageVolumeSource{Reference: "nope:1", PullPolicy: v1.PullNever}}})
+	other.Name = "other"
+	err = m.Prepare(context.Background(), other, Config{}, PodInfo{})
+	if !Failed(err)["broken"] || !strings.Contains(err.Error(), "image nope:1: pull refused") {
+		t.Errorf("a failed mount: %v; want the volume named with the image and the cause", err)
+	}
+	if err := New(func(string) string { return t.TempDir() }).Prepare(context.Background(), other, Config{}, PodInfo{}); err == nil {
+		t.Error("an image volume without a runtime to mount it succeeded")
 	}
 }

@@ -3,6 +3,7 @@
 package volumes
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -15,10 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/e2e/harness"
+	"github.com/podsup/podsup/internal/testenv"
+	"github.com/podsup/podsup/volume"
 )
 
 // logOf reads a container's logs; empty until the pod is published.
@@ -316,4 +320,55 @@ func TestHostToContainerPropagation(t *testing.T) {
 	defer unix.Unmount(late, unix.MNT_DETACH)
 	os.WriteFile(filepath.Join(late, "hello"), []byte("mounted after the start\n"), 0o644)
 	e.waitLog("prop", "c", "stdout F mounted after the start")
+}
+
+// TestImageVolume: an image volume shows the image's files read-only and
+// not executable, whole and by subPath; its view and mount go with the pod.
+func TestImageVolume(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.Write("img.yaml", harness.PodManifest("img", `  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command:
+    - sh
+    - -c
+    - |
+      test -f /img/bin/busybox && echo found
+      touch /img/x 2>/dev/null && echo writable || echo read-only
+      /img/bin/busybox true 2>/dev/null && echo executable || echo noexec
+      test -f /one/busybox && echo subpath
+      `+harness.IdleCmd+`
+    volumeMounts:
+    - {name: img, mountPath: /img}
+    - {name: img, mountPath: /one, subPath: bin}
+  volumes:
+  - name: img
+    image: {reference: podsup.test/busybox:1, pullPolicy: IfNotPresent}
+`))
+	e.Start()
+	names := map[string]bool{"img": true}
+	e.WaitConverged(names)
+	got := e.waitLog("img", "c", "subpath")
+	for _, want := range []string{"found", "read-only", "noexec", "subpath"} {
+		if !strings.Contains(got, "stdout F "+want) {
+			t.Errorf("container output %q lacks %q", got, want)
+		}
+	}
+	e.CheckNoLeaks(names)
+	e.Remove("img.yaml")
+	e.WaitConverged(map[string]bool{})
+	harness.WaitFor(t, "the image volume's view removed with the pod", func() bool {
+		views := 0
+		_ = e.Client.SnapshotService(testenv.Snapshotter).Walk(e.Ctx, func(_ context.Context, info snapshots.Info) error {
+			if strings.HasPrefix(info.Name, "imagevolume-") {
+				views++
+			}
+			return nil
+		})
+		return views == 0
+	})
+	if mps := volume.MountsUnder(filepath.Join(e.Root, "pods")); len(mps) > 0 {
+		t.Errorf("mounts left under the pods directory: %v", mps)
+	}
 }

@@ -147,6 +147,8 @@ func Purge(client *containerd.Client, ns string) error {
 		for _, k := range keys {
 			_ = sn.Remove(ctx, k) // parents fail until their children are gone
 		}
+		// A child removed a moment ago can still hold its parent back.
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 	}
 	store := client.ContentStore()
 	var blobs []content.Info
