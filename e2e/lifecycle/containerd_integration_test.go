@@ -67,3 +67,54 @@ func TestContainerdRestart(t *testing.T) {
 		e.CheckNoLeaks(names)
 	}
 }
+
+// TestContainerdUpgrade upgrades the containerd under running pods from
+// Debian's 1.6 to 2.3 as a package upgrade does: the old daemon stops, the
+// new one starts on the same root, state and socket. podsup, still
+// running, must see the same pods and restart none of them, and a manifest
+// edited afterwards is applied by the new daemon.
+func TestContainerdUpgrade(t *testing.T) {
+	t.Parallel()
+	to := testenv.BinDir()
+	if to == "" {
+		t.Skip("no containerd 2 to upgrade to: PODSUP_TEST_CONTAINERD_BIN is not set")
+	}
+	ctrd := testenv.StartContainerdFrom(t, "") // the host's: Debian's 1.6
+	if ctrd.Major != 1 {
+		testenv.Unavailable(t, "the containerd on PATH is %d.x, not 1.x", ctrd.Major)
+	}
+	e := newEnvWith(t, ctrd.Address, ctrd.Client())
+	names := map[string]bool{"a": true, "b": true}
+	e.Write("a.yaml", harness.SleeperPod("a", harness.IdleCmd))
+	e.Write("b.yaml", harness.SleeperPod("b", harness.IdleCmd))
+	e.Start()
+	e.WaitConverged(names)
+	before := e.Tasks()
+
+	began := time.Now()
+	ctrd.Upgrade(to)
+	e.Client = ctrd.Client()
+	if ctrd.Major != 2 {
+		t.Fatalf("upgraded to containerd %d.x, want 2.x", ctrd.Major)
+	}
+	e.WaitConverged(names)
+	harness.WaitFor(t, "/healthz ok on the new containerd", e.Healthy)
+	healthy := time.Since(began)
+	after := e.Tasks()
+	kept := 0
+	for id, was := range before {
+		if now, ok := after[id]; !ok || now.PID != was.PID {
+			t.Errorf("%s was replaced across the upgrade", id)
+		} else {
+			kept++
+		}
+	}
+	t.Logf("%d of %d tasks kept across the upgrade to containerd 2", kept, len(before))
+
+	e.Write("b.yaml", harness.SleeperPod("b", "echo edited after the upgrade; "+harness.IdleCmd))
+	e.WaitRestarts("b", "main", 1)
+	e.WaitConverged(names)
+	e.CheckNoLeaks(names)
+	harness.Record(t, "tasks kept across the upgrade from 1.6 to 2.3", "%d of %d", kept, len(before))
+	harness.Record(t, "old daemon stopped → podsup healthy on the new one", "%s", healthy.Round(time.Millisecond))
+}

@@ -24,6 +24,7 @@ type Containerd struct {
 	bin     string // the containerd binary
 	binDir  string // BinDir(), put first on the daemon's PATH; "" for PATH as is
 	Address string
+	Major   int // the daemon's major version
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once cmd has exited
 	log     *os.File
@@ -35,30 +36,23 @@ type Containerd struct {
 // PATH.
 func StartContainerd(t testing.TB) *Containerd {
 	t.Helper()
+	return StartContainerdFrom(t, BinDir())
+}
+
+// StartContainerdFrom is StartContainerd with the containerd, shim and runc
+// of binDir ("" for those on PATH).
+func StartContainerdFrom(t testing.TB, binDir string) *Containerd {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		Unavailable(t, "a private containerd needs root")
-	}
-	binDir, name := BinDir(), "containerd"
-	if binDir != "" {
-		name = filepath.Join(binDir, name)
-	}
-	bin, err := exec.LookPath(name)
-	if err != nil {
-		Unavailable(t, "containerd is not installed: %v", err)
-	}
-	major, err := containerdMajor(bin)
-	if err != nil {
-		t.Fatal(err)
 	}
 	// The socket path must stay short: unix socket paths are limited.
 	dir, err := os.MkdirTemp("/run", "podsup-ctrd-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Containerd{t: t, dir: dir, bin: bin, binDir: binDir, Address: filepath.Join(dir, "c.sock")}
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(privateConfig(major, dir, c.Address)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c := &Containerd{t: t, dir: dir, Address: filepath.Join(dir, "c.sock")}
+	c.configure(binDir)
 	if c.log, err = os.Create(filepath.Join(dir, "containerd.log")); err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +73,37 @@ func StartContainerd(t testing.TB) *Containerd {
 		}
 	})
 	return c
+}
+
+// configure picks the daemon of binDir and writes a configuration of its
+// version for the daemon's directories.
+func (c *Containerd) configure(binDir string) {
+	c.t.Helper()
+	name := "containerd"
+	if binDir != "" {
+		name = filepath.Join(binDir, name)
+	}
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(c.t, "containerd is not installed: %v", err)
+	}
+	major, err := containerdMajor(bin)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.bin, c.binDir, c.Major = bin, binDir, major
+	if err := os.WriteFile(filepath.Join(c.dir, "config.toml"), []byte(privateConfig(major, c.dir, c.Address)), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Upgrade stops the daemon and starts the one of binDir on the same root,
+// state and socket, as a package upgrade does.
+func (c *Containerd) Upgrade(binDir string) {
+	c.t.Helper()
+	c.Stop()
+	c.configure(binDir)
+	c.Start()
 }
 
 // Start starts the daemon and waits until it answers.
