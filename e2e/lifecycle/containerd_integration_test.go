@@ -18,12 +18,7 @@ import (
 func TestContainerdRestart(t *testing.T) {
 	t.Parallel()
 	ctrd := testenv.StartContainerd(t)
-	e := newEnvWith(t, ctrd.Address, ctrd.Client())
-	names := map[string]bool{"a": true, "b": true}
-	e.Write("a.yaml", harness.SleeperPod("a", harness.IdleCmd))
-	e.Write("b.yaml", harness.SleeperPod("b", harness.IdleCmd))
-	e.Start()
-	e.WaitConverged(names)
+	e, names := runTwoSleepers(t, ctrd)
 	_, ctrdLog := ctrd.DroppedByShimSplit(0)
 	for cycle := 0; cycle < 2; cycle++ {
 		before := e.Tasks()
@@ -83,12 +78,7 @@ func TestContainerdUpgrade(t *testing.T) {
 	if ctrd.Major != 1 {
 		testenv.Unavailable(t, "the containerd on PATH is %d.x, not 1.x", ctrd.Major)
 	}
-	e := newEnvWith(t, ctrd.Address, ctrd.Client())
-	names := map[string]bool{"a": true, "b": true}
-	e.Write("a.yaml", harness.SleeperPod("a", harness.IdleCmd))
-	e.Write("b.yaml", harness.SleeperPod("b", harness.IdleCmd))
-	e.Start()
-	e.WaitConverged(names)
+	e, names := runTwoSleepers(t, ctrd)
 	before := e.Tasks()
 
 	began := time.Now()
@@ -117,4 +107,16 @@ func TestContainerdUpgrade(t *testing.T) {
 	e.CheckNoLeaks(names)
 	harness.Record(t, "tasks kept across the upgrade from 1.6 to 2.3", "%d of %d", kept, len(before))
 	harness.Record(t, "old daemon stopped → podsup healthy on the new one", "%s", healthy.Round(time.Millisecond))
+}
+
+// runTwoSleepers starts podsup on the private containerd with two idle
+// pods, a and b, and waits until they run.
+func runTwoSleepers(t *testing.T, ctrd *testenv.Containerd) (*env, map[string]bool) {
+	e := newEnvWith(t, ctrd.Address, ctrd.Client())
+	names := map[string]bool{"a": true, "b": true}
+	e.Write("a.yaml", harness.SleeperPod("a", harness.IdleCmd))
+	e.Write("b.yaml", harness.SleeperPod("b", harness.IdleCmd))
+	e.Start()
+	e.WaitConverged(names)
+	return e, names
 }
