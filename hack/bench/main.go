@@ -73,6 +73,11 @@ func run(podsFlag string, rounds int) error {
 		return err
 	}
 	defer client.Close()
+	v, err := client.Version(context.Background())
+	if err != nil {
+		return fmt.Errorf("containerd at %s: %w", testenv.Address(), err)
+	}
+	fmt.Printf("containerd %s at %s\n", v.Version, testenv.Address())
 	fmt.Printf("%-6s %-12s %-12s %-7s %s\n", "pods", "floor", "podsup", "ratio", "podsup RSS")
 	for _, f := range strings.Split(podsFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
