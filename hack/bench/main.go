@@ -236,7 +236,7 @@ func measurePodsup(client *containerd.Client, bin string, n int) (time.Duration,
 	os.MkdirAll(manifests, 0o755)
 	ro := freeAddr()
 	cmd := exec.Command(bin, "run", "--manifests", manifests, "--root-dir", filepath.Join(dir, "root"), "--log-dir", filepath.Join(dir, "logs"),
-		"--containerd-namespace", ns, "--node-name", "bench", "--read-only-address", ro, "--healthz-address", "")
+		"--containerd-address", testenv.Address(), "--containerd-namespace", ns, "--node-name", "bench", "--read-only-address", ro, "--healthz-address", "")
 	logFile, _ := os.Create(filepath.Join(dir, "podsup.log"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {

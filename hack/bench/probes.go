@@ -101,7 +101,7 @@ func runProbes(window time.Duration, profile string, kinds []string) error {
 	}
 	ro := freeAddr()
 	cmd := exec.Command(bin, "run", "--manifests", manifests, "--root-dir", root, "--log-dir", filepath.Join(dir, "logs"),
-		"--containerd-namespace", ns, "--node-name", "bench", "--read-only-address", ro, "--healthz-address", "", "--cni-conf-dir", conf, "--profiling")
+		"--containerd-address", testenv.Address(), "--containerd-namespace", ns, "--node-name", "bench", "--read-only-address", ro, "--healthz-address", "", "--cni-conf-dir", conf, "--profiling")
 	logFile, _ := os.Create(filepath.Join(dir, "podsup.log"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
