@@ -40,6 +40,7 @@ import (
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/runtime"
+	"github.com/podsup/podsup/volume"
 )
 
 func main() {
@@ -226,11 +227,10 @@ func measurePodsup(client *containerd.Client, bin string, n int) (time.Duration,
 		return 0, 0, err
 	}
 	defer func() {
-		entries, _ := os.ReadDir(filepath.Join(dir, "root", "pods"))
-		for _, e := range entries {
-			syscall.Unmount(filepath.Join(dir, "root", "pods", e.Name(), "shm"), syscall.MNT_DETACH)
+		// What podsup mounted there: pods' /dev/shm, the netns directory.
+		if err := volume.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
 		}
-		os.RemoveAll(dir)
 	}()
 	manifests := filepath.Join(dir, "manifests")
 	os.MkdirAll(manifests, 0o755)
@@ -246,6 +246,10 @@ func measurePodsup(client *containerd.Client, bin string, n int) (time.Duration,
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	}()
+	// Runs first: podsup removes the pods itself, networks included (a
+	// purge of the namespace afterwards would leave their namespaces,
+	// veths and masquerade rules behind).
+	defer removePods(ctx, client, manifests)
 	if err := waitHTTP("http://" + ro + "/pods"); err != nil {
 		return 0, 0, err
 	}
@@ -280,6 +284,21 @@ func measurePodsup(client *containerd.Client, bin string, n int) (time.Duration,
 	}
 	time.Sleep(2 * time.Second) // let it settle before reading its memory
 	return last.Sub(start), rssKiB(cmd.Process.Pid), nil
+}
+
+// removePods removes every manifest and waits, up to two minutes, until
+// podsup has removed every container.
+func removePods(ctx context.Context, client *containerd.Client, manifests string) {
+	files, _ := filepath.Glob(filepath.Join(manifests, "*.yaml"))
+	for _, f := range files {
+		os.Remove(f)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cs, err := client.Containers(ctx); err == nil && len(cs) == 0 {
+			return
+		}
+	}
+	fmt.Fprintln(os.Stderr, "bench: podsup did not remove every pod within 2 minutes")
 }
 
 // started reports whether n app containers run, and the latest start.
