@@ -128,7 +128,10 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 	nsPath := m.netnsPath(p.SandboxID)
 
 	if res, err := m.cachedResult(p.SandboxID); err == nil && m.opts.ns.valid(nsPath) {
-		err := m.check(ctx, p.SandboxID, nsPath)
+		targets, err := m.cachedTargets(p.SandboxID, nsPath)
+		if err == nil {
+			err = m.check(ctx, targets)
+		}
 		if err == nil {
 			m.remember(p.SandboxID, res)
 			return res.clone(), nil
@@ -138,11 +141,9 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 		}
 		log.Info("pod network of an earlier setup is incomplete; setting it up again", "err", err)
 		// What the DEL below cannot find without the interface.
-		if targets, err := m.cachedTargets(p.SandboxID, nsPath); err == nil {
-			for _, t := range targets {
-				if t.list.Name != loopbackName {
-					m.dropMasquerade(ctx, log, t.list.Name, p.SandboxID)
-				}
+		for _, t := range targets {
+			if t.list.Name != loopbackName {
+				m.dropMasquerade(ctx, log, t.list.Name, p.SandboxID)
 			}
 		}
 	}
@@ -206,15 +207,11 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 	return res.clone(), nil
 }
 
-// check runs CNI CHECK on every network libcni cached an ADD of for the
-// sandbox. A network that cannot be checked (a configuration older than CNI
+// check runs CNI CHECK on the networks libcni cached an ADD of for a
+// sandbox (cachedTargets). A network that cannot be checked (a configuration older than CNI
 // 0.4.0, or one that disables CHECK) counts as not there: setting it up
 // again costs an address, trusting a half-deleted one costs the pod.
-func (m *Manager) check(ctx context.Context, sandboxID, nsPath string) error {
-	targets, err := m.cachedTargets(sandboxID, nsPath)
-	if err != nil {
-		return err
-	}
+func (m *Manager) check(ctx context.Context, targets []delTarget) error {
 	if !hasPodNetwork(targets) {
 		return errors.New("no pod network in the CNI cache")
 	}
