@@ -28,6 +28,7 @@ for arg in "$@"; do
 done
 
 source hack/setup.sh
+echo "== setup took $SECONDS s"
 
 export CGO_ENABLED=1 # the race detector needs cgo
 fuzztime="${PODSUP_FUZZTIME:-40s}" # of the manifest parser
@@ -51,8 +52,10 @@ if $under_load; then
 	echo "== under load: ${#hogs[@]} CPU hogs (sha256sum /dev/zero), pids ${hogs[*]}"
 fi
 start=$SECONDS
+# A phase header, with the seconds since the start of the tests.
+phase() { echo "== [$((SECONDS - start)) s] $*"; }
 
-echo "== gofmt, go vet"
+phase "gofmt, go vet"
 unformatted="$(gofmt -l $(git ls-files '*.go'))"
 if [ -n "$unformatted" ]; then
 	echo "not gofmt'ed:" $unformatted >&2
@@ -61,7 +64,7 @@ fi
 go vet ./...
 go vet -tags integration ./...
 
-echo "== unit and integration tests (-race)"
+phase "unit and integration tests (-race)"
 # The podsup binary the end-to-end packages (e2e/...) run, built once for
 # all of them.
 go build -race -o "$work/podsup" .
@@ -85,7 +88,7 @@ if [ "${PODSUP_CONTAINERD:-2}" = 2 ]; then
 	# CPU hogs of --under-load, and containerd 1.6 dropped shims whose state
 	# it could not read in time).
 	echo
-	echo "== against Debian's containerd 1.6: lifecycle and network"
+	phase "against Debian's containerd 1.6: lifecycle and network"
 	mkdir -p "$work/summary-1.6"
 	PODSUP_TEST_CONTAINERD=/run/containerd/containerd.sock PODSUP_TEST_CONTAINERD_BIN= \
 		PODSUP_SUMMARY_DIR="$work/summary-1.6" \
@@ -104,13 +107,13 @@ fi
 # The hostile corpus's inputs of a megabyte and more, which the race run
 # leaves out: minutes of CPU under the race detector for a parser that runs
 # in one goroutine.
-echo "== the hostile corpus, whole, without the race detector"
+phase "the hostile corpus, whole, without the race detector"
 go test -count=1 -run '^TestHostileCorpusParse$' ./manifest
 
 # Each fuzz target for a fixed time, 75 s in all, seeded with the hostile
 # corpus (internal/hostile).
 fuzz() {
-	echo "== fuzz $2 for $3"
+	phase "fuzz $2 for $3"
 	go test -run '^$' -fuzz "^$2\$" -fuzztime "$3" "$1"
 }
 fuzz ./manifest FuzzParse "$fuzztime"
