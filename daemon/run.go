@@ -27,6 +27,7 @@ import (
 	"github.com/podsup/podsup/health"
 	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/metrics"
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/runtime"
 	"github.com/podsup/podsup/supervisor"
 	"github.com/podsup/podsup/volume"
@@ -82,7 +83,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		runtime.WithNamespace(cfg.ContainerdNS), runtime.WithRootDir(cfg.RootDir), runtime.WithLogDir(cfg.LogDir),
 		runtime.WithPauseImage(cfg.PauseImage), runtime.WithCgroupDriver(cfg.CgroupDriver),
 		runtime.WithLogRotation(cfg.LogMaxSize, cfg.LogMaxFiles), runtime.WithLogger(log), runtime.WithClock(clk),
-		runtime.WithDNS(runtime.DNSConfig{ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, HostResolvConf: cfg.ResolvConf}),
+		runtime.WithDNS(podspec.DNSConfig{ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, HostResolvConf: cfg.ResolvConf}),
 		runtime.WithPullOptions(cfg.Images.pullOptions(cfg.RootDir, log, clk)...),
 		runtime.WithExitHandler(func(key string) { sup.Wake(key) }))
 	if err != nil {

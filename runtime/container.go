@@ -19,6 +19,7 @@ import (
 
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/logs"
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/qos"
 	"github.com/podsup/podsup/volume"
 )
@@ -69,12 +70,13 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("%w: read image config of %s: %v", ErrCreate, c.Image, err)
 	}
-	sec := effectiveSecurity(pod, c)
-	user := sec.userString(imgSpec.Config.User)
-	if err := sec.verifyNonRoot(user); err != nil {
-		return nil, err
+	termFile := ""
+	if c.TerminationMessagePath != "" {
+		termFile = filepath.Join(r.PodDir(key), "termination", id)
 	}
-	opts, err := r.containerSpecOpts(cfg, img, imgSpec.Config, user, id)
+	class := qos.Class(pod)
+	cgroupsPath := r.cgroupsPath(key, class, id)
+	opts, err := r.containerSpecOpts(cfg, imgSpec.Config, cgroupsPath, termFile)
 	if err != nil {
 		return nil, err
 	}
@@ -85,20 +87,17 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	if err := logs.Prune(filepath.Dir(logPath), cfg.Attempt-1); err != nil {
 		r.log.Warn("cannot remove old logs", "pod", key, "container", c.Name, "err", err)
 	}
-	termFile := filepath.Join(r.PodDir(key), "termination", id)
-	if c.TerminationMessagePath != "" {
+	if termFile != "" {
 		if err := os.WriteFile(termFile, nil, 0o666); err != nil {
 			return nil, fmt.Errorf("%w: termination message file: %v", ErrCreate, err)
 		}
 		_ = os.Chmod(termFile, 0o666) // writable whatever user the container runs as
-		opts = append(opts, withMount(bindMount(termFile, c.TerminationMessagePath, false)))
 	}
-	class := qos.Class(pod)
 	labels := map[string]string{
 		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindContainer, LabelSandboxID: sb.ID,
 		LabelName: c.Name, LabelHash: cfg.Hash, LabelAttempt: strconv.Itoa(cfg.Attempt), LabelBackoff: cfg.Backoff.String(),
 		LabelLogPath: logPath, LabelImage: c.Image, LabelStopSignal: imgSpec.Config.StopSignal,
-		LabelCgroupsPath: r.cgroupsPath(key, class, id), LabelImageID: imageID(img.Name(), img.Target().Digest.String()),
+		LabelCgroupsPath: cgroupsPath, LabelImageID: imageID(img.Name(), img.Target().Digest.String()),
 	}
 	if cfg.Init {
 		labels[LabelInit] = "true"
@@ -153,101 +152,48 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	}, nil
 }
 
-// containerSpecOpts composes the OCI spec of one container.
-func (r *Runtime) containerSpecOpts(cfg *ContainerConfig, img containerd.Image, imgCfg ocispec.ImageConfig, user, id string) ([]oci.SpecOpts, error) {
-	pod, c, sb := cfg.Pod, cfg.Container, cfg.Sandbox
-	key := podKey(pod)
+// containerSpecOpts composes the OCI spec of one container (podspec), once
+// the host's mounts were checked for the propagation its volumes ask for.
+func (r *Runtime) containerSpecOpts(cfg *ContainerConfig, img ocispec.ImageConfig, cgroupsPath, termFile string) ([]oci.SpecOpts, error) {
+	if err := checkPropagation(cfg.Mounts); err != nil {
+		return nil, err
+	}
+	key := podKey(cfg.Pod)
 	dir := r.PodDir(key)
-	sec := effectiveSecurity(pod, c)
-	opts := []oci.SpecOpts{
-		oci.WithImageConfig(img),
-		oci.WithEnv(cfg.Env),
-		// $(VAR) in command and args refers to the container's own
-		// environment only, not the image's, as in Kubernetes.
-		withArgs(processArgs(imgCfg, c), cfg.Env),
-		withoutRlimits,
-		oci.WithCgroup(r.cgroupsPath(key, qos.Class(pod), id)),
-		withAnnotation(shimGroupAnnotation, sb.ID),
+	opts, err := r.node.ContainerSpec(podspec.Container{
+		Pod: cfg.Pod, Container: cfg.Container,
+		Sandbox: podspec.Sandbox{ID: cfg.Sandbox.ID, Pid: cfg.Sandbox.Pid, NetNS: cfg.Sandbox.NetNS},
+		Image:   img, Env: cfg.Env, Mounts: cfg.Mounts,
+		Files: podspec.PodFiles{
+			Hosts: filepath.Join(dir, "etc-hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"),
+			Hostname: filepath.Join(dir, "hostname"), Shm: filepath.Join(dir, "shm"),
+		},
+		CgroupsPath:     cgroupsPath,
+		TerminationFile: termFile,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCreateConfig, err)
 	}
-	if user != "" {
-		u, _, _ := cutUser(user)
-		opts = append(opts, oci.WithUser(user), oci.WithAdditionalGIDs(u))
-	}
-	opts = append(opts, withGroups(pod))
-	if c.WorkingDir != "" {
-		opts = append(opts, oci.WithProcessCwd(c.WorkingDir))
-	}
-	if c.TTY {
-		opts = append(opts, oci.WithTTY)
-	}
-	opts = append(opts, containerNamespaces(pod, sb)...)
-	readOnlyRoot := c.SecurityContext != nil && c.SecurityContext.ReadOnlyRootFilesystem != nil && *c.SecurityContext.ReadOnlyRootFilesystem
-	opts = append(opts,
-		withMount(bindMount(filepath.Join(dir, "etc-hosts"), "/etc/hosts", false)),
-		withMount(bindMount(filepath.Join(dir, "resolv.conf"), "/etc/resolv.conf", readOnlyRoot)),
-		withMount(bindMount(filepath.Join(dir, "hostname"), "/etc/hostname", readOnlyRoot)),
-	)
-	if !pod.Spec.HostIPC {
-		opts = append(opts, withMount(bindMount(filepath.Join(dir, "shm"), "/dev/shm", false)))
-	}
-	propagation := ""
-	for _, m := range cfg.Mounts {
-		opts = append(opts, withMount(m))
+	return opts, nil
+}
+
+// checkPropagation refuses, as the CRI plugin does, a volume that asks to
+// receive (or send) mounts from a host path whose mount does not.
+func checkPropagation(mounts []specs.Mount) error {
+	for _, m := range mounts {
 		for _, o := range m.Options {
 			if o != "rshared" && o != "rslave" {
 				continue
 			}
-			// As the CRI plugin: a mount can only receive (or send) mounts
-			// if its source's mount does.
 			if mp, prop := volume.Propagation(m.Source); prop == "private" {
-				return nil, fmt.Errorf("%w: mountPropagation of %s needs %s on a shared or slave mount, but it is on %s, which is private (make it shared: mount --make-rshared %s)",
+				return fmt.Errorf("%w: mountPropagation of %s needs %s on a shared or slave mount, but it is on %s, which is private (make it shared: mount --make-rshared %s)",
 					ErrCreateConfig, m.Destination, m.Source, mp, mp)
 			} else if o == "rshared" && prop != "shared" {
-				return nil, fmt.Errorf("%w: Bidirectional mountPropagation of %s needs %s on a shared mount, but %s is %s", ErrCreateConfig, m.Destination, m.Source, mp, prop)
-			}
-			if o == "rshared" || propagation == "" {
-				propagation = o
+				return fmt.Errorf("%w: Bidirectional mountPropagation of %s needs %s on a shared mount, but %s is %s", ErrCreateConfig, m.Destination, m.Source, mp, prop)
 			}
 		}
 	}
-	if propagation != "" {
-		opts = append(opts, withRootfsPropagation(propagation))
-	}
-	secOpts, err := r.securityOpts(sec)
-	if err != nil {
-		return nil, err
-	}
-	opts = append(opts, secOpts...)
-	return append(opts, r.resourceOpts(pod, c)...), nil
-}
-
-func cutUser(user string) (string, string, bool) { return cutAt(user, ':') }
-
-// containerNamespaces join a container to its sandbox's network, IPC and UTS
-// namespaces, and to its PID namespace when the pod shares one.
-func containerNamespaces(pod *v1.Pod, sb *Sandbox) []oci.SpecOpts {
-	proc := func(ns string) string { return fmt.Sprintf("/proc/%d/ns/%s", sb.Pid, ns) }
-	var opts []oci.SpecOpts
-	switch {
-	case pod.Spec.HostNetwork:
-		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
-	case sb.NetNS != "":
-		opts = append(opts, withNamespace(specs.NetworkNamespace, sb.NetNS), withNamespace(specs.UTSNamespace, proc("uts")))
-	default:
-		opts = append(opts, withNamespace(specs.NetworkNamespace, proc("net")), withNamespace(specs.UTSNamespace, proc("uts")))
-	}
-	if pod.Spec.HostIPC {
-		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
-	} else {
-		opts = append(opts, withNamespace(specs.IPCNamespace, proc("ipc")))
-	}
-	switch {
-	case pod.Spec.HostPID:
-		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
-	case pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace:
-		opts = append(opts, withNamespace(specs.PIDNamespace, proc("pid")))
-	}
-	return opts
+	return nil
 }
 
 // StopContainer stops a running container: its stop signal (the image's, or

@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/image"
+	"github.com/podsup/podsup/podspec"
 )
 
 // Defaults of the runtime layer.
@@ -44,9 +45,8 @@ type Runtime struct {
 	cgroupParent string
 	logMaxSize   int64
 	logMaxFiles  int
-	memCapacity  int64
-	oomFloor     int // the lowest oom_score_adj this host lets runc set
-	dns          DNSConfig
+	node         podspec.Node // what the pod-to-container translation knows of this host
+	dns          podspec.DNSConfig
 	clock        clock.Clock
 	log          *slog.Logger
 	onExit       func(podKey string)
@@ -107,7 +107,7 @@ func WithLogRotation(maxSize int64, maxFiles int) Option {
 }
 
 // WithDNS sets what /etc/resolv.conf of pods is made from.
-func WithDNS(d DNSConfig) Option { return func(r *Runtime) error { r.dns = d; return nil } }
+func WithDNS(d podspec.DNSConfig) Option { return func(r *Runtime) error { r.dns = d; return nil } }
 
 // WithClock sets the clock.
 func WithClock(c clock.Clock) Option { return func(r *Runtime) error { r.clock = c; return nil } }
@@ -128,7 +128,7 @@ func New(address string, opts ...Option) (*Runtime, error) {
 		namespace: "podsup", snapshotter: DefaultSnapshotter, rootDir: "/var/lib/podsup", logDir: "/var/log/pods",
 		cgroupDriver: "cgroupfs", logMaxSize: 10 << 20, logMaxFiles: 5,
 		clock: clock.RealClock{}, log: slog.Default(), onExit: func(string) {},
-		dns:      DNSConfig{HostResolvConf: "/etc/resolv.conf", ClusterDomain: "cluster.local"},
+		dns:      podspec.DNSConfig{HostResolvConf: "/etc/resolv.conf", ClusterDomain: "cluster.local"},
 		attached: map[string]*attachment{},
 	}
 	for _, o := range opts {
@@ -147,8 +147,7 @@ func New(address string, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("containerd client for %s: %w", address, err)
 	}
 	r.client = client
-	r.memCapacity = memoryCapacity()
-	r.oomFloor = oomScoreFloor()
+	r.node = podspec.Node{MemoryCapacity: memoryCapacity(), OOMFloor: oomScoreFloor(), SeccompDir: filepath.Join(r.rootDir, "seccomp")}
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	for _, dir := range []string{r.podsDir(), r.fifoDir(), r.logDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -267,14 +266,6 @@ func oomScoreFloor() int {
 		}
 	}
 	return 0
-}
-
-// clampOOM keeps an oom_score_adj within what the host allows.
-func (r *Runtime) clampOOM(adj int) int {
-	if adj < r.oomFloor {
-		return r.oomFloor
-	}
-	return adj
 }
 
 // errClosed is returned by calls made after Close.

@@ -17,11 +17,11 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/logs"
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/qos"
 	"github.com/podsup/podsup/volume"
 )
@@ -69,29 +69,13 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 			return nil, fmt.Errorf("%w: /dev/shm: %v", ErrSandbox, err)
 		}
 	}
-	class := qos.Class(pod)
-	opts := []oci.SpecOpts{
-		oci.WithImageConfig(img),
-		oci.WithRootFSReadonly(),
-		oci.WithCgroup(r.cgroupsPath(key, class, id)),
-		withAnnotation(shimGroupAnnotation, id),
-		withOOMScoreAdj(r.clampOOM(qos.SandboxOOMScoreAdj)),
-		withNoNewPrivileges(true),
-		oci.WithCapabilities(nil),
-		withoutRlimits,
-	}
-	if sc := pod.Spec.SecurityContext; sc != nil {
-		opts = append(opts, withSysctls(sc.Sysctls))
-	}
-	opts = append(opts, sandboxNamespaces(pod, cfg.NetNS)...)
-	if !pod.Spec.HostNetwork {
-		hostname, _ := podHostname(pod, r.dns.ClusterDomain)
-		opts = append(opts, oci.WithHostname(hostname))
-	}
+	cgroupsPath := r.cgroupsPath(key, qos.Class(pod), id)
+	hostname, _ := podspec.Hostname(pod, r.dns.ClusterDomain)
+	opts := append([]oci.SpecOpts{oci.WithImageConfig(img)}, r.node.SandboxSpec(pod, id, cfg.NetNS, cgroupsPath, hostname)...)
 	labels := map[string]string{
 		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindSandbox, LabelHash: cfg.Hash,
 		LabelAttempt: strconv.Itoa(cfg.Attempt), LabelNetNS: cfg.NetNS, LabelIPs: strings.Join(cfg.IPs, ","),
-		LabelCgroupsPath: r.cgroupsPath(key, class, id),
+		LabelCgroupsPath: cgroupsPath,
 	}
 	if pod.Spec.HostNetwork {
 		labels[LabelHostNetwork] = "true"
@@ -132,26 +116,6 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 		ID: id, PodUID: string(pod.UID), Hash: cfg.Hash, Attempt: cfg.Attempt, Ready: true, CreatedAt: now,
 		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: cfg.IPs,
 	}, nil
-}
-
-// sandboxNamespaces are the pause container's namespaces: its own network
-// (or the one the CNI layer made, or the host's), IPC, UTS and PID, unless
-// the pod shares the host's.
-func sandboxNamespaces(pod *v1.Pod, netns string) []oci.SpecOpts {
-	var opts []oci.SpecOpts
-	switch {
-	case pod.Spec.HostNetwork:
-		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
-	case netns != "":
-		opts = append(opts, withNamespace(specs.NetworkNamespace, netns))
-	}
-	if pod.Spec.HostIPC {
-		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
-	}
-	if pod.Spec.HostPID {
-		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
-	}
-	return opts
 }
 
 // newContainer creates a container. A container of the same ID left by an

@@ -16,6 +16,7 @@ import (
 	"github.com/podsup/podsup/events"
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/runtime"
 	"github.com/podsup/podsup/volume"
 )
@@ -55,8 +56,8 @@ func reasonOf(err error) string {
 		return "ErrImageNeverPull"
 	case errors.Is(err, runtime.ErrImagePull):
 		return "ErrImagePull"
-	case errors.Is(err, runtime.ErrCreateConfig), errors.Is(err, errMissingConfig),
-		errors.Is(err, volume.ErrMissingConfig), errors.Is(err, volume.ErrHostPathType):
+	case errors.Is(err, runtime.ErrCreateConfig), errors.Is(err, podspec.ErrMissingConfig),
+		errors.Is(err, volume.ErrHostPathType):
 		return "CreateContainerConfigError"
 	}
 	return "CreateContainerError"
@@ -360,12 +361,12 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 	if f := w.failing[c.Name]; f != nil {
 		retry = f.count
 	}
-	env, err := resolveEnv(pod, c, s.configObjects(), s.podInfo(sb))
+	env, err := podspec.Env(pod, c, s.configObjects(), s.podInfo(sb))
 	var mounts []specs.Mount
 	if err == nil {
 		mounts, err = s.volumes.Mounts(pod, c, env)
 		if err != nil {
-			err = fmt.Errorf("%w: %v", errMissingConfig, err)
+			err = fmt.Errorf("%w: %v", podspec.ErrMissingConfig, err)
 		}
 	}
 	var started *runtime.Container

@@ -7,6 +7,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/runtime"
 	"github.com/podsup/podsup/volume"
 )
@@ -90,7 +91,7 @@ func (noHooks) RunHook(context.Context, *v1.Container, string, string, *v1.Lifec
 
 // Volumes makes pods' volumes and mounts them (the volume package).
 type Volumes interface {
-	Prepare(ctx context.Context, pod *v1.Pod, cfg volume.Config, info volume.PodInfo) error
+	Prepare(ctx context.Context, pod *v1.Pod, cfg podspec.Objects, info podspec.PodInfo) error
 	Mounts(pod *v1.Pod, c *v1.Container, env []string) ([]specs.Mount, error)
 	Cleanup(key string) error
 	Exceeded(pod *v1.Pod) (string, bool)

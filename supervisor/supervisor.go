@@ -16,6 +16,7 @@ import (
 
 	"github.com/podsup/podsup/events"
 	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/runtime"
 	"github.com/podsup/podsup/volume"
 )
@@ -63,7 +64,7 @@ type Supervisor struct {
 	mu             sync.Mutex
 	workers        map[string]*podWorker
 	pods           map[string]*v1.Pod // published: each desired pod with its status
-	config         ConfigObjects
+	config         podspec.Objects
 	sourcesReady   bool
 	orphansDone    bool
 	lastHeartbeat  time.Time
@@ -190,7 +191,7 @@ func (s *Supervisor) heartbeat() {
 func (s *Supervisor) apply(ctx context.Context, d manifest.Delta) {
 	s.mu.Lock()
 	configChanged := !sameObjects(s.config, d)
-	s.config = ConfigObjects{ConfigMaps: d.ConfigMaps, Secrets: d.Secrets}
+	s.config = podspec.Objects{ConfigMaps: d.ConfigMaps, Secrets: d.Secrets}
 	if configChanged {
 		// Projected volumes and the next container starts may use them.
 		for _, w := range s.workers {
@@ -214,7 +215,7 @@ func (s *Supervisor) apply(ctx context.Context, d manifest.Delta) {
 
 // sameObjects reports whether a delta carries the ConfigMaps and Secrets
 // already known: the merger hands the same objects on when none changed.
-func sameObjects(cfg ConfigObjects, d manifest.Delta) bool {
+func sameObjects(cfg podspec.Objects, d manifest.Delta) bool {
 	if len(cfg.ConfigMaps) != len(d.ConfigMaps) || len(cfg.Secrets) != len(d.Secrets) {
 		return false
 	}
@@ -514,14 +515,14 @@ func hasSizeLimit(p *v1.Pod) bool {
 // Events returns the recorder the supervisor reports to.
 func (s *Supervisor) Events() *events.Recorder { return s.events }
 
-func (s *Supervisor) configObjects() ConfigObjects {
+func (s *Supervisor) configObjects() podspec.Objects {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.config
 }
 
-func (s *Supervisor) podInfo(sb *runtime.Sandbox) volume.PodInfo {
-	return volume.PodInfo{IPs: sb.IPs, HostIP: s.hostIP, Allocatable: s.allocatable}
+func (s *Supervisor) podInfo(sb *runtime.Sandbox) podspec.PodInfo {
+	return podspec.PodInfo{IPs: sb.IPs, HostIP: s.hostIP, Allocatable: s.allocatable}
 }
 
 func (s *Supervisor) unhealthy(key string) map[string]Condemned {

@@ -15,8 +15,8 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/runtime"
-	"github.com/podsup/podsup/volume"
 )
 
 // fakeRuntime is containerd as the supervisor sees it, in memory: what the
@@ -207,10 +207,12 @@ func (f *fakeRuntime) RemoveOrphans(ctx context.Context, prefix string, minAge t
 // noVolumes is a pod without volumes.
 type noVolumes struct{}
 
-func (noVolumes) Prepare(context.Context, *v1.Pod, volume.Config, volume.PodInfo) error { return nil }
-func (noVolumes) Mounts(*v1.Pod, *v1.Container, []string) ([]specs.Mount, error)        { return nil, nil }
-func (noVolumes) Cleanup(string) error                                                  { return nil }
-func (noVolumes) Exceeded(*v1.Pod) (string, bool)                                       { return "", false }
+func (noVolumes) Prepare(context.Context, *v1.Pod, podspec.Objects, podspec.PodInfo) error {
+	return nil
+}
+func (noVolumes) Mounts(*v1.Pod, *v1.Container, []string) ([]specs.Mount, error) { return nil, nil }
+func (noVolumes) Cleanup(string) error                                           { return nil }
+func (noVolumes) Exceeded(*v1.Pod) (string, bool)                                { return "", false }
 
 // clockHooks runs preStop handlers that take the given time of the fake
 // clock.

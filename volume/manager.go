@@ -20,6 +20,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
+
+	"github.com/podsup/podsup/podspec"
 )
 
 // ErrHostPathType is a hostPath whose type check failed; the container
@@ -35,7 +37,7 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("volume %q: %v", e.Volume, e.Err) }
 
-// Unwrap gives ErrMissingConfig or ErrHostPathType to errors.Is.
+// Unwrap gives podspec.ErrMissingConfig or ErrHostPathType to errors.Is.
 func (e *Error) Unwrap() error { return e.Err }
 
 // Failed returns the volumes named in an error from Prepare.
@@ -119,9 +121,9 @@ func fsGroup(pod *v1.Pod) int64 {
 // It is called on every sync: unchanged volumes cost a comparison, a
 // changed ConfigMap, Secret or label is swapped in atomically without
 // restarting anything, and volumes the pod no longer declares are removed.
-// The error names the volume and wraps ErrMissingConfig or ErrHostPathType
+// The error names the volume and wraps podspec.ErrMissingConfig or ErrHostPathType
 // when the pod must wait.
-func (m *Manager) Prepare(ctx context.Context, pod *v1.Pod, cfg Config, info PodInfo) error {
+func (m *Manager) Prepare(ctx context.Context, pod *v1.Pod, cfg podspec.Objects, info podspec.PodInfo) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := podKey(pod)
@@ -149,7 +151,7 @@ func (m *Manager) Prepare(ctx context.Context, pod *v1.Pod, cfg Config, info Pod
 	return errors.Join(errs...)
 }
 
-func (m *Manager) prepare(ctx context.Context, pod *v1.Pod, vol *v1.Volume, cfg Config, info PodInfo) error {
+func (m *Manager) prepare(ctx context.Context, pod *v1.Pod, vol *v1.Volume, cfg podspec.Objects, info podspec.PodInfo) error {
 	key := podKey(pod)
 	dir := m.volumeDir(key, vol.Name)
 	gid := fsGroup(pod)
@@ -184,7 +186,7 @@ func (m *Manager) prepare(ctx context.Context, pod *v1.Pod, vol *v1.Volume, cfg 
 // image mounts an image volume once: the kubelet resolves the image when
 // the pod starts, and a later change of the image does not reach a running
 // pod.
-func (m *Manager) image(ctx context.Context, pod *v1.Pod, vol *v1.Volume, dir string, cfg Config) error {
+func (m *Manager) image(ctx context.Context, pod *v1.Pod, vol *v1.Volume, dir string, cfg podspec.Objects) error {
 	if isMountPoint(dir) {
 		return nil
 	}

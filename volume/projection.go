@@ -1,24 +1,13 @@
 package volume
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/podspec"
 )
-
-// ErrMissingConfig is a volume that refers to a ConfigMap, Secret or key
-// that does not exist and is not optional: the pod waits with
-// CreateContainerConfigError until it appears.
-var ErrMissingConfig = errors.New("missing configuration")
-
-// Config are the ConfigMaps and Secrets the manifest sources declare, by
-// namespace/name.
-type Config struct {
-	ConfigMaps map[string]*v1.ConfigMap
-	Secrets    map[string]*v1.Secret
-}
 
 func mode(item *int32, def *int32) int32 {
 	if item != nil {
@@ -53,7 +42,7 @@ func keyPayload(kind, name string, data map[string][]byte, items []v1.KeyToPath,
 			if opt {
 				continue
 			}
-			return nil, fmt.Errorf("%w: %s %q has no key %q", ErrMissingConfig, kind, name, it.Key)
+			return nil, fmt.Errorf("%w: %s %q has no key %q", podspec.ErrMissingConfig, kind, name, it.Key)
 		}
 		payload[it.Path] = File{Data: v, Mode: mode(it.Mode, defMode)}
 	}
@@ -71,42 +60,42 @@ func configMapData(cm *v1.ConfigMap) map[string][]byte {
 	return data
 }
 
-func configMapPayload(pod *v1.Pod, src *v1.ConfigMapVolumeSource, defMode *int32, cfg Config) (map[string]File, error) {
+func configMapPayload(pod *v1.Pod, src *v1.ConfigMapVolumeSource, defMode *int32, cfg podspec.Objects) (map[string]File, error) {
 	cm, ok := cfg.ConfigMaps[pod.Namespace+"/"+src.Name]
 	if !ok {
 		if optional(src.Optional) {
 			return map[string]File{}, nil
 		}
-		return nil, fmt.Errorf("%w: configmap %q not found in namespace %q", ErrMissingConfig, src.Name, pod.Namespace)
+		return nil, fmt.Errorf("%w: configmap %q not found in namespace %q", podspec.ErrMissingConfig, src.Name, pod.Namespace)
 	}
 	return keyPayload("configmap", src.Name, configMapData(cm), src.Items, defMode, optional(src.Optional))
 }
 
-func secretPayload(pod *v1.Pod, name string, items []v1.KeyToPath, opt *bool, defMode *int32, cfg Config) (map[string]File, error) {
+func secretPayload(pod *v1.Pod, name string, items []v1.KeyToPath, opt *bool, defMode *int32, cfg podspec.Objects) (map[string]File, error) {
 	s, ok := cfg.Secrets[pod.Namespace+"/"+name]
 	if !ok {
 		if optional(opt) {
 			return map[string]File{}, nil
 		}
-		return nil, fmt.Errorf("%w: secret %q not found in namespace %q", ErrMissingConfig, name, pod.Namespace)
+		return nil, fmt.Errorf("%w: secret %q not found in namespace %q", podspec.ErrMissingConfig, name, pod.Namespace)
 	}
 	return keyPayload("secret", name, s.Data, items, defMode, optional(opt))
 }
 
-func downwardPayload(pod *v1.Pod, items []v1.DownwardAPIVolumeFile, defMode *int32, info PodInfo) (map[string]File, error) {
+func downwardPayload(pod *v1.Pod, items []v1.DownwardAPIVolumeFile, defMode *int32, info podspec.PodInfo) (map[string]File, error) {
 	payload := map[string]File{}
 	for _, it := range items {
 		var v string
 		var err error
 		switch {
 		case it.FieldRef != nil:
-			v, err = FieldValue(pod, it.FieldRef.FieldPath, info)
+			v, err = podspec.FieldValue(pod, it.FieldRef.FieldPath, info)
 		case it.ResourceFieldRef != nil:
 			c := containerNamed(pod, it.ResourceFieldRef.ContainerName)
 			if c == nil {
 				return nil, fmt.Errorf("downward API item %q: no container %q", it.Path, it.ResourceFieldRef.ContainerName)
 			}
-			v, err = ResourceValue(c, it.ResourceFieldRef, info)
+			v, err = podspec.ResourceValue(c, it.ResourceFieldRef, info)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("downward API item %q: %w", it.Path, err)
@@ -130,7 +119,7 @@ func containerNamed(pod *v1.Pod, name string) *v1.Container {
 	return nil
 }
 
-func projectedPayload(pod *v1.Pod, src *v1.ProjectedVolumeSource, cfg Config, info PodInfo) (map[string]File, error) {
+func projectedPayload(pod *v1.Pod, src *v1.ProjectedVolumeSource, cfg podspec.Objects, info podspec.PodInfo) (map[string]File, error) {
 	payload := map[string]File{}
 	for i, s := range src.Sources {
 		var part map[string]File
@@ -159,7 +148,7 @@ func projectedPayload(pod *v1.Pod, src *v1.ProjectedVolumeSource, cfg Config, in
 
 // payload is what a projected kind of volume holds now; ok is false for
 // the kinds whose content is not projected (hostPath, emptyDir).
-func payload(pod *v1.Pod, vs *v1.VolumeSource, cfg Config, info PodInfo) (map[string]File, bool, error) {
+func payload(pod *v1.Pod, vs *v1.VolumeSource, cfg podspec.Objects, info podspec.PodInfo) (map[string]File, bool, error) {
 	switch {
 	case vs.ConfigMap != nil:
 		p, err := configMapPayload(pod, vs.ConfigMap, vs.ConfigMap.DefaultMode, cfg)

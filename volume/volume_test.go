@@ -15,6 +15,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podsup/podsup/podspec"
 )
 
 var now = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
@@ -113,13 +115,13 @@ func pod(vols ...v1.Volume) *v1.Pod {
 }
 
 func TestPayloads(t *testing.T) {
-	cfg := Config{
+	cfg := podspec.Objects{
 		ConfigMaps: map[string]*v1.ConfigMap{"apps/settings": {Data: map[string]string{"mode": "fast", "level": "3"}, BinaryData: map[string][]byte{"blob": {0, 1}}}},
 		Secrets:    map[string]*v1.Secret{"apps/token": {Data: map[string][]byte{"token": []byte("s3cr3t"), "user": []byte("bob")}}},
 	}
 	yes := true
 	mode := int32(0o400)
-	info := PodInfo{IPs: []string{"10.86.0.7"}, HostIP: "192.0.2.2"}
+	info := podspec.PodInfo{IPs: []string{"10.86.0.7"}, HostIP: "192.0.2.2"}
 	cases := []struct {
 		name string
 		vs   v1.VolumeSource
@@ -131,8 +133,8 @@ func TestPayloads(t *testing.T) {
 		{"configMap, items", v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: "settings"},
 			Items: []v1.KeyToPath{{Key: "mode", Path: "conf/mode.txt"}}}}, []string{"conf/mode.txt=fast"}, nil},
 		{"configMap, missing key", v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: "settings"},
-			Items: []v1.KeyToPath{{Key: "nope", Path: "x"}}}}, nil, ErrMissingConfig},
-		{"configMap missing", v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: "other"}}}, nil, ErrMissingConfig},
+			Items: []v1.KeyToPath{{Key: "nope", Path: "x"}}}}, nil, podspec.ErrMissingConfig},
+		{"configMap missing", v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: "other"}}}, nil, podspec.ErrMissingConfig},
 		{"configMap missing but optional", v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: "other"}, Optional: &yes}}, nil, nil},
 		{"secret", v1.VolumeSource{Secret: &v1.SecretVolumeSource{SecretName: "token", Items: []v1.KeyToPath{{Key: "token", Path: "t", Mode: &mode}}}},
 			[]string{"t=s3cr3t"}, nil},
@@ -278,8 +280,8 @@ func TestImageVolume(t *testing.T) {
 	m := New(func(string) string { return root }, WithImages(images))
 	p := pod(v1.Volume{Name: "tools", VolumeSource: v1.VolumeSource{Image: &v1.ImageVolumeSource{Reference: "tools:1", PullPolicy: v1.PullIfNotPresent}}})
 	p.Spec.ImagePullSecrets = []v1.LocalObjectReference{{Name: "creds"}, {Name: "missing"}}
-	cfg := Config{Secrets: map[string]*v1.Secret{p.Namespace + "/creds": {ObjectMeta: metav1.ObjectMeta{Name: "creds"}}}}
-	if err := m.Prepare(context.Background(), p, cfg, PodInfo{}); err != nil {
+	cfg := podspec.Objects{Secrets: map[string]*v1.Secret{p.Namespace + "/creds": {ObjectMeta: metav1.ObjectMeta{Name: "creds"}}}}
+	if err := m.Prepare(context.Background(), p, cfg, podspec.PodInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{p.Namespace + "/" + p.Name + " tools tools:1 IfNotPresent creds"}; !reflect.DeepEqual(images.calls, want) {
@@ -310,11 +312,11 @@ func TestImageVolume(t *testing.T) {
 	images.err = errors.New("pull refused")
 	other := pod(v1.Volume{Name: "broken", VolumeSource: v1.VolumeSource{Image: &v1.ImageVolumeSource{Reference: "nope:1", PullPolicy: v1.PullNever}}})
 	other.Name = "other"
-	err = m.Prepare(context.Background(), other, Config{}, PodInfo{})
+	err = m.Prepare(context.Background(), other, podspec.Objects{}, podspec.PodInfo{})
 	if !Failed(err)["broken"] || !strings.Contains(err.Error(), "image nope:1: pull refused") {
 		t.Errorf("a failed mount: %v; want the volume named with the image and the cause", err)
 	}
-	if err := New(func(string) string { return t.TempDir() }).Prepare(context.Background(), other, Config{}, PodInfo{}); err == nil {
+	if err := New(func(string) string { return t.TempDir() }).Prepare(context.Background(), other, podspec.Objects{}, podspec.PodInfo{}); err == nil {
 		t.Error("an image volume without a runtime to mount it succeeded")
 	}
 }

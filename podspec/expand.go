@@ -1,4 +1,4 @@
-package runtime
+package podspec
 
 import "strings"
 
@@ -37,18 +37,4 @@ func Expand(s string, lookup func(string) (string, bool)) string {
 		}
 	}
 	return b.String()
-}
-
-// envLookup looks names up in a KEY=VALUE list; later entries win.
-func envLookup(env []string) func(string) (string, bool) {
-	m := make(map[string]string, len(env))
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return func(name string) (string, bool) {
-		v, ok := m[name]
-		return v, ok
-	}
 }

@@ -1,4 +1,4 @@
-package runtime
+package podspec
 
 import (
 	"strings"
@@ -46,7 +46,7 @@ func TestResolvConf(t *testing.T) {
 			"nameserver 192.0.2.53\nnameserver 192.0.2.54\nnameserver 198.51.100.1\nsearch corp.example\noptions edns0\n"},
 	}
 	for _, tc := range cases {
-		if got := string(resolvConf(tc.pod, tc.cfg, []byte(hostResolv))); got != tc.want {
+		if got := string(ResolvConf(tc.pod, tc.cfg, []byte(hostResolv))); got != tc.want {
 			t.Errorf("%s:\ngot:\n%swant:\n%s", tc.name, got, tc.want)
 		}
 	}
@@ -56,8 +56,8 @@ func TestHostsFile(t *testing.T) {
 	pod := dnsPod(v1.DNSClusterFirst, false, nil)
 	pod.Spec.Hostname, pod.Spec.Subdomain = "db-0", "db"
 	pod.Spec.HostAliases = []v1.HostAlias{{IP: "198.51.100.7", Hostnames: []string{"legacy", "legacy.example"}}}
-	name, fqdn := podHostname(pod, "cluster.local")
-	got := string(hostsFile(pod, name, fqdn, []string{"10.86.0.5"}, nil))
+	name, fqdn := Hostname(pod, "cluster.local")
+	got := string(HostsFile(pod, name, fqdn, []string{"10.86.0.5"}, nil))
 	for _, want := range []string{
 		"127.0.0.1\tlocalhost\n",
 		"10.86.0.5\tdb-0.db.apps.svc.cluster.local\tdb-0\n",
@@ -68,12 +68,12 @@ func TestHostsFile(t *testing.T) {
 		}
 	}
 	host := dnsPod(v1.DNSClusterFirst, true, nil)
-	if got := string(hostsFile(host, "node1", "", nil, []byte("127.0.0.1 localhost\n192.0.2.2 node1"))); got != "127.0.0.1 localhost\n192.0.2.2 node1\n" {
+	if got := string(HostsFile(host, "node1", "", nil, []byte("127.0.0.1 localhost\n192.0.2.2 node1"))); got != "127.0.0.1 localhost\n192.0.2.2 node1\n" {
 		t.Errorf("hostNetwork hosts file %q: want the host's own", got)
 	}
 	long := dnsPod(v1.DNSDefault, false, nil)
 	long.Name = strings.Repeat("a", 62) + "-b-node1"
-	if name, _ := podHostname(long, ""); len(name) > 63 || strings.HasSuffix(name, "-") {
+	if name, _ := Hostname(long, ""); len(name) > 63 || strings.HasSuffix(name, "-") {
 		t.Errorf("hostname %q of a long pod name", name)
 	}
 }

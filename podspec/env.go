@@ -1,28 +1,32 @@
-package supervisor
+package podspec
 
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/manifest"
-	"github.com/podsup/podsup/runtime"
-	"github.com/podsup/podsup/volume"
 )
 
-// errMissingConfig is a reference to a ConfigMap, Secret or key that does
-// not exist; the container waits with CreateContainerConfigError.
-var errMissingConfig = errors.New("missing configuration")
+// ErrMissingConfig is a reference to a ConfigMap, Secret or key that does
+// not exist and is not optional: the container waits with
+// CreateContainerConfigError until it appears.
+var ErrMissingConfig = errors.New("missing configuration")
 
-// ConfigObjects are the ConfigMaps and Secrets declared by the manifest
-// sources, by namespace/name.
-type ConfigObjects = volume.Config
+// Objects are the ConfigMaps and Secrets the manifest sources declare, by
+// namespace/name.
+type Objects struct {
+	ConfigMaps map[string]*v1.ConfigMap
+	Secrets    map[string]*v1.Secret
+}
 
-// resolveEnv builds a container's environment as the kubelet does: envFrom
+// Env builds a container's environment as the kubelet does: envFrom
 // sources first, then env in order, each value expanding $(NAME) references
 // to the variables before it. Values are never logged: they may be secrets.
-func resolveEnv(pod *v1.Pod, c *v1.Container, cfg ConfigObjects, info volume.PodInfo) ([]string, error) {
+func Env(pod *v1.Pod, c *v1.Container, cfg Objects, info PodInfo) ([]string, error) {
 	var order []string
 	vals := map[string]string{}
 	set := func(k, v string) {
@@ -39,9 +43,9 @@ func resolveEnv(pod *v1.Pod, c *v1.Container, cfg ConfigObjects, info volume.Pod
 				if optional(ef.ConfigMapRef.Optional) {
 					continue
 				}
-				return nil, fmt.Errorf("%w: envFrom[%d]: configmap %q not found in namespace %q", errMissingConfig, i, ef.ConfigMapRef.Name, pod.Namespace)
+				return nil, fmt.Errorf("%w: envFrom[%d]: configmap %q not found in namespace %q", ErrMissingConfig, i, ef.ConfigMapRef.Name, pod.Namespace)
 			}
-			for _, k := range sortedKeys(cm.Data) {
+			for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
 				set(ef.Prefix+k, cm.Data[k])
 			}
 		case ef.SecretRef != nil:
@@ -50,9 +54,9 @@ func resolveEnv(pod *v1.Pod, c *v1.Container, cfg ConfigObjects, info volume.Pod
 				if optional(ef.SecretRef.Optional) {
 					continue
 				}
-				return nil, fmt.Errorf("%w: envFrom[%d]: secret %q not found in namespace %q", errMissingConfig, i, ef.SecretRef.Name, pod.Namespace)
+				return nil, fmt.Errorf("%w: envFrom[%d]: secret %q not found in namespace %q", ErrMissingConfig, i, ef.SecretRef.Name, pod.Namespace)
 			}
-			for _, k := range sortedKeys(s.Data) {
+			for _, k := range slices.Sorted(maps.Keys(s.Data)) {
 				set(ef.Prefix+k, string(s.Data[k]))
 			}
 		}
@@ -60,7 +64,7 @@ func resolveEnv(pod *v1.Pod, c *v1.Container, cfg ConfigObjects, info volume.Pod
 	lookup := func(name string) (string, bool) { v, ok := vals[name]; return v, ok }
 	for i, e := range c.Env {
 		if e.ValueFrom == nil {
-			set(e.Name, runtime.Expand(e.Value, lookup))
+			set(e.Name, Expand(e.Value, lookup))
 			continue
 		}
 		v, ok, err := valueFrom(pod, c, e.ValueFrom, cfg, info)
@@ -81,13 +85,13 @@ func resolveEnv(pod *v1.Pod, c *v1.Container, cfg ConfigObjects, info volume.Pod
 func optional(b *bool) bool { return b != nil && *b }
 
 // valueFrom resolves one env source; ok is false for a missing optional key.
-func valueFrom(pod *v1.Pod, c *v1.Container, vf *v1.EnvVarSource, cfg ConfigObjects, info volume.PodInfo) (string, bool, error) {
+func valueFrom(pod *v1.Pod, c *v1.Container, vf *v1.EnvVarSource, cfg Objects, info PodInfo) (string, bool, error) {
 	switch {
 	case vf.FieldRef != nil:
-		v, err := volume.FieldValue(pod, vf.FieldRef.FieldPath, info)
+		v, err := FieldValue(pod, vf.FieldRef.FieldPath, info)
 		return v, err == nil, err
 	case vf.ResourceFieldRef != nil:
-		v, err := volume.ResourceValue(c, vf.ResourceFieldRef, info)
+		v, err := ResourceValue(c, vf.ResourceFieldRef, info)
 		return v, err == nil, err
 	case vf.ConfigMapKeyRef != nil:
 		r := vf.ConfigMapKeyRef
@@ -104,9 +108,9 @@ func valueFrom(pod *v1.Pod, c *v1.Container, vf *v1.EnvVarSource, cfg ConfigObje
 			return "", false, nil
 		}
 		if !found {
-			return "", false, fmt.Errorf("%w: configmap %q not found in namespace %q", errMissingConfig, r.Name, pod.Namespace)
+			return "", false, fmt.Errorf("%w: configmap %q not found in namespace %q", ErrMissingConfig, r.Name, pod.Namespace)
 		}
-		return "", false, fmt.Errorf("%w: key %q not found in configmap %q", errMissingConfig, r.Key, r.Name)
+		return "", false, fmt.Errorf("%w: key %q not found in configmap %q", ErrMissingConfig, r.Key, r.Name)
 	case vf.SecretKeyRef != nil:
 		r := vf.SecretKeyRef
 		s, found := cfg.Secrets[manifest.Key(pod.Namespace, r.Name)]
@@ -119,9 +123,9 @@ func valueFrom(pod *v1.Pod, c *v1.Container, vf *v1.EnvVarSource, cfg ConfigObje
 			return "", false, nil
 		}
 		if !found {
-			return "", false, fmt.Errorf("%w: secret %q not found in namespace %q", errMissingConfig, r.Name, pod.Namespace)
+			return "", false, fmt.Errorf("%w: secret %q not found in namespace %q", ErrMissingConfig, r.Name, pod.Namespace)
 		}
-		return "", false, fmt.Errorf("%w: key %q not found in secret %q", errMissingConfig, r.Key, r.Name)
+		return "", false, fmt.Errorf("%w: key %q not found in secret %q", ErrMissingConfig, r.Key, r.Name)
 	}
 	return "", false, fmt.Errorf("no value source")
 }

@@ -1,0 +1,53 @@
+package podspec
+
+import (
+	"context"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/qos"
+)
+
+// resourceOpts turn requests and limits into cgroup settings and the OOM
+// score, as the kubelet computes them.
+func (n Node) resourceOpts(pod *v1.Pod, c *v1.Container) []oci.SpecOpts {
+	opts := []oci.SpecOpts{oci.WithCPUShares(qos.CPUShares(c.Resources.Requests.Cpu()))}
+	if quota := qos.CPUQuota(c.Resources.Limits.Cpu()); quota > 0 {
+		opts = append(opts, oci.WithCPUCFS(quota, qos.CFSPeriodUsecs))
+	}
+	if mem := c.Resources.Limits.Memory().Value(); mem > 0 {
+		opts = append(opts, oci.WithMemoryLimit(uint64(mem)))
+	}
+	return append(opts, withOOMScoreAdj(n.clampOOM(qos.OOMScoreAdj(pod, c, n.MemoryCapacity))))
+}
+
+func withOOMScoreAdj(adj int) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		s.Process.OOMScoreAdj = &adj
+		return nil
+	}
+}
+
+// withoutRlimits drops the default spec's RLIMIT_NOFILE of 1024, so
+// containers inherit containerd's limits, as with the CRI plugin.
+func withoutRlimits(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+	s.Process.Rlimits = nil
+	return nil
+}
+
+func withSysctls(sysctls []v1.Sysctl) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if len(sysctls) == 0 {
+			return nil
+		}
+		if s.Linux.Sysctl == nil {
+			s.Linux.Sysctl = map[string]string{}
+		}
+		for _, sc := range sysctls {
+			s.Linux.Sysctl[sc.Name] = sc.Value
+		}
+		return nil
+	}
+}
