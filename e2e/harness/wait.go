@@ -15,8 +15,23 @@ import (
 	"github.com/podsup/podsup/api"
 )
 
-// poll is how often a wait checks its condition.
-const poll = 50 * time.Millisecond
+// A wait checks its condition after minPoll, then at twice the interval
+// each time up to maxPoll: a condition that holds soon is seen soon, and
+// the many long waits of a parallel suite do not keep podsup and
+// containerd busy answering them (at a fixed 50 ms, they took a good part
+// of the suite's CPU).
+const (
+	minPoll = 50 * time.Millisecond
+	maxPoll = 250 * time.Millisecond
+)
+
+// poller spaces the checks of one wait.
+type poller struct{ next time.Duration }
+
+func (p *poller) sleep() {
+	p.next = min(max(2*p.next, minPoll), maxPoll)
+	time.Sleep(p.next)
+}
 
 // WaitFor polls cond until it holds, and fails the test if it does not
 // within Patience. It returns how long the condition took.
@@ -36,11 +51,12 @@ func WaitFor(t testing.TB, what string, cond func() bool) time.Duration {
 func WaitUntil(t testing.TB, what string, check func() string) time.Duration {
 	t.Helper()
 	start := time.Now()
+	var p poller
 	for time.Since(start) < Patience {
 		if check() == "" {
 			return time.Since(start)
 		}
-		time.Sleep(poll)
+		p.sleep()
 	}
 	why := check()
 	if why == "" {
@@ -105,6 +121,7 @@ func (e *Env) WaitConvergedWithin(names map[string]bool, limit time.Duration) ti
 // stores how long it took.
 func (e *Env) pollFor(took *time.Duration, limit time.Duration, cond func() bool) bool {
 	start := time.Now()
+	var p poller
 	for {
 		if cond() {
 			*took = time.Since(start)
@@ -113,7 +130,7 @@ func (e *Env) pollFor(took *time.Duration, limit time.Duration, cond func() bool
 		if time.Since(start) > limit {
 			return false
 		}
-		time.Sleep(poll)
+		p.sleep()
 	}
 }
 

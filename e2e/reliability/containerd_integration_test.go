@@ -151,7 +151,7 @@ func (e *env) waitConvergedWith(names map[string]bool, crashing string) time.Dur
 		} else {
 			why = err.Error()
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
 	e.t.Fatalf("not converged within %s: %s\npodsup log: %s", harness.Patience, why, e.ProcLog.Name())
 	return 0
