@@ -82,7 +82,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "healthz-address", Value: "127.0.0.1:10248", Usage: "address of /healthz; empty disables", EnvVars: envVar("healthz-address")},
 		&cli.IntFlag{Name: "verbosity", Aliases: []string{"v"}, Value: 0, Usage: "log detail: 0 info, 1 debug, 2 debug with source lines", EnvVars: envVar("verbosity")},
 		&cli.StringFlag{Name: "pod-infra-container-image", Usage: "pause image `REF` instead of the one podsup builds itself", EnvVars: envVar("pod-infra-container-image")},
-		&cli.StringFlag{Name: "cgroup-driver", Value: "cgroupfs", Usage: "cgroupfs, or systemd where systemd runs", EnvVars: envVar("cgroup-driver")},
+		&cli.StringFlag{Name: "cgroup-driver", Value: "cgroupfs", Usage: "cgroupfs or systemd; containerd 2 overrides it with the driver its CRI runtime is configured with", EnvVars: envVar("cgroup-driver")},
 		&cli.StringFlag{Name: "container-log-max-size", Value: "10Mi", Usage: "size at which a container log is rotated", EnvVars: envVar("container-log-max-size")},
 		&cli.IntFlag{Name: "container-log-max-files", Value: 5, Usage: "log files kept per container instance, the current one included", EnvVars: envVar("container-log-max-files")},
 		&cli.DurationFlag{Name: "restart-backoff-initial", Value: 10 * time.Second, Usage: "first crash-loop back-off, doubled on each crash", EnvVars: envVar("restart-backoff-initial")},

@@ -90,6 +90,9 @@ func Run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer rt.Close()
+	// As the kubelet: the runtime's own configuration chooses the cgroup
+	// driver where it says, --cgroup-driver where it does not.
+	cgroupDriver, fromRuntime := rt.UseRuntimeCgroupDriver(ctx)
 	hostIP := cfg.NodeIP
 	if hostIP == "" {
 		hostIP = nodeIP()
@@ -173,7 +176,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	log.Info("podsup started", "node", cfg.NodeName, "node-ip", hostIP, "sources", sources, "containerd", cfg.ContainerdAddress,
-		"namespace", cfg.ContainerdNS, "network", network.Network())
+		"namespace", cfg.ContainerdNS, "network", network.Network(), "cgroup-driver", cgroupDriver, "cgroup-driver-from-containerd", fromRuntime)
 	<-ctx.Done()
 	log.Info("podsup stopping; pods keep running")
 	<-supDone

@@ -1,137 +1,88 @@
 package runtime
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+	"time"
 
+	"github.com/containerd/containerd/api/types/runc/options"
+	"google.golang.org/grpc"
 	v1 "k8s.io/api/core/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/podsup/podsup/cgroups"
 )
 
-// cgroupRoot is where the cgroup hierarchies are mounted.
-var cgroupRoot = "/sys/fs/cgroup"
-
-// podCgroup is the cgroup of a pod under the parent, by QoS class as the
-// kubelet arranges them: /podsup/burstable/pod<hash>.
-func (r *Runtime) podCgroup(key string, class v1.PodQOSClass) string {
-	return filepath.Join(r.cgroupParent, strings.ToLower(string(class)), "pod"+PodHash(key))
-}
-
-// cgroupsPath is the OCI cgroupsPath of one container. With the systemd
-// driver it takes systemd's "slice:prefix:name" form; the slice name encodes
-// the same hierarchy.
-func (r *Runtime) cgroupsPath(key string, class v1.PodQOSClass, id string) string {
-	if r.cgroupDriver == "systemd" {
-		ns := strings.ReplaceAll(strings.TrimPrefix(r.cgroupParent, "/"), "-", "_")
-		slice := fmt.Sprintf("%s-%s-pod%s.slice", ns, strings.ToLower(string(class)), PodHash(key))
-		return slice + ":" + ns + ":" + id
-	}
-	return filepath.Join(r.podCgroup(key, class), id)
-}
-
-// oomKilled reports whether the OOM killer struck in a container's cgroup,
-// which stays until the task is deleted. It reads cgroup v1's
-// memory.oom_control and cgroup v2's memory.events.
-func oomKilled(cgroupsPath string) bool {
-	if cgroupsPath == "" || strings.Contains(cgroupsPath, ":") {
-		return false
-	}
-	for _, f := range []string{
-		filepath.Join(cgroupRoot, "memory", cgroupsPath, "memory.oom_control"),
-		filepath.Join(cgroupRoot, cgroupsPath, "memory.events"),
-	} {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-				n, _ := strconv.Atoi(strings.TrimSpace(v))
-				return n > 0
-			}
-		}
-	}
-	return false
-}
-
-// removePodCgroups removes a pod's cgroup from every hierarchy once its
-// containers are gone, with the empty container cgroups left under it.
-func (r *Runtime) removePodCgroups(key string) error {
-	if r.cgroupDriver == "systemd" {
-		return nil // systemd removes empty slices itself
-	}
-	var errs []error
-	for _, class := range []v1.PodQOSClass{v1.PodQOSGuaranteed, v1.PodQOSBurstable, v1.PodQOSBestEffort} {
-		for _, d := range hierarchyDirs(r.podCgroup(key, class)) {
-			if err := removeCgroupTree(d); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// removeContainerCgroup removes a container's own cgroup, given by its OCI
-// cgroupsPath, from every hierarchy once its task is gone. runc removes it
-// when the task is deleted, but not one a create cut short made: containerd
-// 2.3 deletes such a task with "container not created" and leaves the
-// cgroup (seen when podsup was killed while it created a task). With the
-// systemd driver systemd removes the scope.
-func removeContainerCgroup(cgroupsPath string) error {
-	if cgroupsPath == "" || strings.Contains(cgroupsPath, ":") {
-		return nil
-	}
-	var errs []error
-	for _, d := range hierarchyDirs(cgroupsPath) {
-		if err := removeCgroupTree(d); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// hierarchyDirs is where the cgroup rel is in every mounted hierarchy: rel
-// under the root of a cgroup v2 mount, or under each cgroup v1 controller
-// (and under "unified", where v2 is mounted beside v1).
-func hierarchyDirs(rel string) []string {
-	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
-		return []string{filepath.Join(cgroupRoot, rel)}
-	}
-	hierarchies, err := os.ReadDir(cgroupRoot)
+// setCgroupDriver places pods with the named driver. Pods of another
+// podsup, in another containerd namespace, must never share a cgroup with
+// these: the parent is named after the namespace, /podsup by default.
+func (r *Runtime) setCgroupDriver(name string) error {
+	d, err := cgroups.New(name, cgroups.Root, "/"+r.namespace)
 	if err != nil {
-		return nil
+		return err
 	}
-	var dirs []string
-	for _, h := range hierarchies {
-		if h.IsDir() {
-			dirs = append(dirs, filepath.Join(cgroupRoot, h.Name(), rel))
-		}
-	}
-	return dirs
+	r.cgroupDriver, r.cgroups = name, d
+	return nil
 }
 
-// removeCgroupTree removes a cgroup and the cgroups under it, deepest
-// first. Only empty cgroups can go: one with a process in it stays, and so
-// does every cgroup above it, with EBUSY in the error.
-func removeCgroupTree(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+// CgroupDriver is the name of the driver in use.
+func (r *Runtime) CgroupDriver() string { return r.cgroupDriver }
+
+// UseRuntimeCgroupDriver asks containerd which cgroup driver its CRI
+// runtime is configured with (runc's SystemdCgroup), as the kubelet asks
+// the runtime, and uses that one: the host's containerd knows whether
+// systemd owns its cgroups. A containerd that cannot say (1.6, or a CRI
+// plugin that is disabled) leaves --cgroup-driver in force. It returns the
+// driver in use and whether the runtime chose it. Call it before the first
+// pod starts.
+func (r *Runtime) UseRuntimeCgroupDriver(ctx context.Context) (string, bool) {
+	conn, ok := r.client.Conn().(*grpc.ClientConn)
+	if !ok {
+		return r.cgroupDriver, false
 	}
-	var errs []error
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeCgroupTree(filepath.Join(dir, e.Name())); err != nil {
-				errs = append(errs, err)
-			}
+	ctx, cancel := context.WithTimeout(r.Context(ctx), 10*time.Second)
+	defer cancel()
+	resp, err := runtimeapi.NewRuntimeServiceClient(conn).RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
+	if err != nil || resp.GetLinux() == nil {
+		r.log.Debug("containerd does not say which cgroup driver it uses; keeping --cgroup-driver", "driver", r.cgroupDriver, "err", err)
+		return r.cgroupDriver, false
+	}
+	name := cgroups.CgroupFS
+	if resp.GetLinux().GetCgroupDriver() == runtimeapi.CgroupDriver_SYSTEMD {
+		name = cgroups.Systemd
+	}
+	if name != r.cgroupDriver {
+		r.log.Info("using the cgroup driver containerd is configured with, not --cgroup-driver", "driver", name, "flag", r.cgroupDriver)
+		if err := r.setCgroupDriver(name); err != nil {
+			return r.cgroupDriver, false
 		}
 	}
-	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		errs = append(errs, err)
+	return name, true
+}
+
+// cgroupsPath is the OCI cgroupsPath of one container of a pod.
+func (r *Runtime) cgroupsPath(key string, class v1.PodQOSClass, id string) string {
+	return r.cgroups.ContainerPath(cgroups.Pod{Hash: PodHash(key), Class: class}, id)
+}
+
+// runcOptions are the options of podsup's runc containers: the systemd
+// driver must be named to runc, which otherwise reads a slice:prefix:name
+// cgroupsPath as a path.
+func (r *Runtime) runcOptions() any {
+	if r.cgroups.Name() == cgroups.Systemd {
+		return &options.Options{SystemdCgroup: true}
 	}
-	return errors.Join(errs...)
+	return nil
+}
+
+// removeContainerCgroup removes a container's own cgroup once its task is
+// gone: runc removes it when the task is deleted, but not one a create cut
+// short made (containerd 2.3 deletes such a task with "container not
+// created" and leaves the cgroup; seen when podsup was killed while it
+// created a task).
+func (r *Runtime) removeContainerCgroup(ctx context.Context, cgroupsPath string) error {
+	if err := r.cgroups.RemoveContainer(ctx, cgroupsPath); err != nil {
+		return fmt.Errorf("cgroup %s: %w", cgroupsPath, err)
+	}
+	return nil
 }

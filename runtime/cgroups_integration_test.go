@@ -1,49 +1,44 @@
 //go:build integration
 
-package runtime
+package runtime_test
 
 import (
-	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
 	"testing"
 
-	v1 "k8s.io/api/core/v1"
-
 	"github.com/podsup/podsup/internal/testenv"
+	"github.com/podsup/podsup/runtime"
 )
 
-// TestRemovePodCgroupsWithLeftovers: a pod cgroup with an empty container
-// cgroup left under it, as a task create cut short leaves it, is removed
-// with it from every hierarchy, on the real cgroup filesystem.
-func TestRemovePodCgroupsWithLeftovers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testenv.Unavailable(t, "cgroups need root")
+// TestCgroupDriverFromContainerd: containerd 2 says which cgroup driver its
+// CRI runtime uses (here cgroupfs: runc without SystemdCgroup), and that
+// wins over --cgroup-driver, as the runtime's answer does for the kubelet;
+// containerd 1.6 cannot say, and the flag stays in force.
+func TestCgroupDriverFromContainerd(t *testing.T) {
+	client := testenv.Client(t)
+	_, ns := testenv.Namespace(t, client)
+	rt, err := runtime.New(testenv.Address(), runtime.WithNamespace(ns), runtime.WithRootDir(t.TempDir()), runtime.WithLogDir(t.TempDir()),
+		runtime.WithCgroupDriver("systemd"), runtime.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
 	}
-	r := &Runtime{cgroupParent: "/podsup-test-" + filepath.Base(t.TempDir())}
-	const key = "default/leftover"
-	pod := r.podCgroup(key, v1.PodQOSBestEffort)
-	var made []string
-	for _, h := range []string{"memory", "pids", "cpu,cpuacct"} {
-		dir := filepath.Join(cgroupRoot, h, pod, PodHash(key)+"_pause.0")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			testenv.Unavailable(t, "cgroup v1 hierarchy %s: %v", h, err)
-		}
-		made = append(made, filepath.Join(cgroupRoot, h, r.cgroupParent))
+	defer rt.Close()
+	version, err := rt.Version(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for _, d := range made {
-			removeCgroupTree(d)
+	driver, fromContainerd := rt.UseRuntimeCgroupDriver(context.Background())
+	t.Logf("%s: cgroup driver %s, chosen by containerd: %v", version, driver, fromContainerd)
+	if strings.HasPrefix(version, "containerd://1.") {
+		if fromContainerd || driver != "systemd" || rt.CgroupDriver() != "systemd" {
+			t.Errorf("%s: driver %q (from containerd: %v), want the flag's systemd", version, driver, fromContainerd)
 		}
-	})
-
-	if err := r.removePodCgroups(key); err != nil {
-		t.Fatalf("remove a pod cgroup with an empty container cgroup under it: %v", err)
+		return
 	}
-	for _, d := range made {
-		if _, err := os.Stat(filepath.Join(filepath.Dir(d), pod)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s still there (stat: %v)", filepath.Join(filepath.Dir(d), pod), err)
-		}
+	if !fromContainerd || driver != "cgroupfs" || rt.CgroupDriver() != "cgroupfs" {
+		t.Errorf("%s: driver %q (from containerd: %v), want containerd's cgroupfs", version, driver, fromContainerd)
 	}
 }

@@ -166,7 +166,7 @@ func (r *Runtime) termination(c *Container, labels map[string]string, proc *task
 		t.FinishedAt = protobuf.FromTimestamp(proc.ExitedAt)
 	}
 	switch {
-	case oomKilled(labels[LabelCgroupsPath]):
+	case r.cgroups.OOMKilled(labels[LabelCgroupsPath]):
 		t.Reason = "OOMKilled"
 	case t.ExitCode == 0:
 		t.Reason = "Completed"

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"k8s.io/utils/clock"
 
+	"github.com/podsup/podsup/cgroups"
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/podspec"
 )
@@ -40,9 +41,9 @@ type Runtime struct {
 	snapshotter  string
 	rootDir      string
 	logDir       string
-	pauseRef     string // empty: podsup's built-in pause image
-	cgroupDriver string
-	cgroupParent string
+	pauseRef     string         // empty: podsup's built-in pause image
+	cgroupDriver string         // the name asked for (--cgroup-driver)
+	cgroups      cgroups.Driver // places pods' and containers' cgroups
 	logMaxSize   int64
 	logMaxFiles  int
 	node         podspec.Node // what the pod-to-container translation knows of this host
@@ -84,15 +85,10 @@ func WithSnapshotter(s string) Option {
 	return func(r *Runtime) error { r.snapshotter = s; return nil }
 }
 
-// WithCgroupDriver sets "cgroupfs" (the default) or "systemd".
+// WithCgroupDriver sets "cgroupfs" (the default) or "systemd"; see
+// UseRuntimeCgroupDriver for the runtime's own say.
 func WithCgroupDriver(d string) Option {
-	return func(r *Runtime) error {
-		if d != "cgroupfs" && d != "systemd" {
-			return fmt.Errorf("cgroup driver %q: want cgroupfs or systemd", d)
-		}
-		r.cgroupDriver = d
-		return nil
-	}
+	return func(r *Runtime) error { r.cgroupDriver = d; return nil }
 }
 
 // WithLogRotation sets --container-log-max-size and --container-log-max-files.
@@ -136,10 +132,9 @@ func New(address string, opts ...Option) (*Runtime, error) {
 			return nil, err
 		}
 	}
-	// Pods of another podsup, in another containerd namespace, must never
-	// share a cgroup with these: the parent is named after the namespace,
-	// /podsup by default.
-	r.cgroupParent = "/" + r.namespace
+	if err := r.setCgroupDriver(r.cgroupDriver); err != nil {
+		return nil, err
+	}
 	quietContainerdLogs(r.log)
 	client, err := containerd.New(address, containerd.WithDefaultNamespace(r.namespace), containerd.WithDefaultRuntime(runcRuntime),
 		containerd.WithExtraDialOpts([]grpc.DialOption{grpc.WithConnectParams(reconnect)}))

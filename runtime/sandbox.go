@@ -81,7 +81,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 		labels[LabelHostNetwork] = "true"
 	}
 	c, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshotView(id, img),
-		containerd.WithContainerLabels(labels), containerd.WithNewSpec(opts...), containerd.WithRuntime(runcRuntime, nil))
+		containerd.WithContainerLabels(labels), containerd.WithNewSpec(opts...), containerd.WithRuntime(runcRuntime, r.runcOptions()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: create pause container: %v", ErrSandbox, err)
 	}
@@ -303,7 +303,7 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("labels of %s: %w", id, err)
 	}
-	if err := removeContainerCgroup(labels[LabelCgroupsPath]); err != nil {
+	if err := r.removeContainerCgroup(ctx, labels[LabelCgroupsPath]); err != nil {
 		return fmt.Errorf("remove cgroup of %s: %w", id, err)
 	}
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
@@ -346,7 +346,7 @@ func (r *Runtime) CleanupPod(ctx context.Context, key, namespace, name string) e
 	if err := r.removeImageVolumes(ctx, func(hash string) bool { return hash != PodHash(key) }); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.removePodCgroups(key); err != nil {
+	if err := r.cgroups.RemovePod(ctx, PodHash(key)); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
