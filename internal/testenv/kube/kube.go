@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,10 +97,19 @@ func lock(path string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// buildModule is the directory of the build module, next to this file.
+// buildModule is the directory of the build module, next to this file,
+// found from the test's working directory (its package's, somewhere in
+// podsup's module): a -trimpath build has no source paths to go by.
 func buildModule() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "build")
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.HasPrefix(string(data), "module github.com/podsup/podsup\n") {
+			return filepath.Join(d, "internal", "testenv", "kube", "build")
+		}
+		if filepath.Dir(d) == d {
+			return filepath.Join(dir, "build") // not in the module: the error names where it looked
+		}
+	}
 }
 
 // buildAPIServer builds kube-apiserver into out unless the binary there was
