@@ -167,7 +167,7 @@ func TestNothingLeaksAfterACrash(t *testing.T) {
 		// address, masquerade rules); podsup died before portmap and before
 		// libcni cached anything.
 		nsPath := m.netnsPath(p.SandboxID)
-		if err := m.opts.ns.create(nsPath); err != nil {
+		if err := m.opts.ns.create(nsPath, "", nil); err != nil {
 			t.Fatal(err)
 		}
 		bridge := m.net.list.Plugins[0]

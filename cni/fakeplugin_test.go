@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // The test binary doubles as a CNI plugin: tests link it into a plugin
@@ -292,7 +293,7 @@ func (f *fakePlugins) reset() {
 // fileNS is netnsOps with plain files, for tests without root.
 type fileNS struct{ failCreate error }
 
-func (f *fileNS) create(path string) error {
+func (f *fileNS) create(path, _ string, _ *specs.LinuxIDMapping) error {
 	if f.failCreate != nil {
 		return f.failCreate
 	}

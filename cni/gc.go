@@ -45,13 +45,17 @@ func (m *Manager) GC(ctx context.Context, live map[string]bool) error {
 // sorted.
 func (m *Manager) gcCandidates() ([]string, error) {
 	seen := map[string]bool{}
-	entries, err := os.ReadDir(m.opts.netnsDir())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			seen[e.Name()] = true
+	// Namespaces, and the user namespaces of pods with hostUsers: false (a
+	// podsup killed between pinning one and the other leaves one alone).
+	for _, dir := range []string{m.opts.netnsDir(), m.opts.usernsDir()} {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		for _, e := range entries {
+			if !e.IsDir() {
+				seen[e.Name()] = true
+			}
 		}
 	}
 	atts, err := m.cni.GetCachedAttachments("")

@@ -75,7 +75,7 @@ func TestGCAfterInterruptedSetUp(t *testing.T) {
 	ctx := context.Background()
 	m := h.manager()
 	nsPath := m.netnsPath("half")
-	if err := h.ns.create(nsPath); err != nil {
+	if err := h.ns.create(nsPath, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	// The first plugin ran; podsup died before the second.
@@ -105,7 +105,7 @@ func TestGCAfterSetUpCutAfterLoopback(t *testing.T) {
 	m := h.manager()
 	p := testPod("cut")
 	nsPath := m.netnsPath(p.SandboxID)
-	if err := h.ns.create(nsPath); err != nil {
+	if err := h.ns.create(nsPath, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.cni.AddNetworkList(ctx, m.loopback, loopbackConf(p, nsPath)); err != nil {

@@ -107,6 +107,12 @@ func (m *Manager) netnsPath(sandboxID string) string {
 	return filepath.Join(m.opts.netnsDir(), sandboxID)
 }
 
+// usernsPath pins the user namespace that owns the network namespace of a
+// sandbox of a pod with hostUsers: false.
+func (m *Manager) usernsPath(sandboxID string) string {
+	return filepath.Join(m.opts.usernsDir(), sandboxID)
+}
+
 // SetUp creates the pod's network namespace, bind-mounted at
 // <root>/netns/<SandboxID>, brings lo up in it and runs CNI ADD for the
 // network. On failure it undoes what it did (CNI DEL, namespace removal) and
@@ -127,7 +133,11 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 	fail := func(err error) error { return fmt.Errorf("%w for pod %s: %w", ErrNetworkSetup, p.pod(), err) }
 	nsPath := m.netnsPath(p.SandboxID)
 
-	if res, err := m.cachedResult(p.SandboxID); err == nil && m.opts.ns.valid(nsPath) {
+	if res, err := m.cachedResult(p.SandboxID); err == nil && m.opts.ns.valid(nsPath) &&
+		(p.UserNS == nil || m.opts.ns.valid(m.usernsPath(p.SandboxID))) {
+		if p.UserNS != nil {
+			res.UserNS = m.usernsPath(p.SandboxID)
+		}
 		targets, err := m.cachedTargets(p.SandboxID, nsPath)
 		if err == nil {
 			err = m.check(ctx, targets)
@@ -164,7 +174,11 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 	}
 
 	start := m.opts.clock.Now()
-	if err := m.opts.ns.create(nsPath); err != nil {
+	usernsPath := ""
+	if p.UserNS != nil {
+		usernsPath = m.usernsPath(p.SandboxID)
+	}
+	if err := m.opts.ns.create(nsPath, usernsPath, p.UserNS); err != nil {
 		return nil, fail(err)
 	}
 	keepNetNS := false // once a DEL failed: the namespace marks the sandbox for TearDown or GC
@@ -172,7 +186,7 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 		if keepNetNS {
 			return errors.New("kept for a later TearDown or GC to finish")
 		}
-		return m.opts.ns.remove(nsPath)
+		return errors.Join(m.opts.ns.remove(nsPath), m.opts.ns.remove(m.usernsPath(p.SandboxID)))
 	})
 	del := func(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) func(context.Context) error {
 		return func(ctx context.Context) error {
@@ -199,6 +213,7 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 	if err != nil {
 		return nil, fail(fmt.Errorf("network %s: %w", n.list.Name, err))
 	}
+	res.UserNS = usernsPath
 	if len(res.IPs) == 0 {
 		log.Warn("network gave the pod no IP address", "network", n.list.Name)
 	}

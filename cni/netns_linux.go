@@ -9,13 +9,17 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/containerd/containerd/v2/pkg/sys"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
 // netnsOps makes and removes pods' network namespaces at paths.
 type netnsOps interface {
-	// create makes a new network namespace and pins it at path.
-	create(path string) error
+	// create makes a new network namespace and pins it at path. With a
+	// mapping, it makes the namespace inside a new user namespace of that
+	// mapping, pinned at userns.
+	create(path, userns string, mapping *specs.LinuxIDMapping) error
 	// remove unpins and deletes path; a missing path is success.
 	remove(path string) error
 	// valid reports whether path pins a live network namespace; after a
@@ -31,9 +35,12 @@ type bindMounts struct {
 	dirReady map[string]bool // guarded by mu; directories made shared mount points
 }
 
-func (b *bindMounts) create(path string) (retErr error) {
+func (b *bindMounts) create(path, userns string, mapping *specs.LinuxIDMapping) (retErr error) {
 	if err := b.prepareDir(filepath.Dir(path)); err != nil {
 		return err
+	}
+	if mapping != nil {
+		return b.createInUserNS(path, userns, mapping)
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
@@ -64,6 +71,38 @@ func (b *bindMounts) create(path string) (retErr error) {
 		errc <- nil
 	}()
 	return <-errc
+}
+
+// createInUserNS makes a network namespace inside a new user namespace of
+// the mapping, as the CRI plugin does (containerd's own helper starts a
+// process in both), and pins both.
+func (b *bindMounts) createInUserNS(path, userns string, m *specs.LinuxIDMapping) (retErr error) {
+	if err := b.prepareDir(filepath.Dir(userns)); err != nil {
+		return err
+	}
+	for _, p := range []string{path, userns} {
+		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+		if err != nil {
+			return fmt.Errorf("create namespace mount point: %w", err)
+		}
+		f.Close()
+	}
+	defer func() {
+		if retErr != nil {
+			b.remove(path)
+			b.remove(userns)
+		}
+	}()
+	idmap := fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size)
+	return sys.UnshareAfterEnterUserns(idmap, idmap, unix.CLONE_NEWNET, func(pid int) error {
+		for _, ns := range []struct{ kind, at string }{{"net", path}, {"user", userns}} {
+			self := fmt.Sprintf("/proc/%d/ns/%s", pid, ns.kind)
+			if err := unix.Mount(self, ns.at, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind-mount %s namespace on %s: %w", ns.kind, ns.at, err)
+			}
+		}
+		return nil
+	})
 }
 
 // prepareDir makes dir a mount point of its own that is shared, so that an

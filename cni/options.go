@@ -178,5 +178,9 @@ func buildOptions(opts []Option) (*options, error) {
 }
 
 func (o *options) netnsDir() string { return filepath.Join(o.rootDir, "netns") }
-func (o *options) cacheDir() string { return filepath.Join(o.rootDir, "cni", "cache") }
-func (o *options) ipamDir() string  { return filepath.Join(o.rootDir, "cni", "ipam") }
+
+// usernsDir pins the user namespaces that own the network namespaces of
+// pods with hostUsers: false.
+func (o *options) usernsDir() string { return filepath.Join(o.rootDir, "userns") }
+func (o *options) cacheDir() string  { return filepath.Join(o.rootDir, "cni", "cache") }
+func (o *options) ipamDir() string   { return filepath.Join(o.rootDir, "cni", "ipam") }

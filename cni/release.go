@@ -78,6 +78,10 @@ func (m *Manager) release(ctx context.Context, sandboxID, pod string) error {
 			return err
 		}
 	}
+	// The user namespace that owned it, for a pod with hostUsers: false.
+	if err := m.opts.ns.remove(m.usernsPath(sandboxID)); err != nil {
+		return err
+	}
 	m.forget(sandboxID)
 	if len(targets) > 0 {
 		log.Info("pod network torn down", "networks", len(targets))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containernetworking/cni/libcni"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // PortMapping is one hostPort of a pod, passed to plugins through the
@@ -37,11 +38,18 @@ type PodNetwork struct {
 	// PortMappings are the pod's hostPorts. Mappings with no host port are
 	// skipped, as the kubelet skips them.
 	PortMappings []PortMapping
+	// UserNS, for a pod with hostUsers: false, maps its user namespace's
+	// IDs to the host's. Its network namespace is then made inside that
+	// user namespace, which is pinned (Result.UserNS) for the sandbox to
+	// join: only a user namespace that owns a network namespace may mount
+	// sysfs for it, as the CRI plugin arranges it.
+	UserNS *specs.LinuxIDMapping
 }
 
 // Result is a pod's network as set up.
 type Result struct {
 	NetNS     string   // path of the bind-mounted network namespace
+	UserNS    string   // path of the pinned user namespace that owns it; empty but for PodNetwork.UserNS
 	IPs       []net.IP // the pod's addresses, in the order the plugins gave them
 	Interface string   // the pod's interface in the namespace
 }

@@ -6,6 +6,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/supervisor"
 )
@@ -17,19 +19,19 @@ var _ supervisor.Network = cniNetwork{}
 
 // SetUp creates the pod's network namespace and network, with its
 // hostPorts.
-func (n cniNetwork) SetUp(ctx context.Context, pod *v1.Pod, sandboxID string) (string, []string, error) {
+func (n cniNetwork) SetUp(ctx context.Context, pod *v1.Pod, sandboxID string, userns *specs.LinuxIDMapping) (supervisor.PodNetwork, error) {
 	res, err := n.m.SetUp(ctx, cni.PodNetwork{
 		Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), SandboxID: sandboxID,
-		PortMappings: portMappings(pod),
+		PortMappings: portMappings(pod), UserNS: userns,
 	})
 	if err != nil {
-		return "", nil, err
+		return supervisor.PodNetwork{}, err
 	}
 	ips := make([]string, 0, len(res.IPs))
 	for _, ip := range res.IPs {
 		ips = append(ips, ip.String())
 	}
-	return res.NetNS, ips, nil
+	return supervisor.PodNetwork{NetNS: res.NetNS, UserNS: res.UserNS, IPs: ips}, nil
 }
 
 // TearDown releases the pod's network and removes its namespace.

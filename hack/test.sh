@@ -98,18 +98,19 @@ wait "$reliability" || status=$?
 [ "$status" = 0 ] || exit "$status"
 if [ "${PODSUP_CONTAINERD:-2}" = 2 ]; then
 	# Debian's containerd 1.6, still supported: pod lifecycle across
-	# containerd and podsup restarts, and the pod network, after the main
+	# containerd and podsup restarts, the pod network, and the refusal of
+	# user namespaces that it cannot make, after the main
 	# run (at the same time, the two made a load average near 90 with the
 	# CPU hogs of --under-load, and containerd 1.6 dropped shims whose state
 	# it could not read in time).
 	echo
-	phase "against Debian's containerd 1.6: lifecycle and network"
+	phase "against Debian's containerd 1.6: lifecycle, network, user namespaces refused"
 	mkdir -p "$work/summary-1.6"
 	PODSUP_TEST_CONTAINERD=/run/containerd/containerd.sock PODSUP_TEST_CONTAINERD_BIN= \
 		PODSUP_SUMMARY_DIR="$work/summary-1.6" \
 		go test "${flags[@]}" -p 2 -parallel 3 \
-		-run '^(TestContainerdRestart|TestCrashWhileCreatingPods|TestPodNetwork|TestNetworkSurvivesCrashes)$' \
-		./e2e/lifecycle ./e2e/network
+		-run '^(TestContainerdRestart|TestCrashWhileCreatingPods|TestPodNetwork|TestNetworkSurvivesCrashes|TestUserNamespace)$' \
+		./e2e/lifecycle ./e2e/network ./e2e/volumes
 fi
 echo
 echo "== figures recorded by the tests"

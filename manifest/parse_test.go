@@ -369,3 +369,16 @@ func TestExamplesValidate(t *testing.T) {
 		t.Errorf("summary:\n%s", out.String())
 	}
 }
+
+func TestHostUsers(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {hostUsers: false, %s containers: [{name: a, image: b:1}]}\n"
+	if _, err := Parse("userns.yaml", []byte(fmt.Sprintf(pod, "")), testStatic); err != nil {
+		t.Fatalf("hostUsers: false refused: %v", err)
+	}
+	for _, shared := range []string{"hostNetwork", "hostPID", "hostIPC"} {
+		_, err := Parse("userns.yaml", []byte(fmt.Sprintf(pod, shared+": true,")), testStatic)
+		if err == nil || !strings.Contains(err.Error(), "userns.yaml") || !strings.Contains(err.Error(), "spec.hostUsers: false cannot be combined with "+shared) {
+			t.Errorf("hostUsers: false with %s: %v, want the file and the field named", shared, err)
+		}
+	}
+}

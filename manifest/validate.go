@@ -124,6 +124,18 @@ func (c *checker) podSpec(s *v1.PodSpec) {
 	if s.ShareProcessNamespace != nil && *s.ShareProcessNamespace && s.HostPID {
 		c.fail("spec.shareProcessNamespace", "cannot be true together with hostPID")
 	}
+	if s.HostUsers != nil && !*s.HostUsers {
+		// As the apiserver validates it: a pod in a user namespace of its
+		// own cannot share the host's other namespaces.
+		for _, shared := range []struct {
+			on   bool
+			name string
+		}{{s.HostNetwork, "hostNetwork"}, {s.HostPID, "hostPID"}, {s.HostIPC, "hostIPC"}} {
+			if shared.on {
+				c.fail("spec.hostUsers", "false cannot be combined with %s: true", shared.name)
+			}
+		}
+	}
 	for i, a := range s.HostAliases {
 		if _, err := netip.ParseAddr(a.IP); err != nil {
 			c.fail(fmt.Sprintf("spec.hostAliases[%d].ip", i), "%q is not an IP address", a.IP)
@@ -168,9 +180,6 @@ func (c *checker) unsupportedPodFields(s *v1.PodSpec) {
 	}
 	if s.RuntimeClassName != nil {
 		c.unsupported("spec.runtimeClassName", "podsup runs every pod with containerd's runc runtime")
-	}
-	if s.HostUsers != nil && !*s.HostUsers {
-		c.unsupported("spec.hostUsers", "user namespaces")
 	}
 	if s.OS != nil && s.OS.Name != v1.Linux {
 		c.unsupported("spec.os.name", "podsup runs Linux pods only")

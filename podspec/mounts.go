@@ -84,3 +84,17 @@ func withrootfsPropagation(p string) oci.SpecOpts {
 		return nil
 	}
 }
+
+// withIDMappedBinds ID-maps every bind mount into a user namespace: files
+// the host's IDs own appear owned by the same IDs of the pod.
+func withIDMappedBinds(m specs.LinuxIDMapping) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		for i := range s.Mounts {
+			if s.Mounts[i].Type == "bind" {
+				s.Mounts[i].UIDMappings = []specs.LinuxIDMapping{m}
+				s.Mounts[i].GIDMappings = []specs.LinuxIDMapping{m}
+			}
+		}
+		return nil
+	}
+}

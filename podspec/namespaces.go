@@ -59,3 +59,12 @@ func containerNamespaces(pod *v1.Pod, sb Sandbox) []oci.SpecOpts {
 	}
 	return opts
 }
+
+// withUserNamespace puts the process in a user namespace of the mapping:
+// the one at path, or a new one. The mappings are in the spec even when
+// it joins one (runc checks that they match): containerd reads them to
+// give the bundle to the namespace's root.
+func withUserNamespace(m specs.LinuxIDMapping, path string) oci.SpecOpts {
+	maps := []specs.LinuxIDMapping{m}
+	return oci.Compose(oci.WithUserNamespace(maps, maps), withNamespace(specs.UserNamespace, path))
+}

@@ -46,6 +46,9 @@ type Sandbox struct {
 	Pid uint32
 	// NetNS is the network namespace the CNI layer made, if any.
 	NetNS string
+	// UserNS maps the pod's user and group IDs to the host's (the same
+	// range for both); nil for a pod in the host's user namespace.
+	UserNS *specs.LinuxIDMapping
 }
 
 // PodFiles are the host paths of what podsup makes for a pod and binds
@@ -107,6 +110,12 @@ func (n Node) ContainerSpec(in Container) ([]oci.SpecOpts, error) {
 	}
 	opts = append(opts, containerNamespaces(pod, in.Sandbox)...)
 	opts = append(opts, containerMounts(in, sec.readOnlyRoot())...)
+	if m := in.Sandbox.UserNS; m != nil {
+		// The pod's user namespace, whose mappings runc reads from it;
+		// every bind mount ID-mapped into it, so that what root owns on the
+		// host, root of the pod owns.
+		opts = append(opts, withUserNamespace(*m, fmt.Sprintf("/proc/%d/ns/user", in.Sandbox.Pid)), withIDMappedBinds(*m))
+	}
 	secOpts, err := n.securityOpts(sec)
 	if err != nil {
 		return nil, err
@@ -115,13 +124,30 @@ func (n Node) ContainerSpec(in Container) ([]oci.SpecOpts, error) {
 	return append(opts, n.resourceOpts(pod, c)...), nil
 }
 
+// PauseContainer is a pod's pause container to translate.
+type PauseContainer struct {
+	Pod *v1.Pod
+	// ID is the pause container's; it names the pod's shim group.
+	ID          string
+	NetNS       string // the CNI layer's network namespace, if any
+	CgroupsPath string
+	Hostname    string
+	// UserNS maps the IDs of a pod with hostUsers: false; nil otherwise.
+	UserNS *specs.LinuxIDMapping
+	// UserNSPath is the user namespace to join, the one that owns NetNS;
+	// empty: a new one of UserNS's mapping.
+	UserNSPath string
+}
+
 // SandboxSpec is the OCI spec of a pod's pause container: read-only, no
-// capabilities, the pod's sysctls, the pod's namespaces, its host name.
-func (n Node) SandboxSpec(pod *v1.Pod, id, netns, cgroupsPath, hostname string) []oci.SpecOpts {
+// capabilities, the pod's sysctls, the pod's namespaces (a user namespace
+// of its own for hostUsers: false), its host name.
+func (n Node) SandboxSpec(in PauseContainer) []oci.SpecOpts {
+	pod := in.Pod
 	opts := []oci.SpecOpts{
 		oci.WithRootFSReadonly(),
-		oci.WithCgroup(cgroupsPath),
-		withAnnotation(GroupAnnotation, id),
+		oci.WithCgroup(in.CgroupsPath),
+		withAnnotation(GroupAnnotation, in.ID),
 		withOOMScoreAdj(n.clampOOM(qos.SandboxOOMScoreAdj)),
 		withNoNewPrivileges(true),
 		oci.WithCapabilities(nil),
@@ -130,9 +156,12 @@ func (n Node) SandboxSpec(pod *v1.Pod, id, netns, cgroupsPath, hostname string) 
 	if sc := pod.Spec.SecurityContext; sc != nil {
 		opts = append(opts, withSysctls(sc.Sysctls))
 	}
-	opts = append(opts, sandboxNamespaces(pod, netns)...)
+	opts = append(opts, sandboxNamespaces(pod, in.NetNS)...)
 	if !pod.Spec.HostNetwork {
-		opts = append(opts, oci.WithHostname(hostname))
+		opts = append(opts, oci.WithHostname(in.Hostname))
+	}
+	if m := in.UserNS; m != nil {
+		opts = append(opts, withUserNamespace(*m, in.UserNSPath))
 	}
 	return opts
 }

@@ -421,7 +421,7 @@ func TestReadOnlyRootKeepsWritableShm(t *testing.T) {
 
 func TestSandboxSpec(t *testing.T) {
 	pod := &v1.Pod{Spec: v1.PodSpec{SecurityContext: &v1.PodSecurityContext{Sysctls: []v1.Sysctl{{Name: "net.ipv4.ip_local_port_range", Value: "1024 65000"}}}}}
-	s := apply(t, node.SandboxSpec(pod, "sb1", "/run/netns/p", "/podsup/besteffort/podx/sb1", "web")...)
+	s := apply(t, node.SandboxSpec(PauseContainer{Pod: pod, ID: "sb1", NetNS: "/run/netns/p", CgroupsPath: "/podsup/besteffort/podx/sb1", Hostname: "web"})...)
 	if !s.Root.Readonly || !s.Process.NoNewPrivileges || len(s.Process.Capabilities.Bounding) != 0 {
 		t.Errorf("pause: readonly %v, noNewPrivileges %v, capabilities %v; want read-only, no new privileges, none",
 			s.Root.Readonly, s.Process.NoNewPrivileges, s.Process.Capabilities.Bounding)
@@ -436,7 +436,7 @@ func TestSandboxSpec(t *testing.T) {
 		t.Errorf("pause oom_score_adj %d, want -998 raised to the floor 0", *s.Process.OOMScoreAdj)
 	}
 	host := &v1.Pod{Spec: v1.PodSpec{HostNetwork: true}}
-	s = apply(t, node.SandboxSpec(host, "sb2", "", "/x", "ignored")...)
+	s = apply(t, node.SandboxSpec(PauseContainer{Pod: host, ID: "sb2", CgroupsPath: "/x", Hostname: "ignored"})...)
 	if _, ok := namespace(s, specs.NetworkNamespace); ok || s.Hostname == "ignored" {
 		t.Errorf("host network: namespaces %v, hostname %q; want the host's", s.Linux.Namespaces, s.Hostname)
 	}
@@ -449,5 +449,46 @@ func TestCgroupAndAnnotationOptions(t *testing.T) {
 	}
 	if strings.Contains(strings.Join(s.Process.Env, " "), "GREETING") {
 		t.Errorf("env leaked between specs: %v", s.Process.Env)
+	}
+}
+
+func TestUserNamespace(t *testing.T) {
+	m := specs.LinuxIDMapping{ContainerID: 0, HostID: 131072, Size: 65536}
+	s := apply(t, node.SandboxSpec(PauseContainer{Pod: testPod(), ID: "sb1", NetNS: "/run/netns/p", CgroupsPath: "/x", Hostname: "web", UserNS: &m})...)
+	if path, ok := namespace(s, specs.UserNamespace); !ok || path != "" {
+		t.Errorf("pause: user namespace %q (present %v), want a new one", path, ok)
+	}
+	s2 := apply(t, node.SandboxSpec(PauseContainer{Pod: testPod(), ID: "sb1", NetNS: "/run/netns/p", CgroupsPath: "/x", Hostname: "web", UserNS: &m, UserNSPath: "/pins/sb1"})...)
+	if path, _ := namespace(s2, specs.UserNamespace); path != "/pins/sb1" || !slices.Equal(s2.Linux.UIDMappings, []specs.LinuxIDMapping{m}) {
+		t.Errorf("pause: user namespace %q with mappings %v, want the one that owns the network namespace, /pins/sb1, with %v", path, s2.Linux.UIDMappings, m)
+	}
+	if !slices.Equal(s.Linux.UIDMappings, []specs.LinuxIDMapping{m}) || !slices.Equal(s.Linux.GIDMappings, []specs.LinuxIDMapping{m}) {
+		t.Errorf("pause: mappings %v %v, want %v for both", s.Linux.UIDMappings, s.Linux.GIDMappings, m)
+	}
+
+	in := testContainer(testPod())
+	in.Sandbox.UserNS = &m
+	s = containerSpec(t, in)
+	if path, _ := namespace(s, specs.UserNamespace); path != "/proc/4242/ns/user" {
+		t.Errorf("container: user namespace %q, want the sandbox's", path)
+	}
+	if !slices.Equal(s.Linux.UIDMappings, []specs.LinuxIDMapping{m}) || !slices.Equal(s.Linux.GIDMappings, []specs.LinuxIDMapping{m}) {
+		t.Errorf("container: mappings %v %v beside the namespace it joins, want %v: containerd gives the bundle to its root by them", s.Linux.UIDMappings, s.Linux.GIDMappings, m)
+	}
+	binds := 0
+	for _, mnt := range s.Mounts {
+		if mnt.Type != "bind" {
+			continue
+		}
+		binds++
+		if !slices.Equal(mnt.UIDMappings, []specs.LinuxIDMapping{m}) || !slices.Equal(mnt.GIDMappings, []specs.LinuxIDMapping{m}) {
+			t.Errorf("bind mount at %s not ID-mapped: %v %v", mnt.Destination, mnt.UIDMappings, mnt.GIDMappings)
+		}
+	}
+	if binds != 6 {
+		t.Errorf("%d bind mounts, want /etc/hosts, resolv.conf, hostname, /dev/shm, the termination file and the volume: 6", binds)
+	}
+	if s := containerSpec(t, testContainer(testPod())); s.Mounts[len(s.Mounts)-1].UIDMappings != nil {
+		t.Error("a pod in the host's user namespace got ID-mapped mounts")
 	}
 }

@@ -117,7 +117,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 			closeLog(lw)
 		}
 	}()
-	container, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img),
+	container, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img, remapped(sb.UserNS)...),
 		containerd.WithContainerLabels(labels), containerd.WithNewSpec(opts...), containerd.WithRuntime(runcRuntime, r.runcOptions()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: create container: %v", ErrCreate, err)
@@ -162,7 +162,7 @@ func (r *Runtime) containerSpecOpts(cfg *ContainerConfig, img ocispec.ImageConfi
 	dir := r.PodDir(key)
 	opts, err := r.node.ContainerSpec(podspec.Container{
 		Pod: cfg.Pod, Container: cfg.Container,
-		Sandbox: podspec.Sandbox{ID: cfg.Sandbox.ID, Pid: cfg.Sandbox.Pid, NetNS: cfg.Sandbox.NetNS},
+		Sandbox: podspec.Sandbox{ID: cfg.Sandbox.ID, Pid: cfg.Sandbox.Pid, NetNS: cfg.Sandbox.NetNS, UserNS: cfg.Sandbox.UserNS},
 		Image:   img, Env: cfg.Env, Mounts: cfg.Mounts,
 		Files: podspec.PodFiles{
 			Hosts: filepath.Join(dir, "etc-hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"),

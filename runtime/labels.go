@@ -28,6 +28,7 @@ const (
 	LabelNetNS       = labelPrefix + "netns"         // the pod network namespace
 	LabelIPs         = labelPrefix + "ips"           // comma-separated pod IPs
 	LabelCgroupsPath = labelPrefix + "cgroups-path"  // for reading OOM kills
+	LabelUserNS      = labelPrefix + "userns"        // a sandbox's ID mapping, 0:<host ID>:<size>
 	labelTTY         = labelPrefix + "tty"           // "true" when the container has a terminal
 	labelLastPrefix  = labelPrefix + "last-"         // the previous instance's termination
 	labelLastExit    = labelLastPrefix + "exit-code" //

@@ -53,6 +53,7 @@ type Runtime struct {
 	onExit       func(podKey string)
 
 	pauseOnce sync.Mutex // serialises building the built-in pause image
+	usernsMu  sync.Mutex // serialises handing out user namespace ranges
 	images    imageState // the image puller (pull.go)
 
 	mu       sync.Mutex

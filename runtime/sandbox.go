@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 
@@ -42,6 +43,12 @@ type SandboxConfig struct {
 	// (with only loopback).
 	NetNS string
 	IPs   []string
+	// UserNS maps the IDs of a pod with hostUsers: false (see UserNS), and
+	// UserNSPath is the user namespace that owns the network namespace the
+	// CNI layer made for it, which the sandbox joins; without one, runc
+	// makes both.
+	UserNS     *specs.LinuxIDMapping
+	UserNSPath string
 }
 
 func podKey(pod *v1.Pod) string { return pod.Namespace + "/" + pod.Name }
@@ -69,9 +76,12 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 			return nil, fmt.Errorf("%w: /dev/shm: %v", ErrSandbox, err)
 		}
 	}
+	userNS := cfg.UserNS
 	cgroupsPath := r.cgroupsPath(key, qos.Class(pod), id)
 	hostname, _ := podspec.Hostname(pod, r.dns.ClusterDomain)
-	opts := append([]oci.SpecOpts{oci.WithImageConfig(img)}, r.node.SandboxSpec(pod, id, cfg.NetNS, cgroupsPath, hostname)...)
+	opts := append([]oci.SpecOpts{oci.WithImageConfig(img)}, r.node.SandboxSpec(podspec.PauseContainer{
+		Pod: pod, ID: id, NetNS: cfg.NetNS, CgroupsPath: cgroupsPath, Hostname: hostname, UserNS: userNS, UserNSPath: cfg.UserNSPath,
+	})...)
 	labels := map[string]string{
 		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindSandbox, LabelHash: cfg.Hash,
 		LabelAttempt: strconv.Itoa(cfg.Attempt), LabelNetNS: cfg.NetNS, LabelIPs: strings.Join(cfg.IPs, ","),
@@ -80,7 +90,10 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	if pod.Spec.HostNetwork {
 		labels[LabelHostNetwork] = "true"
 	}
-	c, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshotView(id, img),
+	if userNS != nil {
+		labels[LabelUserNS] = formatIDMapping(userNS)
+	}
+	c, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshotView(id, img, remapped(userNS)...),
 		containerd.WithContainerLabels(labels), containerd.WithNewSpec(opts...), containerd.WithRuntime(runcRuntime, r.runcOptions()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: create pause container: %v", ErrSandbox, err)
@@ -114,7 +127,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	}
 	return &Sandbox{
 		ID: id, PodUID: string(pod.UID), Hash: cfg.Hash, Attempt: cfg.Attempt, Ready: true, CreatedAt: now,
-		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: cfg.IPs,
+		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: cfg.IPs, UserNS: userNS,
 	}, nil
 }
 

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Errors the supervisor tells apart. Each is wrapped with detail.
@@ -74,6 +76,9 @@ type Sandbox struct {
 	HostNetwork bool
 	NetNS       string   // path of the pod's network namespace; empty for host network
 	IPs         []string // pod IPs
+	// UserNS maps the pod's IDs to the host's (hostUsers: false); nil in
+	// the host's user namespace.
+	UserNS *specs.LinuxIDMapping
 }
 
 // Container is one instance of one of a pod's containers.

@@ -323,11 +323,14 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int)
 	}
 	s.creating.RLock()
 	defer s.creating.RUnlock()
-	var netns string
-	var ips []string
+	userns, err := s.rt.UserNS(ctx, pod)
+	if err != nil {
+		return nil, fail("FailedCreatePodSandBox", err)
+	}
+	var network PodNetwork
 	if !pod.Spec.HostNetwork {
 		var err error
-		if netns, ips, err = s.net.SetUp(ctx, pod, id); err != nil {
+		if network, err = s.net.SetUp(ctx, pod, id, userns); err != nil {
 			return nil, fail("FailedCreatePodSandBox", fmt.Errorf("set up the pod network: %w", err))
 		}
 		defer func() {
@@ -340,7 +343,8 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int)
 			}
 		}()
 	}
-	sb, err := s.rt.RunSandbox(ctx, pod, runtime.SandboxConfig{Attempt: attempt, Hash: PodHash(pod), NetNS: netns, IPs: ips})
+	sb, err := s.rt.RunSandbox(ctx, pod, runtime.SandboxConfig{Attempt: attempt, Hash: PodHash(pod),
+		NetNS: network.NetNS, IPs: network.IPs, UserNS: userns, UserNSPath: network.UserNS})
 	if err != nil {
 		return nil, fail("FailedCreatePodSandBox", err)
 	}

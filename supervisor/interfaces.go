@@ -21,6 +21,9 @@ type Observer interface {
 // Sandboxes creates and removes pod sandboxes and what pods leave behind.
 type Sandboxes interface {
 	RunSandbox(ctx context.Context, pod *v1.Pod, cfg runtime.SandboxConfig) (*runtime.Sandbox, error)
+	// UserNS is the ID mapping of a pod with hostUsers: false, nil for
+	// one in the host's user namespace.
+	UserNS(ctx context.Context, pod *v1.Pod) (*specs.LinuxIDMapping, error)
 	StopSandbox(ctx context.Context, sb *runtime.Sandbox) error
 	RemoveSandbox(ctx context.Context, sb *runtime.Sandbox) error
 }
@@ -51,10 +54,19 @@ type Runtime interface {
 
 var _ Runtime = (*runtime.Runtime)(nil)
 
+// PodNetwork is a pod's network as the network layer made it.
+type PodNetwork struct {
+	NetNS  string // the network namespace; empty: runc makes one
+	UserNS string // the pinned user namespace that owns it, if any
+	IPs    []string
+}
+
 // Network gives a pod that is not hostNetwork its network namespace and
 // addresses (the cni package), and takes them back.
 type Network interface {
-	SetUp(ctx context.Context, pod *v1.Pod, sandboxID string) (netns string, ips []string, err error)
+	// SetUp makes the pod's network; with a user namespace mapping
+	// (hostUsers: false), inside a user namespace of that mapping.
+	SetUp(ctx context.Context, pod *v1.Pod, sandboxID string, userns *specs.LinuxIDMapping) (PodNetwork, error)
 	TearDown(ctx context.Context, sandboxID string) error
 }
 
@@ -62,8 +74,8 @@ type Network interface {
 type NoNetwork struct{}
 
 // SetUp makes nothing: runc creates the namespace.
-func (NoNetwork) SetUp(context.Context, *v1.Pod, string) (string, []string, error) {
-	return "", nil, nil
+func (NoNetwork) SetUp(context.Context, *v1.Pod, string, *specs.LinuxIDMapping) (PodNetwork, error) {
+	return PodNetwork{}, nil
 }
 
 // TearDown has nothing to release.

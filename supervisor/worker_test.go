@@ -67,6 +67,10 @@ func (f *fakeRuntime) ListPods(ctx context.Context) (map[string]*runtime.PodStat
 	return map[string]*runtime.PodState{testKey: st}, nil
 }
 
+func (f *fakeRuntime) UserNS(context.Context, *v1.Pod) (*specs.LinuxIDMapping, error) {
+	return nil, nil
+}
+
 func (f *fakeRuntime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg runtime.SandboxConfig) (*runtime.Sandbox, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

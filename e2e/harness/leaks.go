@@ -150,8 +150,9 @@ func (e *Env) hostLeaks(names map[string]bool, cs []containerd.Container, errorf
 		rel, _ := filepath.Rel(e.Root, m)
 		dir, rest, _ := strings.Cut(rel, string(filepath.Separator))
 		switch {
-		case rel == "netns": // the shared mount namespaces are pinned under
+		case rel == "netns", rel == "userns": // the shared mounts namespaces are pinned under
 		case dir == "netns" && netns[m] != "":
+		case dir == "userns" && netns[filepath.Join(e.Root, "netns", rest)] != "": // the user namespace that owns a pod's network namespace
 		case dir == "pods" && hashes[strings.SplitN(rest, string(filepath.Separator), 2)[0]]:
 		default:
 			errorf("mount %s belongs to no live pod", m)
@@ -162,10 +163,12 @@ func (e *Env) hostLeaks(names map[string]bool, cs []containerd.Container, errorf
 			errorf("%s is mounted %d times", m, n)
 		}
 	}
-	files, _ := os.ReadDir(filepath.Join(e.Root, "netns"))
-	for _, f := range files {
-		if p := filepath.Join(e.Root, "netns", f.Name()); netns[p] == "" {
-			errorf("network namespace %s belongs to no sandbox", p)
+	for _, kind := range []string{"netns", "userns"} {
+		files, _ := os.ReadDir(filepath.Join(e.Root, kind))
+		for _, f := range files {
+			if p := filepath.Join(e.Root, kind, f.Name()); netns[filepath.Join(e.Root, "netns", f.Name())] == "" {
+				errorf("%s %s belongs to no sandbox", kind, p)
+			}
 		}
 	}
 	dirs, _ := os.ReadDir(filepath.Join(e.Root, "pods"))
