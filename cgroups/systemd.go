@@ -94,16 +94,6 @@ func (d *systemdDriver) RemovePod(ctx context.Context, hash string) error {
 	return errors.Join(errs...)
 }
 
-// exists reports whether the cgroup rel is in some hierarchy.
-func (t tree) exists(rel string) bool {
-	for _, dir := range t.dirs(rel) {
-		if isDir(dir) {
-			return true
-		}
-	}
-	return false
-}
-
 // stopUnit asks systemd over D-Bus to stop a unit and waits for the job.
 func stopUnit(ctx context.Context, unit string) error {
 	conn, err := sddbus.NewWithContext(ctx)

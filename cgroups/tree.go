@@ -89,6 +89,16 @@ func removeTree(dir string) error {
 	return errors.Join(errs...)
 }
 
+// exists reports whether the cgroup rel is in some hierarchy.
+func (t tree) exists(rel string) bool {
+	for _, dir := range t.dirs(rel) {
+		if isDir(dir) {
+			return true
+		}
+	}
+	return false
+}
+
 func isDir(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.IsDir()

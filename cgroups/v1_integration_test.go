@@ -3,6 +3,7 @@
 package cgroups
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -10,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 
@@ -41,8 +41,9 @@ func realV1(t *testing.T) (Driver, string) {
 }
 
 // runIn starts a shell that joins the cgroup rel in the memory and pids
-// hierarchies, then runs script.
-func runIn(t *testing.T, rel, script string) *exec.Cmd {
+// hierarchies, then runs script; its output is read from the pipe it
+// returns.
+func runIn(t *testing.T, rel, script string) (*exec.Cmd, *bufio.Reader) {
 	t.Helper()
 	var join []string
 	for _, h := range []string{"memory", "pids"} {
@@ -53,10 +54,14 @@ func runIn(t *testing.T, rel, script string) *exec.Cmd {
 		join = append(join, fmt.Sprintf("echo $$ > %s/cgroup.procs", dir))
 	}
 	cmd := exec.Command("sh", "-c", strings.Join(join, " && ")+" && "+script)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return cmd
+	return cmd, bufio.NewReader(out)
 }
 
 // TestOOMKilledOnV1: a process over its container's memory limit is
@@ -78,7 +83,8 @@ func TestOOMKilledOnV1(t *testing.T) {
 		t.Fatal("OOM kill reported before anything ran")
 	}
 	// dd's buffer is 64 MiB, four times the limit.
-	err := runIn(t, path, "exec dd if=/dev/zero of=/dev/null bs=64M count=1").Wait()
+	dd, _ := runIn(t, path, "exec dd if=/dev/zero of=/dev/null bs=64M count=1")
+	err := dd.Wait()
 	if err == nil {
 		t.Fatal("a process four times over its memory limit completed")
 	}
@@ -102,15 +108,11 @@ func TestRemovePodOnV1(t *testing.T) {
 		}
 	}
 	sandbox := d.ContainerPath(pod, "sandbox")
-	sleeper := runIn(t, sandbox, "exec sleep 600")
+	sleeper, out := runIn(t, sandbox, "echo joined && exec sleep 600")
 	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
-	procs := filepath.Join(Root, "pids", sandbox, "cgroup.procs")
-	deadline := time.Now().Add(time.Minute)
-	for data, _ := os.ReadFile(procs); len(strings.TrimSpace(string(data))) == 0; data, _ = os.ReadFile(procs) {
-		if time.Now().After(deadline) {
-			t.Fatal("the process never joined the sandbox's cgroup")
-		}
-		time.Sleep(20 * time.Millisecond)
+	// The shell says so once it is in the cgroups, or exits without a word.
+	if line, err := out.ReadString('\n'); line != "joined\n" {
+		t.Fatalf("the process never joined the sandbox's cgroup: %q, %v", line, err)
 	}
 	if err := d.RemovePod(context.Background(), pod.Hash); err == nil {
 		t.Fatal("the pod's cgroup removed with a process in it")

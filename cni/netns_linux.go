@@ -42,11 +42,9 @@ func (b *bindMounts) create(path, userns string, mapping *specs.LinuxIDMapping) 
 	if mapping != nil {
 		return b.createInUserNS(path, userns, mapping)
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return fmt.Errorf("create network namespace mount point: %w", err)
+	if err := mountPoint(path); err != nil {
+		return err
 	}
-	f.Close()
 	defer func() {
 		if retErr != nil {
 			os.Remove(path)
@@ -81,18 +79,15 @@ func (b *bindMounts) createInUserNS(path, userns string, m *specs.LinuxIDMapping
 		return err
 	}
 	for _, p := range []string{path, userns} {
-		f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		if err != nil {
-			return fmt.Errorf("create namespace mount point: %w", err)
+		if err := mountPoint(p); err != nil {
+			return err
 		}
-		f.Close()
+		defer func() {
+			if retErr != nil {
+				b.remove(p)
+			}
+		}()
 	}
-	defer func() {
-		if retErr != nil {
-			b.remove(path)
-			b.remove(userns)
-		}
-	}()
 	idmap := fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size)
 	return sys.UnshareAfterEnterUserns(idmap, idmap, unix.CLONE_NEWNET, func(pid int) error {
 		for _, ns := range []struct{ kind, at string }{{"net", path}, {"user", userns}} {
@@ -103,6 +98,16 @@ func (b *bindMounts) createInUserNS(path, userns string, m *specs.LinuxIDMapping
 		}
 		return nil
 	})
+}
+
+// mountPoint creates the empty file a namespace is bind-mounted on; one
+// that exists is an error.
+func mountPoint(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return fmt.Errorf("create namespace mount point: %w", err)
+	}
+	return f.Close()
 }
 
 // prepareDir makes dir a mount point of its own that is shared, so that an

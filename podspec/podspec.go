@@ -24,9 +24,9 @@ import (
 // name. The container waits with CreateContainerConfigError.
 var ErrInvalid = errors.New("invalid container configuration")
 
-// GroupAnnotation makes the runc v2 shim serve every container of a pod
+// groupAnnotation makes the runc v2 shim serve every container of a pod
 // from one process, as the CRI plugin does: one shim per pod.
-const GroupAnnotation = "io.containerd.runc.v2.group"
+const groupAnnotation = "io.containerd.runc.v2.group"
 
 // Node is what the translation needs to know about the host.
 type Node struct {
@@ -83,8 +83,8 @@ type Container struct {
 // containerd's default spec in order.
 func (n Node) ContainerSpec(in Container) ([]oci.SpecOpts, error) {
 	pod, c := in.Pod, in.Container
-	sec := EffectiveSecurity(pod, c)
-	user := sec.User(in.Image.User)
+	sec := effectiveSecurity(pod, c)
+	user := sec.user(in.Image.User)
 	if err := sec.verifyNonRoot(user); err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (n Node) ContainerSpec(in Container) ([]oci.SpecOpts, error) {
 		oci.WithProcessCwd(workingDir(in.Image, c)),
 		withoutRlimits,
 		oci.WithCgroup(in.CgroupsPath),
-		withAnnotation(GroupAnnotation, in.Sandbox.ID),
+		withAnnotation(groupAnnotation, in.Sandbox.ID),
 	}
 	opts = append(opts, withUser(user)...)
 	opts = append(opts, withGroups(pod))
@@ -147,7 +147,7 @@ func (n Node) SandboxSpec(in PauseContainer) []oci.SpecOpts {
 	opts := []oci.SpecOpts{
 		oci.WithRootFSReadonly(),
 		oci.WithCgroup(in.CgroupsPath),
-		withAnnotation(GroupAnnotation, in.ID),
+		withAnnotation(groupAnnotation, in.ID),
 		withOOMScoreAdj(n.clampOOM(qos.SandboxOOMScoreAdj)),
 		withNoNewPrivileges(true),
 		oci.WithCapabilities(nil),

@@ -120,8 +120,8 @@ func TestContainerSpec(t *testing.T) {
 	if s.Linux.CgroupsPath != "/podsup/besteffort/podabc/c1" {
 		t.Errorf("cgroupsPath %q", s.Linux.CgroupsPath)
 	}
-	if s.Annotations[GroupAnnotation] != "sb1" {
-		t.Errorf("shim group annotation %q, want the sandbox's ID", s.Annotations[GroupAnnotation])
+	if s.Annotations[groupAnnotation] != "sb1" {
+		t.Errorf("shim group annotation %q, want the sandbox's ID", s.Annotations[groupAnnotation])
 	}
 	if s.Process.Rlimits != nil {
 		t.Errorf("rlimits %v, want none (containerd's own)", s.Process.Rlimits)
@@ -232,7 +232,7 @@ func TestUser(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := &v1.Pod{Spec: v1.PodSpec{SecurityContext: &v1.PodSecurityContext{RunAsUser: tc.pod, RunAsGroup: tc.group}}}
 			c := &v1.Container{SecurityContext: &v1.SecurityContext{RunAsUser: tc.ctr}}
-			user := EffectiveSecurity(pod, c).User(tc.image)
+			user := effectiveSecurity(pod, c).user(tc.image)
 			if user != tc.want {
 				t.Fatalf("user %q, want %q", user, tc.want)
 			}
@@ -261,19 +261,19 @@ func TestNonRoot(t *testing.T) {
 		ok   bool
 	}{{"1000", true}, {"1000:0", true}, {"0", false}, {"", false}, {":5", false}, {"app", false}}
 	for _, tc := range cases {
-		err := Security{runAsNonRoot: ptr.To(true)}.verifyNonRoot(tc.user)
+		err := security{runAsNonRoot: ptr.To(true)}.verifyNonRoot(tc.user)
 		if (err == nil) != tc.ok {
 			t.Errorf("user %q: error %v, want ok=%v", tc.user, err, tc.ok)
 		}
 	}
-	if err := (Security{}).verifyNonRoot("0"); err != nil {
+	if err := (security{}).verifyNonRoot("0"); err != nil {
 		t.Errorf("without runAsNonRoot: %v", err)
 	}
 }
 
 func securitySpec(t *testing.T, pod *v1.Pod, sc *v1.SecurityContext) *oci.Spec {
 	t.Helper()
-	opts, err := node.securityOpts(EffectiveSecurity(pod, &v1.Container{SecurityContext: sc}))
+	opts, err := node.securityOpts(effectiveSecurity(pod, &v1.Container{SecurityContext: sc}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestSeccomp(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := Node{SeccompDir: dir}
-	opts, err := n.securityOpts(EffectiveSecurity(&v1.Pod{}, &v1.Container{SecurityContext: &v1.SecurityContext{
+	opts, err := n.securityOpts(effectiveSecurity(&v1.Pod{}, &v1.Container{SecurityContext: &v1.SecurityContext{
 		SeccompProfile: &v1.SeccompProfile{Type: v1.SeccompProfileTypeLocalhost, LocalhostProfile: ptr.To("audit.json")}}}))
 	if err != nil {
 		t.Fatal(err)
@@ -426,8 +426,8 @@ func TestSandboxSpec(t *testing.T) {
 		t.Errorf("pause: readonly %v, noNewPrivileges %v, capabilities %v; want read-only, no new privileges, none",
 			s.Root.Readonly, s.Process.NoNewPrivileges, s.Process.Capabilities.Bounding)
 	}
-	if s.Hostname != "web" || s.Linux.Sysctl["net.ipv4.ip_local_port_range"] != "1024 65000" || s.Annotations[GroupAnnotation] != "sb1" {
-		t.Errorf("hostname %q, sysctls %v, group %q", s.Hostname, s.Linux.Sysctl, s.Annotations[GroupAnnotation])
+	if s.Hostname != "web" || s.Linux.Sysctl["net.ipv4.ip_local_port_range"] != "1024 65000" || s.Annotations[groupAnnotation] != "sb1" {
+		t.Errorf("hostname %q, sysctls %v, group %q", s.Hostname, s.Linux.Sysctl, s.Annotations[groupAnnotation])
 	}
 	if path, _ := namespace(s, specs.NetworkNamespace); path != "/run/netns/p" {
 		t.Errorf("network namespace %q, want the CNI layer's", path)

@@ -14,18 +14,18 @@ import (
 	v1 "k8s.io/api/core/v1"
 )
 
-// Security is a container's effective security context: the container's
+// security is a container's effective security context: the container's
 // fields, falling back to the pod's.
-type Security struct {
+type security struct {
 	runAsUser, runAsGroup *int64
 	runAsNonRoot          *bool
 	seccomp               *v1.SeccompProfile
 	c                     *v1.SecurityContext // may be nil
 }
 
-// EffectiveSecurity merges the pod's security context into the container's.
-func EffectiveSecurity(pod *v1.Pod, c *v1.Container) Security {
-	s := Security{c: c.SecurityContext}
+// effectiveSecurity merges the pod's security context into the container's.
+func effectiveSecurity(pod *v1.Pod, c *v1.Container) security {
+	s := security{c: c.SecurityContext}
 	if p := pod.Spec.SecurityContext; p != nil {
 		s.runAsUser, s.runAsGroup, s.runAsNonRoot, s.seccomp = p.RunAsUser, p.RunAsGroup, p.RunAsNonRoot, p.SeccompProfile
 	}
@@ -46,18 +46,18 @@ func EffectiveSecurity(pod *v1.Pod, c *v1.Container) Security {
 	return s
 }
 
-// Privileged reports whether the container is privileged.
-func (s Security) Privileged() bool {
+// privileged reports whether the container is privileged.
+func (s security) privileged() bool {
 	return s.c != nil && s.c.Privileged != nil && *s.c.Privileged
 }
 
-func (s Security) readOnlyRoot() bool {
+func (s security) readOnlyRoot() bool {
 	return s.c != nil && s.c.ReadOnlyRootFilesystem != nil && *s.c.ReadOnlyRootFilesystem
 }
 
-// User is what the container runs as, in oci.WithUser's syntax: runAsUser
+// user is what the container runs as, in oci.WithUser's syntax: runAsUser
 // and runAsGroup override the image's user.
-func (s Security) User(imageUser string) string {
+func (s security) user(imageUser string) string {
 	user := imageUser
 	if s.runAsUser != nil {
 		user = strconv.FormatInt(*s.runAsUser, 10)
@@ -74,7 +74,7 @@ func (s Security) User(imageUser string) string {
 
 // verifyNonRoot enforces runAsNonRoot as the kubelet does: the user must be
 // numeric and not 0.
-func (s Security) verifyNonRoot(user string) error {
+func (s security) verifyNonRoot(user string) error {
 	if s.runAsNonRoot == nil || !*s.runAsNonRoot {
 		return nil
 	}
@@ -153,10 +153,10 @@ func withNoNewPrivileges(on bool) oci.SpecOpts {
 
 // securityOpts are the privilege, capability, seccomp and filesystem
 // settings of a container's security context.
-func (n Node) securityOpts(sec Security) ([]oci.SpecOpts, error) {
+func (n Node) securityOpts(sec security) ([]oci.SpecOpts, error) {
 	var opts []oci.SpecOpts
 	c := sec.c
-	if sec.Privileged() {
+	if sec.privileged() {
 		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
 	} else if c != nil && c.Capabilities != nil {
 		if hasAll(c.Capabilities.Drop) {
@@ -175,7 +175,7 @@ func (n Node) securityOpts(sec Security) ([]oci.SpecOpts, error) {
 	if sec.readOnlyRoot() {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}
-	if sec.seccomp != nil && !sec.Privileged() {
+	if sec.seccomp != nil && !sec.privileged() {
 		switch sec.seccomp.Type {
 		case v1.SeccompProfileTypeRuntimeDefault:
 			opts = append(opts, seccomp.WithDefaultProfile())

@@ -21,12 +21,12 @@ func (r *Runtime) setCgroupDriver(name string) error {
 	if err != nil {
 		return err
 	}
-	r.cgroupDriver, r.cgroups = name, d
+	r.cgroups = d
 	return nil
 }
 
 // CgroupDriver is the name of the driver in use.
-func (r *Runtime) CgroupDriver() string { return r.cgroupDriver }
+func (r *Runtime) CgroupDriver() string { return r.cgroups.Name() }
 
 // UseRuntimeCgroupDriver asks containerd which cgroup driver its CRI
 // runtime is configured with (runc's SystemdCgroup), as the kubelet asks
@@ -38,23 +38,23 @@ func (r *Runtime) CgroupDriver() string { return r.cgroupDriver }
 func (r *Runtime) UseRuntimeCgroupDriver(ctx context.Context) (string, bool) {
 	conn, ok := r.client.Conn().(*grpc.ClientConn)
 	if !ok {
-		return r.cgroupDriver, false
+		return r.CgroupDriver(), false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(ctx), 10*time.Second)
 	defer cancel()
 	resp, err := runtimeapi.NewRuntimeServiceClient(conn).RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
 	if err != nil || resp.GetLinux() == nil {
-		r.log.Debug("containerd does not say which cgroup driver it uses; keeping --cgroup-driver", "driver", r.cgroupDriver, "err", err)
-		return r.cgroupDriver, false
+		r.log.Debug("containerd does not say which cgroup driver it uses; keeping --cgroup-driver", "driver", r.CgroupDriver(), "err", err)
+		return r.CgroupDriver(), false
 	}
 	name := cgroups.CgroupFS
 	if resp.GetLinux().GetCgroupDriver() == runtimeapi.CgroupDriver_SYSTEMD {
 		name = cgroups.Systemd
 	}
-	if name != r.cgroupDriver {
-		r.log.Info("using the cgroup driver containerd is configured with, not --cgroup-driver", "driver", name, "flag", r.cgroupDriver)
+	if name != r.CgroupDriver() {
+		r.log.Info("using the cgroup driver containerd is configured with, not --cgroup-driver", "driver", name, "flag", r.CgroupDriver())
 		if err := r.setCgroupDriver(name); err != nil {
-			return r.cgroupDriver, false
+			return r.CgroupDriver(), false
 		}
 	}
 	return name, true

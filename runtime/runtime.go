@@ -29,9 +29,6 @@ import (
 const (
 	DefaultSnapshotter = "overlayfs"
 	runcRuntime        = "io.containerd.runc.v2"
-	// shimGroupAnnotation makes the runc v2 shim serve every container of a
-	// pod from one process, as the CRI plugin does: one shim per pod.
-	shimGroupAnnotation = "io.containerd.runc.v2.group"
 )
 
 // Runtime runs pods on containerd.
@@ -42,7 +39,7 @@ type Runtime struct {
 	rootDir      string
 	logDir       string
 	pauseRef     string         // empty: podsup's built-in pause image
-	cgroupDriver string         // the name asked for (--cgroup-driver)
+	cgroupDriver string         // the name asked for (--cgroup-driver), until New makes the driver
 	cgroups      cgroups.Driver // places pods' and containers' cgroups
 	logMaxSize   int64
 	logMaxFiles  int

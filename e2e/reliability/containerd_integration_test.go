@@ -137,24 +137,20 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 // pod is published too, whatever its state, and says how long it took.
 func (e *env) waitConvergedWith(names map[string]bool, crashing string) time.Duration {
 	e.t.Helper()
-	start := time.Now()
-	why := "no answer"
-	for time.Since(start) < harness.Patience {
-		if pods, err := e.Pods(); err == nil {
-			others := slices.DeleteFunc(pods, func(p v1.Pod) bool { return p.Name == crashing+"-node1" })
-			var ok bool
-			if ok, why = harness.Converged(others, names); ok && len(others) == len(pods)-1 {
-				return time.Since(start)
-			} else if ok {
-				why = crashing + " not published"
-			}
-		} else {
-			why = err.Error()
+	return harness.WaitUntil(e.t, "converged (podsup log: "+e.ProcLog.Name()+")", func() string {
+		pods, err := e.Pods()
+		if err != nil {
+			return err.Error()
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	e.t.Fatalf("not converged within %s: %s\npodsup log: %s", harness.Patience, why, e.ProcLog.Name())
-	return 0
+		others := slices.DeleteFunc(pods, func(p v1.Pod) bool { return p.Name == crashing+"-node1" })
+		switch ok, why := harness.Converged(others, names); {
+		case !ok:
+			return why
+		case len(others) != len(pods)-1:
+			return crashing + " not published"
+		}
+		return ""
+	})
 }
 
 // restarts is a container's restart count, -1 while it is not published.
