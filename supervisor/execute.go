@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -421,15 +420,6 @@ func (w *podWorker) postStart(ctx context.Context, pod *v1.Pod, sb *runtime.Sand
 	if err := w.s.rt.StopContainer(ctx, started, gracePeriod(pod)); err != nil {
 		w.s.log.Warn("cannot stop a container whose postStart hook failed", "pod", w.key, "container", c.Name, "err", err)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // pullSecrets are the pod's image pull secrets that the manifest sources

@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -140,7 +142,7 @@ func describe(a podActions) string {
 		}
 		parts = append(parts, p)
 	}
-	for _, n := range sortedKeys(a.backingOff) {
+	for _, n := range slices.Sorted(maps.Keys(a.backingOff)) {
 		parts = append(parts, fmt.Sprintf("backoff %s until +%s", n, a.backingOff[n].Sub(t0)))
 	}
 	if a.stopSandbox {
