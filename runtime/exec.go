@@ -42,16 +42,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout tim
 	p.Args, p.Terminal, p.ConsoleSize = cmd, false, nil
 	execID := fmt.Sprintf("exec-%d", execSeq.Add(1))
 	out := &headBuffer{max: maxExecOutput}
-	process, err := task.Exec(ctx, execID, &p, cio.NewCreator(cio.WithStreams(nil, out, out), cio.WithFIFODir(r.fifoDir())))
+	var streams cio.IO
+	newIO := cio.NewCreator(cio.WithStreams(nil, out, out), cio.WithFIFODir(r.fifoDir()))
+	process, err := task.Exec(ctx, execID, &p, func(id string) (cio.IO, error) {
+		i, err := newIO(id)
+		streams = i
+		return i, err
+	})
 	if err != nil {
 		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
 	}
 	deleted := false
 	defer func() {
 		if !deleted {
-			cctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
-			defer cancel()
-			process.Delete(cctx, containerd.WithProcessKill)
+			deleteExec(r.Context(context.Background()), process, streams)
 		}
 	}()
 	statusC, err := process.Wait(ctx)
@@ -82,9 +86,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout tim
 	}
 	// Output is complete once the process is deleted: Delete waits for
 	// the copies to reach the end of the FIFOs.
-	cctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
-	process.Delete(cctx, containerd.WithProcessKill)
-	cancel()
+	deleteExec(r.Context(context.Background()), process, streams)
 	deleted = true
 	output := out.bytes()
 	if timedOut {
@@ -94,6 +96,21 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout tim
 		return -1, output, ErrExecTimeout
 	}
 	return code, output, nil
+}
+
+// deleteExec deletes an exec process and closes its FIFOs. containerd's
+// Delete closes them only when the shim answers: when the container went
+// while the command ran (a container replaced during an exec probe, often
+// on a busy machine), it does not, and two copying goroutines and four
+// FIFO descriptors were left for good with each such exec.
+func deleteExec(ctx context.Context, process containerd.Process, streams cio.IO) {
+	ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	defer cancel()
+	if _, err := process.Delete(ctx, containerd.WithProcessKill); err != nil && streams != nil {
+		streams.Cancel()
+		streams.Close() // ends the copies, which the shim may never end
+		streams.Wait()
+	}
 }
 
 // execTarget returns a running container's task and process spec, cached

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,11 +39,12 @@ func TestReliabilitySoak(t *testing.T) {
 		names[name] = true
 		e.Write(name+".yaml", soakPod(name, i, 0))
 	}
-	e.Start()
+	e.Start("--profiling")
 	patience := max(harness.Patience, time.Duration(pods)*6*time.Second)
 	took := e.WaitConvergedWithin(names, patience)
 	time.Sleep(5 * time.Second) // the first probe results are in
 	start := e.settledUsage()
+	e.keepHoldings("start")
 	t.Logf("%d pods converged in %s; podsup: %s", pods, took.Round(time.Millisecond), start)
 
 	// What counts as growth beyond noise. Goroutines: each pod has a
@@ -83,6 +85,9 @@ func TestReliabilitySoak(t *testing.T) {
 		t.Error(l)
 	}
 
+	if end.goroutines > limits.goroutines || end.fds > limits.fds {
+		e.keepHoldings("end")
+	}
 	if end.goroutines > limits.goroutines {
 		t.Errorf("goroutines grew from %d to %d (limit %d)", start.goroutines, end.goroutines, limits.goroutines)
 	}
@@ -164,6 +169,25 @@ func (e *env) settledUsage() usage {
 		least = usage{rssKiB: min(least.rssKiB, u.rssKiB), fds: min(least.fds, u.fds), goroutines: min(least.goroutines, u.goroutines)}
 	}
 	return least
+}
+
+// keepHoldings writes podsup's goroutines (grouped by stack) and open
+// files beside its log, which a failing test keeps, so that growth can be
+// told apart from noise by comparing the "start" and "end" files.
+func (e *env) keepHoldings(when string) {
+	_, body, err := e.ReadOnlyClient().Do("GET", "/debug/pprof/goroutine?debug=1", nil)
+	if err != nil {
+		e.t.Logf("goroutine dump: %v", err)
+	}
+	os.WriteFile(filepath.Join(e.Root, "podsup-goroutines-"+when+".log"), []byte(body), 0o644)
+	dir := fmt.Sprintf("/proc/%d/fd", e.Proc.Process.Pid)
+	fds, _ := os.ReadDir(dir)
+	var b strings.Builder
+	for _, fd := range fds {
+		target, _ := os.Readlink(filepath.Join(dir, fd.Name()))
+		fmt.Fprintf(&b, "%s %s\n", fd.Name(), target)
+	}
+	os.WriteFile(filepath.Join(e.Root, "podsup-fds-"+when+".log"), []byte(b.String()), 0o644)
 }
 
 // usage reads podsup's RSS and open files from /proc, and its goroutines
