@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/events"
+	"github.com/podsup/podsup/podspec"
 )
 
 // Verdict is a container a liveness or startup probe condemned: it is to be
@@ -117,14 +119,20 @@ func trimID(id string) string { return strings.TrimPrefix(id, "containerd://") }
 // with every status it publishes; when nothing changed it does nothing.
 func (m *Manager) Sync(pod *v1.Pod) {
 	key := pod.Namespace + "/" + pod.Name
+	// App containers and native sidecars have probes.
 	specs := map[string]*v1.Container{}
 	for i := range pod.Spec.Containers {
 		specs[pod.Spec.Containers[i].Name] = &pod.Spec.Containers[i]
 	}
+	for i := range pod.Spec.InitContainers {
+		if podspec.IsSidecar(&pod.Spec.InitContainers[i]) {
+			specs[pod.Spec.InitContainers[i].Name] = &pod.Spec.InitContainers[i]
+		}
+	}
 	running := map[string]bool{}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, cs := range pod.Status.ContainerStatuses {
+	for _, cs := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
 		c := specs[cs.Name]
 		if c == nil || cs.State.Running == nil || cs.ContainerID == "" {
 			continue

@@ -272,3 +272,27 @@ func TestSyncStartsAndStopsWorkers(t *testing.T) {
 		t.Errorf("after removal: %d workers, %d instances", len(after), len(m.instances))
 	}
 }
+
+// TestSyncProbesSidecars: a native sidecar's probes run, a regular init
+// container's are never looked at.
+func TestSyncProbesSidecars(t *testing.T) {
+	m, _, _, _ := testManager(nil)
+	defer m.Stop()
+	always := v1.ContainerRestartPolicyAlways
+	pod := runningPod("app1", v1.Container{Name: "app"})
+	pod.Spec.InitContainers = []v1.Container{
+		{Name: "proxy", RestartPolicy: &always, StartupProbe: probe("start", 1, 3), ReadinessProbe: probe("ready", 1, 1)},
+		{Name: "setup", ReadinessProbe: probe("ready", 1, 1)}, // refused by validation; ignored if it came here
+	}
+	running := v1.ContainerState{Running: &v1.ContainerStateRunning{StartedAt: metav1.NewTime(t0)}}
+	pod.Status.InitContainerStatuses = []v1.ContainerStatus{
+		{Name: "proxy", ContainerID: "containerd://side1", State: running},
+		{Name: "setup", ContainerID: "containerd://setup1", State: running},
+	}
+	m.Sync(pod)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.workers) != 2 || m.workers[workerKey{"side1", Startup}] == nil || m.workers[workerKey{"side1", Readiness}] == nil {
+		t.Errorf("workers %v, want the sidecar's startup and readiness probes", m.workers)
+	}
+}

@@ -382,3 +382,41 @@ func TestHostUsers(t *testing.T) {
 		}
 	}
 }
+
+// TestSidecarsAndRestartRules: sidecars may have probes and no rules;
+// container restart policies and rules are checked as the apiserver does.
+func TestSidecarsAndRestartRules(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  initContainers: [%s]\n  containers: [%s]\n"
+	ok := []struct{ name, inits, apps string }{
+		{"a sidecar with probes", "{name: proxy, image: b:1, restartPolicy: Always, startupProbe: {tcpSocket: {port: 80}}, readinessProbe: {tcpSocket: {port: 80}}, livenessProbe: {tcpSocket: {port: 80}}}", "{name: a, image: b:1}"},
+		{"a container with its own policy", "", "{name: a, image: b:1, restartPolicy: Never}"},
+		{"restart rules", "", "{name: a, image: b:1, restartPolicy: Never, restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [42]}}]}"},
+	}
+	for _, tc := range ok {
+		if _, err := Parse("p.yaml", []byte(fmt.Sprintf(pod, tc.inits, tc.apps)), testStatic); err != nil {
+			t.Errorf("%s: refused: %v", tc.name, err)
+		}
+	}
+	bad := []struct{ name, inits, apps, want string }{
+		{"probes on a regular init container", "{name: setup, image: b:1, readinessProbe: {tcpSocket: {port: 80}}}", "{name: a, image: b:1}",
+			"spec.initContainers[0].readinessProbe: init containers may not have probes unless they are sidecars"},
+		{"rules on a sidecar", "{name: proxy, image: b:1, restartPolicy: Always, restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [1]}}]}", "{name: a, image: b:1}",
+			"spec.initContainers[0].restartPolicyRules: not allowed on a sidecar"},
+		{"rules without a policy", "", "{name: a, image: b:1, restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [1]}}]}",
+			"spec.containers[0].restartPolicy: required when restartPolicyRules are set"},
+		{"a bad operator", "", "{name: a, image: b:1, restartPolicy: Never, restartPolicyRules: [{action: Restart, exitCodes: {operator: Maybe, values: [1]}}]}",
+			`spec.containers[0].restartPolicyRules[0].exitCodes.operator: "Maybe" is not one of In, NotIn`},
+		{"a rule without exit codes", "", "{name: a, image: b:1, restartPolicy: Never, restartPolicyRules: [{action: Restart}]}",
+			"spec.containers[0].restartPolicyRules[0].exitCodes: required"},
+		{"RestartAllContainers", "", "{name: a, image: b:1, restartPolicy: Never, restartPolicyRules: [{action: RestartAllContainers, exitCodes: {operator: In, values: [1]}}]}",
+			"spec.containers[0].restartPolicyRules[0].action: not supported by podsup"},
+		{"a bad policy", "", "{name: a, image: b:1, restartPolicy: Sometimes}",
+			`spec.containers[0].restartPolicy: "Sometimes" is not one of Always, OnFailure, Never`},
+	}
+	for _, tc := range bad {
+		_, err := Parse("p.yaml", []byte(fmt.Sprintf(pod, tc.inits, tc.apps)), testStatic)
+		if err == nil || !strings.Contains(err.Error(), "p.yaml") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}

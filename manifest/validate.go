@@ -152,24 +152,74 @@ func (c *checker) podSpec(s *v1.PodSpec) {
 	hostPorts := map[string]string{}
 	for i := range s.InitContainers {
 		p := fmt.Sprintf("spec.initContainers[%d]", i)
-		c.container(p, &s.InitContainers[i], s, volumes, names, hostPorts)
-		if s.InitContainers[i].RestartPolicy != nil {
-			c.unsupported(p+".restartPolicy", "sidecar init containers are not implemented yet")
+		ctr := &s.InitContainers[i]
+		c.container(p, ctr, s, volumes, names, hostPorts)
+		c.restartPolicy(p, ctr)
+		sidecar := ctr.RestartPolicy != nil && *ctr.RestartPolicy == v1.ContainerRestartPolicyAlways
+		if sidecar && len(ctr.RestartPolicyRules) > 0 {
+			c.fail(p+".restartPolicyRules", "not allowed on a sidecar (restartPolicy Always): it is restarted whatever its exit code")
 		}
 		for _, probe := range []struct {
 			name string
 			p    *v1.Probe
-		}{{"livenessProbe", s.InitContainers[i].LivenessProbe}, {"readinessProbe", s.InitContainers[i].ReadinessProbe}, {"startupProbe", s.InitContainers[i].StartupProbe}} {
-			if probe.p != nil {
-				c.fail(p+"."+probe.name, "init containers may not have probes")
+		}{{"livenessProbe", ctr.LivenessProbe}, {"readinessProbe", ctr.ReadinessProbe}, {"startupProbe", ctr.StartupProbe}} {
+			if probe.p != nil && !sidecar {
+				c.fail(p+"."+probe.name, "init containers may not have probes unless they are sidecars (restartPolicy: Always)")
 			}
 		}
 	}
 	for i := range s.Containers {
 		p := fmt.Sprintf("spec.containers[%d]", i)
 		c.container(p, &s.Containers[i], s, volumes, names, hostPorts)
-		if s.Containers[i].RestartPolicy != nil {
-			c.unsupported(p+".restartPolicy", "per-container restart policies")
+		c.restartPolicy(p, &s.Containers[i])
+	}
+}
+
+// maxRestartRules and maxRestartRuleExitCodes are the apiserver's limits.
+const (
+	maxRestartRules         = 20
+	maxRestartRuleExitCodes = 255
+)
+
+// restartPolicy checks a container's own restart policy and rules
+// (Kubernetes 1.35).
+func (c *checker) restartPolicy(p string, ctr *v1.Container) {
+	if rp := ctr.RestartPolicy; rp != nil {
+		switch *rp {
+		case v1.ContainerRestartPolicyAlways, v1.ContainerRestartPolicyOnFailure, v1.ContainerRestartPolicyNever:
+		default:
+			c.fail(p+".restartPolicy", "%q is not one of Always, OnFailure, Never", *rp)
+		}
+	}
+	if len(ctr.RestartPolicyRules) == 0 {
+		return
+	}
+	if ctr.RestartPolicy == nil {
+		c.fail(p+".restartPolicy", "required when restartPolicyRules are set")
+	}
+	if len(ctr.RestartPolicyRules) > maxRestartRules {
+		c.fail(p+".restartPolicyRules", "at most %d rules", maxRestartRules)
+	}
+	for i, r := range ctr.RestartPolicyRules {
+		rp := fmt.Sprintf("%s.restartPolicyRules[%d]", p, i)
+		switch r.Action {
+		case v1.ContainerRestartRuleActionRestart:
+		case v1.ContainerRestartRuleActionRestartAllContainers:
+			c.unsupported(rp+".action", "RestartAllContainers (alpha in Kubernetes 1.35) is not implemented")
+		default:
+			c.fail(rp+".action", "%q is not Restart", r.Action)
+		}
+		if r.ExitCodes == nil {
+			c.fail(rp+".exitCodes", "required")
+			continue
+		}
+		switch r.ExitCodes.Operator {
+		case v1.ContainerRestartRuleOnExitCodesOpIn, v1.ContainerRestartRuleOnExitCodesOpNotIn:
+		default:
+			c.fail(rp+".exitCodes.operator", "%q is not one of In, NotIn", r.ExitCodes.Operator)
+		}
+		if len(r.ExitCodes.Values) > maxRestartRuleExitCodes {
+			c.fail(rp+".exitCodes.values", "at most %d exit codes", maxRestartRuleExitCodes)
 		}
 	}
 }

@@ -168,3 +168,10 @@ func (n Node) SandboxSpec(in PauseContainer) []oci.SpecOpts {
 
 // clampOOM raises an OOM score adjustment to what the host allows.
 func (n Node) clampOOM(adj int) int { return max(adj, n.OOMFloor) }
+
+// IsSidecar reports whether a container is a native sidecar: an init
+// container with restartPolicy Always, which keeps running beside the app
+// containers (Kubernetes 1.33). Only meaningful for init containers.
+func IsSidecar(c *v1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways
+}

@@ -225,9 +225,50 @@ type stop struct {
 }
 
 // stopAll stops containers in parallel, as the kubelet does, so a pod takes
-// at most one grace period to stop. Each container's preStop handler runs
-// first, inside its grace period.
+// at most one grace period to stop; native sidecars stop after the others,
+// one by one in the reverse of their order in the pod, in what is left of
+// the grace period (at least minGraceAfterPreStop each), so the app
+// containers keep their proxies and log shippers to the end. Each
+// container's preStop handler runs first, inside its grace period.
 func (w *podWorker) stopAll(ctx context.Context, pod *v1.Pod, st *runtime.PodState, stops []stop) error {
+	start := w.s.clock.Now()
+	var apps []stop
+	sidecars := map[string]stop{}
+	for _, s := range stops {
+		if spec := containerSpec(pod, s.c.Name); spec != nil && podspec.IsSidecar(spec) && isInit(pod, s.c.Name) {
+			sidecars[s.c.Name] = s
+		} else {
+			apps = append(apps, s)
+		}
+	}
+	errs := []error{w.stopTogether(ctx, pod, st, apps)}
+	if len(sidecars) == 0 {
+		return errs[0]
+	}
+	for i := len(pod.Spec.InitContainers) - 1; i >= 0; i-- {
+		s, ok := sidecars[pod.Spec.InitContainers[i].Name]
+		if !ok {
+			continue
+		}
+		s.grace = max(s.grace-w.s.clock.Since(start), minGraceAfterPreStop)
+		errs = append(errs, w.stopTogether(ctx, pod, st, []stop{s}))
+	}
+	return errors.Join(errs...)
+}
+
+// isInit reports whether the pod's container of that name is an init
+// container.
+func isInit(pod *v1.Pod, name string) bool {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// stopTogether stops containers in parallel and waits for them all.
+func (w *podWorker) stopTogether(ctx context.Context, pod *v1.Pod, st *runtime.PodState, stops []stop) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(stops))
 	for i, s := range stops {

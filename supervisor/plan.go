@@ -8,6 +8,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/runtime"
 )
 
@@ -32,6 +33,9 @@ type planInput struct {
 	// evictionGrace, and nothing starts.
 	evicted       bool
 	evictionGrace *int64
+	// probes tell whether a running sidecar has started (its startup
+	// probe, if any, passed), so the next init container may start.
+	probes ProbeResults
 }
 
 // startAction starts one instance of a container.
@@ -83,17 +87,6 @@ func (a *podActions) wakeAt(t time.Time) {
 	}
 }
 
-// shouldRestart applies the restart policy to an instance that ended.
-func shouldRestart(policy v1.RestartPolicy, exit *runtime.Termination) bool {
-	switch policy {
-	case v1.RestartPolicyAlways:
-		return true
-	case v1.RestartPolicyOnFailure:
-		return exit == nil || exit.ExitCode != 0
-	}
-	return false
-}
-
 func dead(c *runtime.Container) bool {
 	return c.State == runtime.StateExited || c.State == runtime.StateUnknown
 }
@@ -123,28 +116,70 @@ func currentSandboxID(st *runtime.PodState) string {
 	return id
 }
 
-// finished reports whether a pod has run to completion: its restart policy
-// restarts none of its containers, every one has run in the sandbox of the
-// current spec and ended, and none is to be restarted.
+// finished reports whether a pod has run to completion: every app
+// container has run in the sandbox of the current spec and ended, and none
+// is to be restarted; or an init container failed and is not retried.
+// Sidecars do not count: they are stopped once the app containers are done.
 func finished(pod *v1.Pod, st *runtime.PodState, sandboxID string) bool {
-	if pod.Spec.RestartPolicy == v1.RestartPolicyAlways || sandboxID == "" {
+	if sandboxID == "" {
 		return false
 	}
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		latest := st.Latest(sandboxID, c.Name)
-		if latest != nil && dead(latest) && latest.Exit.ExitCode != 0 && pod.Spec.RestartPolicy == v1.RestartPolicyNever {
-			return true // a failed init container fails a Never pod
+		if !podspec.IsSidecar(c) && latest != nil && dead(latest) && latest.Exit.ExitCode != 0 && !restarts(pod, c, true, latest.Exit) {
+			return true // a failed init container that is not retried fails the pod
 		}
 	}
+	return appsDone(pod, st, sandboxID)
+}
+
+// appsDone reports whether every app container has run in the sandbox of
+// its current spec and ended for good.
+func appsDone(pod *v1.Pod, st *runtime.PodState, sandboxID string) bool {
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		latest := st.Latest(sandboxID, c.Name)
-		if latest == nil || !dead(latest) || latest.Hash != ContainerHash(c) || shouldRestart(pod.Spec.RestartPolicy, latest.Exit) {
+		if latest == nil || !dead(latest) || latest.Hash != ContainerHash(c) || restarts(pod, c, false, latest.Exit) {
 			return false
 		}
 	}
 	return true
+}
+
+// initialized reports whether the app containers have been created in the
+// sandbox: from then on the regular init containers are done, and only the
+// sidecars are kept running.
+func initialized(pod *v1.Pod, st *runtime.PodState, sandboxID string) bool {
+	for i := range pod.Spec.Containers {
+		if st.Latest(sandboxID, pod.Spec.Containers[i].Name) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// activeDeadline is when the pod's activeDeadlineSeconds run out, counted
+// from the creation of its current sandbox (its status's startTime); ok is
+// false without a deadline or a sandbox.
+func activeDeadline(pod *v1.Pod, st *runtime.PodState) (at time.Time, ok bool) {
+	sb := st.Sandbox()
+	if pod.Spec.ActiveDeadlineSeconds == nil || sb == nil {
+		return time.Time{}, false
+	}
+	return sb.CreatedAt.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second), true
+}
+
+// deadlineExceeded reports whether the pod has run past its active
+// deadline. A pod whose spec changed since is a new pod, with a new
+// sandbox and a deadline of its own.
+func deadlineExceeded(pod *v1.Pod, st *runtime.PodState, now time.Time) bool {
+	at, ok := activeDeadline(pod, st)
+	if !ok || now.Before(at) {
+		return false
+	}
+	sb := st.Sandbox()
+	return sb.Hash == PodHash(pod) && !containerSpecChanged(pod, st, sb.ID)
 }
 
 // containerSpecChanged reports whether an app container's newest instance in
@@ -214,13 +249,28 @@ func computePodActions(in planInput) podActions {
 	podHash := PodHash(pod)
 	sb := st.Sandbox()
 	current := currentSandboxID(st)
+	if at, ok := activeDeadline(pod, st); ok {
+		if deadlineExceeded(pod, st, in.now) {
+			// Everything stops and stays stopped: the pod has failed.
+			for _, c := range st.Containers {
+				if c.State == runtime.StateRunning {
+					a.kill = append(a.kill, killAction{container: c, reason: "the pod's activeDeadlineSeconds passed"})
+				}
+			}
+			a.stopSandbox = sb.Ready || !in.stopped[sb.ID]
+			return a
+		}
+		if in.now.Before(at) {
+			a.wakeAt(at)
+		}
+	}
 
 	if sb == nil || !sb.Ready || sb.Hash != podHash {
 		reason := ""
 		switch {
 		case sb != nil && sb.Hash != podHash, containerSpecChanged(pod, st, current):
 			reason = "the pod's spec changed"
-		case len(st.Containers) > 0 && (finished(pod, st, current) || (pod.Spec.RestartPolicy == v1.RestartPolicyNever && ran(st, current))):
+		case len(st.Containers) > 0 && (finished(pod, st, current) || (neverRestarts(pod) && ran(st, current))):
 			// A finished pod stays finished, and a Never pod whose sandbox
 			// died has failed, as with the kubelet.
 			a.stopSandbox = sb != nil && !in.stopped[sb.ID]
@@ -243,6 +293,9 @@ func computePodActions(in planInput) podActions {
 			a.sandboxAttempt = max(a.sandboxAttempt, sandboxAttemptOf(c.SandboxID)+1)
 		}
 		a.start = firstStarts(pod, st, in)
+		if len(pod.Spec.InitContainers) > 0 && podspec.IsSidecar(&pod.Spec.InitContainers[0]) {
+			a.wakeAt(in.now) // no exit follows a sidecar's start: look again
+		}
 		return a
 	}
 
@@ -295,34 +348,39 @@ func (a *podActions) dispose(c *runtime.Container, reason string) {
 	}
 }
 
-// planInit runs the init containers in order, each to completion. It
-// reports whether they have all completed, so the app containers may start.
+// planInit runs the init containers in order: a regular one to
+// completion, a sidecar until it has started (its startup probe passed).
+// Once the app containers exist, it keeps the sidecars running beside them,
+// and stops them when the app containers are done for good. It reports
+// whether the app containers may run.
 func (a *podActions) planInit(pod *v1.Pod, st *runtime.PodState, sb *runtime.Sandbox, in planInput) bool {
+	ready := initialized(pod, st, sb.ID)
+	done := ready && appsDone(pod, st, sb.ID)
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		latest := st.Latest(sb.ID, c.Name)
 		a.removeOlder(st, sb.ID, latest)
+		if podspec.IsSidecar(c) {
+			if !a.planSidecar(c, latest, done, in) && !ready {
+				return false
+			}
+			continue
+		}
+		if ready {
+			continue // it completed before the app containers were made
+		}
 		switch {
 		case latest == nil:
-			if a.waitAfterFailure(c, in) {
-				return false
-			}
-			attempt, last := nextAttempt(st, c.Name)
-			a.start = append(a.start, startAction{container: c, init: true, attempt: attempt, last: last})
+			a.startFirst(c, true, st, in)
 			return false
 		case latest.State == runtime.StateCreated:
-			// An interrupted start: the same attempt again replaces what
-			// it left.
-			if a.waitAfterFailure(c, in) {
-				return false
-			}
-			a.start = append(a.start, startAction{container: c, init: true, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff, replaces: latest})
+			a.startAgain(c, true, latest, in)
 			return false
 		case latest.State == runtime.StateRunning:
 			return false
 		case latest.Exit.ExitCode == 0:
 			continue
-		case pod.Spec.RestartPolicy == v1.RestartPolicyNever:
+		case !restarts(pod, c, true, latest.Exit):
 			return false // the pod has failed
 		default:
 			a.restartAfterBackoff(c, latest, true, in)
@@ -332,8 +390,56 @@ func (a *podActions) planInit(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 	return true
 }
 
+// planSidecar keeps a sidecar running whatever the pod's restart policy,
+// until the app containers are done (then it is stopped). It reports
+// whether the sidecar has started, so the next init container may.
+func (a *podActions) planSidecar(c *v1.Container, latest *runtime.Container, appsDone bool, in planInput) bool {
+	switch {
+	case appsDone:
+		if latest != nil && latest.State == runtime.StateRunning {
+			a.kill = append(a.kill, killAction{container: latest, reason: "the pod's app containers have completed"})
+		}
+		return true
+	case latest == nil:
+		a.startFirst(c, true, in.state, in)
+		a.wakeAt(in.now) // no exit follows a sidecar's start: look again
+	case latest.State == runtime.StateCreated:
+		a.startAgain(c, true, latest, in)
+		a.wakeAt(in.now)
+	case latest.State == runtime.StateRunning:
+		if verdict, bad := in.unhealthy[latest.ID]; bad {
+			a.kill = append(a.kill, killAction{container: latest, reason: verdict.Reason, grace: verdict.GracePeriodSeconds})
+			a.start = append(a.start, startAction{container: c, init: true, attempt: latest.Attempt + 1, replaces: latest})
+			return false
+		}
+		return in.probes == nil || in.probes.Started(in.pod, c, latest.ID)
+	default:
+		a.restartAfterBackoff(c, latest, true, in)
+	}
+	return false
+}
+
+// startFirst starts a container that has no instance in the sandbox yet,
+// unless its last start failed and its retry is not due.
+func (a *podActions) startFirst(c *v1.Container, init bool, st *runtime.PodState, in planInput) {
+	if a.waitAfterFailure(c, in) {
+		return
+	}
+	attempt, last := nextAttempt(st, c.Name)
+	a.start = append(a.start, startAction{container: c, init: init, attempt: attempt, last: last})
+}
+
+// startAgain replaces an instance that was created but never started (a
+// start that was interrupted) with the same attempt.
+func (a *podActions) startAgain(c *v1.Container, init bool, latest *runtime.Container, in planInput) {
+	if a.waitAfterFailure(c, in) {
+		return
+	}
+	a.start = append(a.start, startAction{container: c, init: init, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff, replaces: latest})
+}
+
 // planApps keeps each app container running as its spec and the restart
-// policy say.
+// policy and rules say.
 func (a *podActions) planApps(pod *v1.Pod, st *runtime.PodState, sb *runtime.Sandbox, in planInput) {
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
@@ -342,25 +448,18 @@ func (a *podActions) planApps(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 		hash := ContainerHash(c)
 		switch {
 		case latest == nil:
-			if a.waitAfterFailure(c, in) {
-				continue
-			}
-			attempt, last := nextAttempt(st, c.Name)
-			a.start = append(a.start, startAction{container: c, attempt: attempt, last: last})
+			a.startFirst(c, false, st, in)
 		case latest.State == runtime.StateCreated:
-			// Created but never started: a start that was interrupted.
-			// The same attempt again replaces it.
-			if a.waitAfterFailure(c, in) {
-				continue
-			}
-			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt, last: latest.Last, backoff: latest.Backoff, replaces: latest})
+			a.startAgain(c, false, latest, in)
 		case latest.State == runtime.StateRunning && latest.Hash != hash:
 			a.kill = append(a.kill, killAction{container: latest, reason: "its spec changed"})
 			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, replaces: latest})
 		case latest.State == runtime.StateRunning:
 			if verdict, bad := in.unhealthy[latest.ID]; bad {
 				a.kill = append(a.kill, killAction{container: latest, reason: verdict.Reason, grace: verdict.GracePeriodSeconds})
-				if pod.Spec.RestartPolicy != v1.RestartPolicyNever {
+				// A liveness kill ends the container with SIGKILL's code
+				// (137) as far as restart rules are concerned.
+				if restarts(pod, c, false, &runtime.Termination{ExitCode: 137}) {
 					a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, replaces: latest})
 				}
 			}
@@ -370,7 +469,7 @@ func (a *podActions) planApps(pod *v1.Pod, st *runtime.PodState, sb *runtime.San
 				continue
 			}
 			a.start = append(a.start, startAction{container: c, attempt: latest.Attempt + 1, last: latest.Exit, replaces: latest})
-		case shouldRestart(pod.Spec.RestartPolicy, latest.Exit):
+		case restarts(pod, c, false, latest.Exit):
 			a.restartAfterBackoff(c, latest, false, in)
 		}
 	}

@@ -170,13 +170,7 @@ func TestComputePodActions(t *testing.T) {
 	probeOnly := testPod(v1.RestartPolicyAlways, []string{"app", "side"})
 	probeOnly.Spec.Containers[0].ReadinessProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"true"}}}}
 
-	cases := []struct {
-		name string
-		pod  *v1.Pod
-		st   *state
-		in   func(*planInput)
-		want string
-	}{
+	checkPlans(t, []planCase{
 		{"new pod", always, observed(always), nil, "sandbox#0, start app#0, start side#0"},
 		{"new pod with init containers starts the first only", withInit, observed(withInit), nil, "sandbox#0, start setup#0"},
 		{"all running: nothing", always, observed(always).sandbox(0, true).running("app", 0).running("side", 0), nil, "nothing"},
@@ -232,7 +226,22 @@ func TestComputePodActions(t *testing.T) {
 		{"image pull backing off: wait for it", always, observed(always).sandbox(0, true).running("side", 0), func(in *planInput) {
 			in.failing = map[string]time.Time{"app": t0.Add(20 * time.Second)}
 		}, "requeue +20s"},
-	}
+	})
+}
+
+// planCase is a pod, what was observed of it, and the plan wanted.
+type planCase struct {
+	name string
+	pod  *v1.Pod
+	st   *state
+	in   func(*planInput) // adjusts the input, if set
+	want string
+}
+
+// checkPlans computes each case's plan at t0 and compares it with the one
+// wanted; then, if set, runs more checks on the input.
+func checkPlans(t *testing.T, cases []planCase, more ...func(*testing.T, planCase, planInput)) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			in := planInput{pod: tc.pod, state: tc.st.build(), now: t0, backoff: DefaultBackoff}
@@ -241,6 +250,9 @@ func TestComputePodActions(t *testing.T) {
 			}
 			if got := describe(computePodActions(in)); got != tc.want {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+			for _, m := range more {
+				m(t, tc, in)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/qos"
 	"github.com/podsup/podsup/runtime"
 )
@@ -65,27 +66,40 @@ func computeStatus(in statusInput) v1.PodStatus {
 			status.PodIP = ips[0]
 		}
 	}
+	// Once the app containers exist the pod is initialized for good: a
+	// sidecar that restarts later does not undo it.
+	ran := initialized(pod, st, sbID)
 	initPending := false
+	allReady := len(pod.Spec.Containers) > 0
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		cs := containerStatus(in, c, sbID, true, initPending)
 		status.InitContainerStatuses = append(status.InitContainerStatuses, cs)
-		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
+		if podspec.IsSidecar(c) {
+			// A sidecar's readiness is part of the pod's, as the kubelet
+			// counts it; it is initialized once started.
+			allReady = allReady && cs.Ready
+			initPending = initPending || (!ran && (cs.Started == nil || !*cs.Started))
+			continue
+		}
+		if !ran && (cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0) {
 			if !(cs.State.Waiting != nil && cs.LastTerminationState.Terminated != nil && cs.LastTerminationState.Terminated.ExitCode == 0) {
 				initPending = true
 			}
 		}
 	}
-	allReady := len(pod.Spec.Containers) > 0
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		cs := containerStatus(in, c, sbID, false, initPending)
 		status.ContainerStatuses = append(status.ContainerStatuses, cs)
 		allReady = allReady && cs.Ready
 	}
-	status.Phase = phase(pod, status.InitContainerStatuses, status.ContainerStatuses)
+	status.Phase = phase(pod, initPending, status.InitContainerStatuses, status.ContainerStatuses)
 	if sb == nil && in.sandbox != nil && status.Phase == v1.PodPending {
 		status.Reason, status.Message = in.sandbox.reason, in.sandbox.message
+	}
+	if deadlineExceeded(pod, st, in.now) {
+		status.Phase, status.Reason, status.Message = v1.PodFailed, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
 	}
 	if in.denied != nil {
 		status.Phase, status.Reason, status.Message = v1.PodPending, in.denied.reason, in.denied.message
@@ -168,11 +182,11 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 		cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(latest.StartedAt)}
 		started := in.probes.Started(in.pod, c, latest.ID)
 		cs.Started = &started
-		cs.Ready = !init && started && in.probes.Ready(in.pod, c, latest.ID)
+		cs.Ready = (!init || podspec.IsSidecar(c)) && started && in.probes.Ready(in.pod, c, latest.ID)
 	default:
 		f := false
 		cs.Started = &f
-		if f := in.failing[c.Name]; f != nil && shouldRestart(in.pod.Spec.RestartPolicy, latest.Exit) {
+		if f := in.failing[c.Name]; f != nil && restarts(in.pod, c, init, latest.Exit) {
 			// Its restart failed: the reason, as for a first start.
 			cs.LastTerminationState.Terminated = terminated(latest.Exit)
 			cs.State.Waiting = f.waiting(c)
@@ -195,29 +209,24 @@ func (f *failure) waiting(c *v1.Container) *v1.ContainerStateWaiting {
 	return &v1.ContainerStateWaiting{Reason: f.reason, Message: f.message}
 }
 
-// phase is the kubelet's: Pending until every container has run (and every
-// init container completed), Running while any runs or will be restarted,
-// then Succeeded or Failed by how they ended.
-func phase(pod *v1.Pod, inits, apps []v1.ContainerStatus) v1.PodPhase {
-	policy := pod.Spec.RestartPolicy
-	pendingInit, failedInit := 0, 0
-	for _, s := range inits {
-		switch {
-		case s.State.Running != nil:
-			pendingInit++
-		case s.State.Terminated != nil && s.State.Terminated.ExitCode != 0:
-			failedInit++
-		case s.State.Terminated != nil:
-		case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
-			if s.LastTerminationState.Terminated.ExitCode != 0 {
-				failedInit++
-			}
-		default:
-			pendingInit++
+// phase is the kubelet's: Pending until the pod is initialized and every
+// app container has run, Failed when an init container failed for good,
+// Running while an app container runs or will be restarted (as its restart
+// policy and rules say), then Succeeded or Failed by how they ended.
+// Sidecars do not decide it.
+func phase(pod *v1.Pod, initPending bool, inits, apps []v1.ContainerStatus) v1.PodPhase {
+	for i, s := range inits {
+		c := &pod.Spec.InitContainers[i]
+		if t := s.State.Terminated; t != nil && t.ExitCode != 0 && !podspec.IsSidecar(c) && !restarts(pod, c, true, &runtime.Termination{ExitCode: t.ExitCode}) {
+			return v1.PodFailed
 		}
 	}
-	running, waiting, stopped, succeeded := 0, 0, 0, 0
-	for _, s := range apps {
+	if initPending {
+		return v1.PodPending
+	}
+	running, waiting, stopped, succeeded, restarting := 0, 0, 0, 0, 0
+	for i, s := range apps {
+		c := &pod.Spec.Containers[i]
 		switch {
 		case s.State.Running != nil:
 			running++
@@ -226,31 +235,25 @@ func phase(pod *v1.Pod, inits, apps []v1.ContainerStatus) v1.PodPhase {
 			if s.State.Terminated.ExitCode == 0 {
 				succeeded++
 			}
+			if restarts(pod, c, false, &runtime.Termination{ExitCode: s.State.Terminated.ExitCode}) {
+				restarting++
+			}
 		case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
 			stopped++
+			restarting++
 		default:
 			waiting++
 		}
 	}
 	switch {
-	case failedInit > 0 && policy == v1.RestartPolicyNever:
-		return v1.PodFailed
-	case pendingInit > 0 || failedInit > 0:
-		return v1.PodPending
 	case waiting > 0:
 		return v1.PodPending
-	case running > 0:
+	case running > 0, restarting > 0:
 		return v1.PodRunning
+	case stopped == len(apps) && len(apps) > 0 && stopped == succeeded:
+		return v1.PodSucceeded
 	case stopped == len(apps) && len(apps) > 0:
-		switch {
-		case policy == v1.RestartPolicyAlways:
-			return v1.PodRunning
-		case stopped == succeeded:
-			return v1.PodSucceeded
-		case policy == v1.RestartPolicyNever:
-			return v1.PodFailed
-		}
-		return v1.PodRunning
+		return v1.PodFailed
 	}
 	return v1.PodPending
 }

@@ -181,7 +181,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod) (time.Time, error) {
 		w.lastPod = pod
 	}
 	now := s.clock.Now()
-	in := planInput{pod: pod, state: st, now: now, backoff: s.backoff, unhealthy: s.unhealthy(w.key),
+	in := planInput{pod: pod, state: st, now: now, backoff: s.backoff, unhealthy: s.unhealthy(w.key), probes: s.probes,
 		failing: map[string]time.Time{}, stopped: w.stopped}
 	ev := w.currentEviction(now)
 	if ev != nil && pod != nil {
@@ -230,6 +230,10 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod) (time.Time, error) {
 	w.status = &status
 	s.publish(w.key, pod, status, st)
 	next := plan.requeue
+	if at, ok := activeDeadline(pod, st); ok && at.After(now) {
+		// A sandbox made by this sync starts the clock.
+		next = minTime(nonZero(next, at), at)
+	}
 	for _, f := range w.failing {
 		wake := f.retryAt
 		if !f.shown {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -414,6 +415,47 @@ func TestStopGracePeriods(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSidecarsStopLast: when a pod goes, its app containers stop first
+// (here with a preStop handler taking 3 s of the clock), then its sidecars
+// one by one in reverse order, in what is left of the grace period.
+func TestSidecarsStopLast(t *testing.T) {
+	grace := int64(10)
+	pod := withSidecars(testPod(v1.RestartPolicyAlways, []string{"app"}, "first", "second"), "first", "second")
+	pod.Spec.TerminationGracePeriodSeconds = &grace
+	pod.Spec.Containers[0].Lifecycle = &v1.Lifecycle{PreStop: &v1.LifecycleHandler{Exec: &v1.ExecAction{Command: []string{"true"}}}}
+	clk := clocktesting.NewFakeClock(t0)
+	u := newUnit(t, clk, WithHooks(clockHooks{clk, 3 * time.Second}))
+	u.declare(pod)
+	u.waitUntil("the app's start after both sidecars", func() bool { return u.rt.started("app", 0) != nil })
+	u.remove(pod)
+	u.waitUntil("three stops", func() bool { return len(u.rt.stopCalls()) == 3 })
+	want := []stopCall{{"app", 7 * time.Second}, {"second", 7 * time.Second}, {"first", 7 * time.Second}}
+	if got := u.rt.stopCalls(); !slices.Equal(got, want) {
+		t.Errorf("stops %+v, want %+v", got, want)
+	}
+}
+
+// TestActiveDeadlineOnItsClock: a pod's containers are stopped when its
+// activeDeadlineSeconds pass on the supervisor's clock (the plan tests show
+// they are not stopped before).
+func TestActiveDeadlineOnItsClock(t *testing.T) {
+	deadline := int64(30)
+	pod := testPod(v1.RestartPolicyAlways, []string{"app"})
+	pod.Spec.ActiveDeadlineSeconds = &deadline
+	clk := clocktesting.NewFakeClock(t0)
+	u := newUnit(t, clk)
+	u.declare(pod)
+	u.waitUntil("the start", func() bool { return u.rt.started("app", 0) != nil })
+	// The sync that made the sandbox set the worker's timer: no other
+	// sync comes between (the resync period is an hour).
+	u.waitUntil("the worker waiting for the deadline", func() bool { return clk.HasWaiters() })
+	if len(u.rt.stopCalls()) != 0 {
+		t.Fatal("stopped before the deadline")
+	}
+	clk.Step(30 * time.Second)
+	u.waitUntil("the stop at the deadline", func() bool { return len(u.rt.stopCalls()) == 1 })
 }
 
 // TestEvictionBacksOffOnItsClock: a pod evicted without a readmission

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
-	"github.com/podsup/podsup/api/apitest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/podsup/podsup/api/apitest"
 
 	v1 "k8s.io/api/core/v1"
 

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/podspec"
 )
 
 // PodsCommand is `podsup pods`, like `kubectl get pods`: every pod, or
@@ -200,11 +201,27 @@ func PodRow(p *v1.Pod, now time.Time) Row {
 	if p.Status.Reason != "" {
 		reason = p.Status.Reason
 	}
-	initializing := false
+	// Native sidecars count among the containers, as kubectl counts them.
+	total, sidecars := len(p.Spec.Containers), map[string]bool{}
+	for _, c := range p.Spec.InitContainers {
+		if podspec.IsSidecar(&c) {
+			sidecars[c.Name] = true
+			total++
+		}
+	}
+	initializing, sidecarRestarts := false, 0
 	for i, cs := range p.Status.InitContainerStatuses {
 		noteRestart(cs)
+		if sidecars[cs.Name] {
+			sidecarRestarts += int(cs.RestartCount)
+		}
 		switch {
 		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+			continue
+		case sidecars[cs.Name] && cs.Started != nil && *cs.Started:
+			if cs.Ready {
+				ready++
+			}
 			continue
 		case cs.State.Terminated != nil:
 			reason = "Init:" + cs.State.Terminated.Reason
@@ -220,7 +237,7 @@ func PodRow(p *v1.Pod, now time.Time) Row {
 		break
 	}
 	if !initializing {
-		restarts = 0
+		restarts = sidecarRestarts
 		running := false
 		for i := len(p.Status.ContainerStatuses) - 1; i >= 0; i-- {
 			cs := p.Status.ContainerStatuses[i]
@@ -246,7 +263,7 @@ func PodRow(p *v1.Pod, now time.Time) Row {
 			}
 		}
 	}
-	r := Row{Ready: fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers)), Status: reason, Restarts: strconv.Itoa(restarts), Age: "<unknown>"}
+	r := Row{Ready: fmt.Sprintf("%d/%d", ready, total), Status: reason, Restarts: strconv.Itoa(restarts), Age: "<unknown>"}
 	if restarts > 0 && !lastRestart.IsZero() {
 		r.Restarts = fmt.Sprintf("%d (%s ago)", restarts, duration.HumanDuration(now.Sub(lastRestart)))
 	}

@@ -32,6 +32,11 @@ func TestPodRow(t *testing.T) {
 	initWaiting.Status.InitContainerStatuses = []v1.ContainerStatus{{Name: "setup", State: v1.ContainerState{Running: &v1.ContainerStateRunning{}}}}
 	notReady := staticPod("default", "half", "a", "b")
 	notReady.Status.ContainerStatuses[1].Ready = false
+	always, started := v1.ContainerRestartPolicyAlways, true
+	withSidecar := staticPod("default", "side", "main")
+	withSidecar.Spec.InitContainers = []v1.Container{{Name: "proxy", RestartPolicy: &always}}
+	withSidecar.Status.InitContainerStatuses = []v1.ContainerStatus{{Name: "proxy", Ready: true, Started: &started, RestartCount: 2,
+		State: v1.ContainerState{Running: &v1.ContainerStateRunning{}}}}
 	tests := []struct {
 		name string
 		pod  *v1.Pod
@@ -40,6 +45,7 @@ func TestPodRow(t *testing.T) {
 		{name: "running", pod: aged(staticPod("default", "web", "main"), 2*time.Hour), want: Row{Ready: "1/1", Status: "Running", Restarts: "0", Age: "120m"}},
 		{name: "crash loop", pod: crashing, want: Row{Ready: "0/1", Status: "CrashLoopBackOff", Restarts: "3 (90s ago)", Age: "<unknown>"}},
 		{name: "init", pod: initWaiting, want: Row{Ready: "0/1", Status: "Init:0/1", Restarts: "0", Age: "<unknown>"}},
+		{name: "a started sidecar counts among the containers", pod: withSidecar, want: Row{Ready: "2/2", Status: "Running", Restarts: "2", Age: "<unknown>"}},
 		{name: "not all ready", pod: notReady, want: Row{Ready: "1/2", Status: "Running", Restarts: "0", Age: "<unknown>"}},
 	}
 	for _, tc := range tests {

@@ -4,6 +4,7 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -40,9 +41,10 @@ func PodManifestGrace(name string, grace int, body string) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  terminationGracePeriodSeconds: %d\n%s", name, grace, body)
 }
 
-// ContainerStatus returns a pod's container status by name.
+// ContainerStatus returns a pod's container status by name, of an app or
+// an init container.
 func ContainerStatus(p v1.Pod, name string) v1.ContainerStatus {
-	for _, cs := range p.Status.ContainerStatuses {
+	for _, cs := range slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses) {
 		if cs.Name == name {
 			return cs
 		}
