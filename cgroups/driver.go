@@ -50,6 +50,9 @@ type Driver interface {
 	// RemovePod removes a pod's cgroup, whatever its class, once its
 	// containers are gone.
 	RemovePod(ctx context.Context, podHash string) error
+	// SetPodLimits makes the pod's cgroup with its pod-level limits,
+	// before its sandbox runs; ErrPodLimits where the driver cannot.
+	SetPodLimits(pod Pod, l PodLimits) error
 }
 
 // New returns the driver of that name for pods under parent ("/podsup"),

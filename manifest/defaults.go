@@ -69,6 +69,9 @@ func SetDefaults(pod *v1.Pod) {
 			spec.Priority = &p
 		}
 	}
+	if spec.Resources != nil {
+		requestLimits(spec.Resources)
+	}
 	for i := range spec.InitContainers {
 		defaultContainer(&spec.InitContainers[i])
 	}
@@ -77,6 +80,20 @@ func SetDefaults(pod *v1.Pod) {
 	}
 	for i := range spec.Volumes {
 		defaultVolume(&spec.Volumes[i].VolumeSource)
+	}
+}
+
+// requestLimits makes a limit without a request request the limit, which
+// is what makes a pod with only limits Guaranteed: for a container, and for
+// pod-level resources.
+func requestLimits(r *v1.ResourceRequirements) {
+	for name, limit := range r.Limits {
+		if _, ok := r.Requests[name]; !ok {
+			if r.Requests == nil {
+				r.Requests = v1.ResourceList{}
+			}
+			r.Requests[name] = limit.DeepCopy()
+		}
 	}
 }
 
@@ -95,16 +112,7 @@ func defaultContainer(c *v1.Container) {
 			c.Ports[i].Protocol = defaultPortProtocol
 		}
 	}
-	// A limit without a request requests the limit, which is what makes a pod
-	// with only limits Guaranteed.
-	for name, limit := range c.Resources.Limits {
-		if _, ok := c.Resources.Requests[name]; !ok {
-			if c.Resources.Requests == nil {
-				c.Resources.Requests = v1.ResourceList{}
-			}
-			c.Resources.Requests[name] = limit.DeepCopy()
-		}
-	}
+	requestLimits(&c.Resources)
 	for _, p := range []*v1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
 		defaultProbe(p)
 	}

@@ -420,3 +420,28 @@ func TestSidecarsAndRestartRules(t *testing.T) {
 		}
 	}
 }
+
+// TestPodLevelResources: pod-level CPU and memory are accepted, a limit
+// requests itself, and what the apiserver refuses is refused.
+func TestPodLevelResources(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  resources: %s\n  containers: [%s]\n"
+	objs, err := Parse("p.yaml", []byte(fmt.Sprintf(pod, "{limits: {cpu: 500m, memory: 64Mi}}", "{name: a, image: b:1}")), testStatic)
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if got := objs.Pods[0].Spec.Resources.Requests.Memory().String(); got != "64Mi" {
+		t.Errorf("memory request defaulted to %s, want the limit 64Mi", got)
+	}
+	bad := []struct{ name, resources, containers, want string }{
+		{"hugepages", "{limits: {hugepages-2Mi: 2Mi, memory: 64Mi}}", "{name: a, image: b:1}", "spec.resources.limits[hugepages-2Mi]: not supported by podsup"},
+		{"request above limit", "{requests: {cpu: '2'}, limits: {cpu: '1'}}", "{name: a, image: b:1}", "spec.resources.requests[cpu]: 2 is more than the limit 1"},
+		{"a container's limit above the pod's", "{limits: {memory: 64Mi}}", "{name: a, image: b:1, resources: {limits: {memory: 128Mi}}}", "spec.containers[0].resources.limits[memory]: 128Mi is more than the pod's limit 64Mi"},
+		{"containers request more than the pod", "{requests: {cpu: 100m}}", "{name: a, image: b:1, resources: {requests: {cpu: 60m}}}, {name: b, image: b:1, resources: {requests: {cpu: 60m}}}", "spec.resources.requests[cpu]: 100m is less than the containers request together, 120m"},
+	}
+	for _, tc := range bad {
+		_, err := Parse("p.yaml", []byte(fmt.Sprintf(pod, tc.resources, tc.containers)), testStatic)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -2,9 +2,11 @@ package manifest
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"path"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -146,6 +148,7 @@ func (c *checker) podSpec(s *v1.PodSpec) {
 	}
 	c.podSecurity(s)
 	c.unsupportedPodFields(s)
+	c.podResources(s)
 
 	volumes := c.volumes(s.Volumes)
 	names := map[string]bool{}
@@ -239,9 +242,6 @@ func (c *checker) unsupportedPodFields(s *v1.PodSpec) {
 	}
 	if len(s.ReadinessGates) > 0 {
 		c.unsupported("spec.readinessGates", "no controller exists to set their conditions without a cluster")
-	}
-	if s.Resources != nil {
-		c.unsupported("spec.resources", "pod-level resources")
 	}
 	if s.ServiceAccountName != "" || (s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken) {
 		c.warn("spec.serviceAccountName", "static pods get no service account token; the name is only shown")
@@ -596,6 +596,44 @@ func (c *checker) resources(p string, r *v1.ResourceRequirements) {
 	}
 	if len(r.Claims) > 0 {
 		c.unsupported(p+".claims", "dynamic resource allocation needs a cluster")
+	}
+}
+
+// podResources checks pod-level resources (Kubernetes 1.34) as the
+// apiserver does: CPU and memory only, requests within limits, no
+// container's limit above the pod's, and the containers' requests together
+// within the pod's.
+func (c *checker) podResources(s *v1.PodSpec) {
+	r := s.Resources
+	if r == nil {
+		return
+	}
+	for _, list := range []struct {
+		kind string
+		v1.ResourceList
+	}{{"requests", r.Requests}, {"limits", r.Limits}} {
+		for _, name := range slices.Sorted(maps.Keys(list.ResourceList)) {
+			if name != v1.ResourceCPU && name != v1.ResourceMemory {
+				c.unsupported(fmt.Sprintf("spec.resources.%s[%s]", list.kind, name), "pod-level resources other than cpu and memory")
+			}
+		}
+	}
+	c.resources("spec.resources", r)
+	for _, name := range []v1.ResourceName{v1.ResourceCPU, v1.ResourceMemory} {
+		sum := resource.Quantity{}
+		for i, ctr := range s.Containers {
+			if q, ok := ctr.Resources.Requests[name]; ok {
+				sum.Add(q)
+			}
+			if podLimit, ok := r.Limits[name]; ok {
+				if limit, ok := ctr.Resources.Limits[name]; ok && limit.Cmp(podLimit) > 0 {
+					c.fail(fmt.Sprintf("spec.containers[%d].resources.limits[%s]", i, name), "%s is more than the pod's limit %s", limit.String(), podLimit.String())
+				}
+			}
+		}
+		if podRequest, ok := r.Requests[name]; ok && sum.Cmp(podRequest) > 0 {
+			c.fail(fmt.Sprintf("spec.resources.requests[%s]", name), "%s is less than the containers request together, %s", podRequest.String(), sum.String())
+		}
 	}
 }
 

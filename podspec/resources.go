@@ -7,8 +7,26 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/cgroups"
 	"github.com/podsup/podsup/qos"
 )
+
+// PodLimits are the limits of the pod's own cgroup from its pod-level
+// resources, as the kubelet sets them: shares from the CPU request, a CFS
+// quota from the CPU limit, and the memory limit. ok is false for a pod
+// without pod-level resources.
+func PodLimits(pod *v1.Pod) (l cgroups.PodLimits, ok bool) {
+	if !qos.HasPodResources(pod) {
+		return l, false
+	}
+	r := pod.Spec.Resources
+	l.CPUShares = qos.CPUShares(r.Requests.Cpu())
+	if quota := qos.CPUQuota(r.Limits.Cpu()); quota > 0 {
+		l.CPUQuotaUsecs, l.CPUPeriodUsecs = quota, qos.CFSPeriodUsecs
+	}
+	l.MemoryBytes = r.Limits.Memory().Value()
+	return l, true
+}
 
 // resourceOpts turn requests and limits into cgroup settings and the OOM
 // score, as the kubelet computes them.

@@ -35,11 +35,15 @@ const SystemCriticalPriority = int32(2000000000)
 // Class is the pod's QoS class: Guaranteed when every container (init
 // containers included) has CPU and memory limits equal to its requests,
 // BestEffort when none has any CPU or memory request or limit, Burstable
-// otherwise.
+// otherwise. A pod with pod-level resources (spec.resources) is classed by
+// them alone, as the kubelet does since Kubernetes 1.34.
 func Class(pod *v1.Pod) v1.PodQOSClass {
 	requests, limits := v1.ResourceList{}, v1.ResourceList{}
 	guaranteed := true
 	all := append(append([]v1.Container{}, pod.Spec.Containers...), pod.Spec.InitContainers...)
+	if HasPodResources(pod) {
+		all = []v1.Container{{Resources: *pod.Spec.Resources}}
+	}
 	for _, c := range all {
 		add(requests, c.Resources.Requests)
 		found := add(limits, c.Resources.Limits)
@@ -114,6 +118,24 @@ func OOMScoreAdj(pod *v1.Pod, c *v1.Container, memoryCapacity int64) int {
 		return BestEffortOOMScoreAdj - 1
 	}
 	return int(adj)
+}
+
+// HasPodResources reports whether the pod sets pod-level CPU or memory
+// requests or limits.
+func HasPodResources(pod *v1.Pod) bool {
+	r := pod.Spec.Resources
+	if r == nil {
+		return false
+	}
+	for _, list := range []v1.ResourceList{r.Requests, r.Limits} {
+		if _, ok := list[v1.ResourceCPU]; ok {
+			return true
+		}
+		if _, ok := list[v1.ResourceMemory]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // CPUShares converts a CPU request to cgroup cpu.shares.

@@ -43,6 +43,8 @@ func TestClass(t *testing.T) {
 		{"cpu limit missing", podWith(res("100m", "64Mi", "", "64Mi")), v1.PodQOSBurstable},
 		{"one guaranteed, one best effort", podWith(res("1", "1Gi", "1", "1Gi"), res("", "", "", "")), v1.PodQOSBurstable},
 		{"zero quantities count as unset", podWith(res("0", "0", "0", "0")), v1.PodQOSBestEffort},
+		{"pod-level limits equal requests", podLevel(podWith(res("", "", "", "")), res("1", "1Gi", "1", "1Gi")), v1.PodQOSGuaranteed},
+		{"pod-level resources decide over containers'", podLevel(podWith(res("1", "1Gi", "1", "1Gi")), res("1", "", "", "")), v1.PodQOSBurstable},
 	}
 	for _, tc := range cases {
 		if got := Class(tc.pod); got != tc.want {
@@ -92,4 +94,10 @@ func TestCPU(t *testing.T) {
 			t.Errorf("quota(%s) = %d, want %d", in, got, want)
 		}
 	}
+}
+
+// podLevel gives a pod pod-level resources.
+func podLevel(pod *v1.Pod, r v1.ResourceRequirements) *v1.Pod {
+	pod.Spec.Resources = &r
+	return pod
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/cgroups"
 	"github.com/podsup/podsup/logs"
 	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/qos"
@@ -78,6 +79,11 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	}
 	userNS := cfg.UserNS
 	cgroupsPath := r.cgroupsPath(key, qos.Class(pod), id)
+	if limits, ok := podspec.PodLimits(pod); ok {
+		if err := r.cgroups.SetPodLimits(cgroups.Pod{Hash: PodHash(key), Class: qos.Class(pod)}, limits); err != nil {
+			return nil, fmt.Errorf("%w: spec.resources: %w", ErrSandbox, err)
+		}
+	}
 	hostname, _ := podspec.Hostname(pod, r.dns.ClusterDomain)
 	opts := append([]oci.SpecOpts{oci.WithImageConfig(img)}, r.node.SandboxSpec(podspec.PauseContainer{
 		Pod: pod, ID: id, NetNS: cfg.NetNS, CgroupsPath: cgroupsPath, Hostname: hostname, UserNS: userNS, UserNSPath: cfg.UserNSPath,
