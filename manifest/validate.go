@@ -146,6 +146,8 @@ func (c *checker) podSpec(s *v1.PodSpec) {
 	}
 	c.podSecurity(s)
 	c.unsupportedPodFields(s)
+	c.notHonouredYet(s)
+	c.ignoredWithoutCluster(s)
 
 	volumes := c.volumes(s.Volumes)
 	names := map[string]bool{}
@@ -193,8 +195,11 @@ func (c *checker) unsupportedPodFields(s *v1.PodSpec) {
 	if s.Resources != nil {
 		c.unsupported("spec.resources", "pod-level resources")
 	}
-	if s.ServiceAccountName != "" || (s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken) {
+	if s.ServiceAccountName != "" {
 		c.warn("spec.serviceAccountName", "static pods get no service account token; the name is only shown")
+	}
+	if s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken {
+		c.warn("spec.automountServiceAccountToken", "static pods get no service account token")
 	}
 	if s.PriorityClassName != "" && s.PriorityClassName != SystemNodeCritical && s.PriorityClassName != SystemClusterCritical && s.Priority == nil {
 		c.warn("spec.priorityClassName", "%q is not a built-in class; without an apiserver its priority is 0 (set spec.priority)", s.PriorityClassName)
