@@ -44,6 +44,7 @@ func Parse(origin string, data []byte, st Static) (*Objects, error) {
 		}
 		if len(perr) == 0 {
 			st.applyIdentity(pod, asWritten, origin)
+			objs.podWarned(pod, origin, pwarnings)
 		}
 	}
 	for _, cm := range objs.ConfigMaps {
