@@ -21,18 +21,6 @@ const (
 	Refused                  // the manifest is refused (for the values the reason names)
 )
 
-func (d Decision) String() string {
-	switch d {
-	case Honoured:
-		return "honoured"
-	case Warned:
-		return "warned"
-	case Refused:
-		return "refused"
-	}
-	return fmt.Sprintf("Decision(%d)", int(d))
-}
-
 // FieldDecision records what podsup does with one field of a pod. Fields of
 // containers are recorded once, under spec.containers[]; an entry under
 // spec.initContainers[] overrides one for init containers.
