@@ -97,6 +97,7 @@ func TestRoutes(t *testing.T) {
 		{"no such path", full, "GET", "/nope", "", 404, "not found"},
 		{"manifests", full, "GET", "/manifests", "", 200, `"manifests":[]`},
 		{"push an invalid pod", full, "PUT", "/manifests/web", "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: app}]}\n", 422, "spec.containers[0].image"},
+		{"push an invalid pod with a typo", full, "PUT", "/manifests/web", "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: app, imagee: web:1}]}\n", 422, "spec.containers[0].imagee: unknown field"},
 		{"push junk", full, "PUT", "/manifests/web", "\x00\x01\x02", 422, `"code":422`},
 		{"push with a bad name", full, "PUT", "/manifests/..", "kind: Pod", 400, ""},
 		{"delete what is not there", full, "DELETE", "/manifests/nothing", "", 404, ""},

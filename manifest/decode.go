@@ -11,6 +11,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 )
 
@@ -33,8 +34,12 @@ type Objects struct {
 	// Warnings are problems that do not stop the manifest from being used,
 	// such as unknown fields (a typo like imagePullPolcy).
 	Warnings []*Error
+	// PodWarnings are the warnings about each pod, by its UID, for the
+	// pod's events: a UID is one version of a pod.
+	PodWarnings map[types.UID][]*Error
 
-	where map[any]string // where each object was found, for messages
+	where  map[any]string   // where each object was found, for messages
+	warned map[any][]*Error // the decoder's warnings about each object
 }
 
 // at is where obj was found: "web.yaml: document 2 (line 7)"; origin when
@@ -51,6 +56,19 @@ func (o *Objects) found(obj any, where string) {
 		o.where = map[any]string{}
 	}
 	o.where[obj] = where
+}
+
+// podWarned records the warnings about a pod, once it has its UID: the
+// decoder's and the validator's.
+func (o *Objects) podWarned(pod *v1.Pod, origin string, validator []*Error) {
+	all := concatCapped(append([]*Error(nil), o.warned[pod]...), origin, validator)
+	if len(all) == 0 {
+		return
+	}
+	if o.PodWarnings == nil {
+		o.PodWarnings = map[types.UID][]*Error{}
+	}
+	o.PodWarnings[pod.UID] = concatCapped(o.PodWarnings[pod.UID], origin, all)
 }
 
 func (o *Objects) count() int { return len(o.Pods) + len(o.ConfigMaps) + len(o.Secrets) }
@@ -226,7 +244,12 @@ func decodeInto(where string, js []byte, obj any, objs *Objects) ErrorList {
 	if strict, ok := runtime.AsStrictDecodingError(err); ok {
 		for _, e := range strict.Errors() {
 			objs.Warnings = appendCapped(objs.Warnings, where, func() *Error {
-				return newError(where, name, unknownFieldPath(e.Error()), "unknown field, ignored (a typo?)")
+				w := newError(where, name, unknownFieldPath(e.Error()), "unknown field, ignored (a typo?)")
+				if objs.warned == nil {
+					objs.warned = map[any][]*Error{}
+				}
+				objs.warned[obj] = append(objs.warned[obj], w)
+				return w
 			})
 		}
 	}

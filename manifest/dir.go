@@ -544,7 +544,7 @@ func (s *DirSource) snapshot() Update {
 		}
 		u.ConfigMaps = append(u.ConfigMaps, st.objs.ConfigMaps...)
 		u.Secrets = append(u.Secrets, st.objs.Secrets...)
-		u.Warnings = append(u.Warnings, st.objs.Warnings...)
+		u.addWarnings(st.objs)
 	}
 	return u
 }

@@ -351,6 +351,11 @@ func TestInvalidEditKeepsLastGood(t *testing.T) {
 	if !strings.Contains(u.Problems[0].Err.Error(), "spec.containers[0].image: required") {
 		t.Errorf("problem: %v", u.Problems[0].Err)
 	}
+	h.write("web.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: app, imagee: busybox:2}]}\n")
+	u = h.next()
+	if !strings.Contains(u.Problems[0].Err.Error(), "spec.containers[0].imagee: unknown field") {
+		t.Errorf("the problem of a refused manifest lacks its typo: %v", u.Problems[0].Err)
+	}
 	h.write("web.yaml", podYAML("web", "busybox:3"))
 	h.expect("web=busybox:3")
 }

@@ -44,8 +44,8 @@ func badLeaf(v any, t reflect.Type, path string) (string, bool) {
 		}
 		fields := jsonFields(t)
 		for _, name := range sortedKeys(m) {
-			if ft, known := fields[name]; known {
-				if p, bad := badLeaf(m[name], ft, joinField(path, name)); bad {
+			if f, known := fields[name]; known {
+				if p, bad := badLeaf(m[name], f.Type, joinField(path, name)); bad {
 					return p, true
 				}
 			}
@@ -83,10 +83,11 @@ func decodes(v any, t reflect.Type) bool {
 	return json.Unmarshal(js, reflect.New(t).Interface()) == nil
 }
 
-// jsonFields maps the JSON names of a struct's fields, inline members
-// included, to their types.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	fields := map[string]reflect.Type{}
+// jsonFields maps the JSON names of a struct's fields, inline members'
+// fields included, to the fields; an inline member's field has the index
+// path from the outer struct.
+func jsonFields(t reflect.Type) map[string]reflect.StructField {
+	fields := map[string]reflect.StructField{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
@@ -99,8 +100,9 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 				ft = ft.Elem()
 			}
 			if ft.Kind() == reflect.Struct {
-				for n, typ := range jsonFields(ft) {
-					fields[n] = typ
+				for n, inner := range jsonFields(ft) {
+					inner.Index = append([]int{i}, inner.Index...)
+					fields[n] = inner
 				}
 				continue
 			}
@@ -108,7 +110,7 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		if name == "" {
 			name = f.Name
 		}
-		fields[name] = f.Type
+		fields[name] = f
 	}
 	return fields
 }

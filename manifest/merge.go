@@ -7,6 +7,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 )
 
@@ -73,8 +74,12 @@ func (m *Merger) Merge(u Update) Delta {
 	ready := m.Ready()
 
 	merged := map[string]*v1.Pod{}
+	warnings := map[types.UID][]*Error{}
 	var conflicts []Problem
 	for _, src := range m.order {
+		for uid, ws := range m.latest[src].PodWarnings {
+			warnings[uid] = ws
+		}
 		for _, pod := range m.latest[src].Pods {
 			key := PodKey(pod)
 			if first, dup := merged[key]; dup {
@@ -96,10 +101,10 @@ func (m *Merger) Merge(u Update) Delta {
 		switch {
 		case !known:
 			pod = seen(pod, now)
-			changes = append(changes, Change{Kind: Add, Pod: pod})
+			changes = append(changes, Change{Kind: Add, Pod: pod, Warnings: warnings[pod.UID]})
 		case old.UID != pod.UID:
 			pod = seen(pod, now)
-			changes = append(changes, Change{Kind: Modify, Pod: pod})
+			changes = append(changes, Change{Kind: Modify, Pod: pod, Warnings: warnings[pod.UID]})
 		default:
 			pod = old // unchanged: keep the first config.seen
 		}

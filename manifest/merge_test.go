@@ -106,3 +106,35 @@ func TestMergerConfigObjects(t *testing.T) {
 		t.Errorf("config maps %v", got)
 	}
 }
+
+// TestWarningsOncePerPodVersion: the warnings about a pod read from a
+// directory reach the supervisor with the pod's Add, not again while the
+// manifest stays as it is, and again with the Modify of a new version.
+func TestWarningsOncePerPodVersion(t *testing.T) {
+	h := startDir(t, "")
+	m := NewMerger([]string{SourceFile}, clocktesting.NewFakePassiveClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
+	warnedOf := func(d Delta) string {
+		var parts []string
+		for _, c := range d.Changes {
+			for _, w := range c.Warnings {
+				parts = append(parts, fmt.Sprintf("%s %s: %s", c.Kind, c.Pod.Name, w.Field))
+			}
+		}
+		return strings.Join(parts, "\n")
+	}
+	pod := podYAML("web", "busybox:1") + "    imagePullPolcy: Always\n  schedulerName: elsewhere\n"
+	h.write("web.yaml", pod)
+	u := h.next()
+	want := "add web-node1: spec.containers[0].imagePullPolcy\nadd web-node1: spec.schedulerName"
+	if got := warnedOf(m.Merge(u)); got != want {
+		t.Errorf("first read warned of:\n%s\nwant:\n%s", got, want)
+	}
+	if got := warnedOf(m.Merge(u)); got != "" {
+		t.Errorf("the same snapshot again warned of:\n%s", got)
+	}
+	h.write("web.yaml", strings.Replace(pod, "busybox:1", "busybox:2", 1))
+	want = strings.ReplaceAll(want, "add", "update")
+	if got := warnedOf(m.Merge(h.next())); got != want {
+		t.Errorf("a new version warned of:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"errors"
+
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -8,20 +10,27 @@ import (
 // Parse decodes a manifest, defaults and validates every object in it and
 // gives its pods their static identity. A manifest is used whole or not at
 // all: any error rejects every object in it, so a half-broken file never
-// runs half its pods. Warnings do not reject.
+// runs half its pods. Warnings do not reject; but the unknown fields of a
+// rejected manifest are listed with its errors, since a typo such as
+// imagePullPolcy is often what caused them.
 func Parse(origin string, data []byte, st Static) (*Objects, error) {
 	objs, err := Decode(origin, data)
 	if err != nil {
-		return nil, err
+		var list ErrorList
+		if objs == nil || !errors.As(err, &list) {
+			return nil, err
+		}
+		return nil, ErrorList(concatCapped(list, origin, objs.Warnings))
 	}
 	var errs ErrorList
+	var warnings []*Error // the validator's, kept apart from the decoder's unknown fields
 	names := map[string]string{}
 	for _, pod := range objs.Pods {
 		asWritten := canonical(pod)
 		SetDefaults(pod)
-		perr, warnings := ValidatePod(objs.at(pod, origin), pod)
+		perr, pwarnings := ValidatePod(objs.at(pod, origin), pod)
 		errs = concatCapped(errs, origin, perr)
-		objs.Warnings = concatCapped(objs.Warnings, origin, warnings)
+		warnings = concatCapped(warnings, origin, pwarnings)
 		if pod.Name != "" && len(dns1123Subdomain(pod.Name)) == 0 {
 			static := StaticName(pod.Name, st.NodeName)
 			for _, msg := range dns1123Subdomain(static) {
@@ -35,6 +44,7 @@ func Parse(origin string, data []byte, st Static) (*Objects, error) {
 		}
 		if len(perr) == 0 {
 			st.applyIdentity(pod, asWritten, origin)
+			objs.podWarned(pod, origin, pwarnings)
 		}
 	}
 	for _, cm := range objs.ConfigMaps {
@@ -47,8 +57,9 @@ func Parse(origin string, data []byte, st Static) (*Objects, error) {
 		foldStringData(s)
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, ErrorList(concatCapped(errs, origin, objs.Warnings))
 	}
+	objs.Warnings = concatCapped(objs.Warnings, origin, warnings)
 	return objs, nil
 }
 

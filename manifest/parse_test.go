@@ -162,6 +162,45 @@ spec:
 	}
 }
 
+// TestTypoReportedWithErrors: a refused pod's unknown fields are listed
+// with its errors, since the typo is often the cause: here the misspelt
+// imagePullPolcy is why there is no image.
+func TestTypoReportedWithErrors(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n    imagePullPolcy: Always\n"
+	badType := "apiVersion: v1\nkind: Pod\nmetadata: {name: db}\nspec: {containers: [{name: db, image: db:1, ports: [{containerPort: x}]}]}\n"
+	tests := []struct {
+		name, manifest string
+		want           []string
+	}{
+		{"invalid pod", pod, []string{
+			"web.yaml: pod web: spec.containers[0].image: required",
+			"web.yaml: pod web: spec.containers[0].imagePullPolcy: unknown field, ignored (a typo?)",
+		}},
+		{"undecodable document beside one with a typo", badType + "---\n" + strings.Replace(pod, "    imagePullPolcy", "    image: web:1\n    imagePullPolcy", 1), []string{
+			"web.yaml: document 1 (line 1): pod db: spec.containers[0].ports[0].containerPort: wrong type: got string, want an integer in range",
+			"web.yaml: document 2 (line 6): pod web: spec.containers[0].imagePullPolcy: unknown field, ignored (a typo?)",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "web.yaml")
+			if err := os.WriteFile(file, []byte(tc.manifest), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errOut bytes.Buffer
+			n := Validate(&out, &errOut, testStatic, file)
+			got := strings.ReplaceAll(strings.TrimSpace(errOut.String()), dir+"/", "")
+			if got != strings.Join(tc.want, "\n") {
+				t.Errorf("podsup validate printed:\n%s\nwant:\n%s", got, strings.Join(tc.want, "\n"))
+			}
+			if n != len(tc.want) {
+				t.Errorf("%d problems, want %d", n, len(tc.want))
+			}
+		})
+	}
+}
+
 func TestMixedManifest(t *testing.T) {
 	data := `# a pod, its configuration and a list
 apiVersion: v1

@@ -179,7 +179,7 @@ func (p *PushSource) snapshot() Update {
 		u.Pods = append(u.Pods, o.Pods...)
 		u.ConfigMaps = append(u.ConfigMaps, o.ConfigMaps...)
 		u.Secrets = append(u.Secrets, o.Secrets...)
-		u.Warnings = append(u.Warnings, o.Warnings...)
+		u.addWarnings(o)
 	}
 	return u
 }

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Update is a full snapshot of what one source declares now. Sources send one
@@ -21,6 +22,19 @@ type Update struct {
 	Problems []Problem
 	// Warnings are problems that did not stop a manifest from being used.
 	Warnings []*Error
+	// PodWarnings are the warnings about each of Pods, by its UID.
+	PodWarnings map[types.UID][]*Error
+}
+
+// addWarnings adds the warnings of a manifest's objects to the snapshot.
+func (u *Update) addWarnings(o *Objects) {
+	u.Warnings = append(u.Warnings, o.Warnings...)
+	for uid, ws := range o.PodWarnings {
+		if u.PodWarnings == nil {
+			u.PodWarnings = map[types.UID][]*Error{}
+		}
+		u.PodWarnings[uid] = append(u.PodWarnings[uid], ws...)
+	}
 }
 
 // Problem is a manifest that could not be used, and why.
@@ -56,6 +70,9 @@ func (k ChangeKind) String() string {
 type Change struct {
 	Kind ChangeKind
 	Pod  *v1.Pod
+	// Warnings are what the manifest's reader warned of about this version
+	// of the pod, on Add and Modify: they are news once per version.
+	Warnings []*Error
 }
 
 // Delta is what the merger hands the supervisor after each snapshot.

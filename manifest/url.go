@@ -169,7 +169,8 @@ func (s *URLSource) Poll(ctx context.Context) Update {
 		return *s.lastGood
 	}
 	s.lastErr = ""
-	u := Update{Source: SourceHTTP, Pods: objs.Pods, ConfigMaps: objs.ConfigMaps, Secrets: objs.Secrets, Warnings: objs.Warnings}
+	u := Update{Source: SourceHTTP, Pods: objs.Pods, ConfigMaps: objs.ConfigMaps, Secrets: objs.Secrets}
+	u.addWarnings(objs)
 	for _, w := range objs.Warnings {
 		s.log.Warn("manifest warning", "warning", w.Error())
 	}

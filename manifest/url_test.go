@@ -190,6 +190,7 @@ func TestURLSourcePolls(t *testing.T) {
 		{"empty body keeps pods", 200, "  \n# nothing\n", answer, "", true, "holds no document"},
 		{"unparsable body keeps pods", 200, "{{{", answer, "", true, "yaml"},
 		{"invalid pod keeps pods", 200, "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a}]}\n", answer, "", true, "spec.containers[0].image: required"},
+		{"typo in an invalid pod is shown", 200, "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, imagee: web:3}]}\n", answer, "", true, "spec.containers[0].imagee: unknown field"},
 		{"huge body refused", 200, strings.Repeat("#", MaxManifestBytes+10), answer, "", true, fmt.Sprintf("body is more than the limit of %d bytes", MaxManifestBytes)},
 		{"no answer times out", 200, podYAML("web", "web:9"), stallHeaders, "", true, "/pods: no complete answer within 10s: context deadline exceeded"},
 		{"half a body times out", 200, podYAML("web", "web:9"), stallBody, "", true, "/pods: read body: no complete answer within 10s: context deadline exceeded"},

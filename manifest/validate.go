@@ -149,6 +149,8 @@ func (c *checker) podSpec(s *v1.PodSpec) {
 	c.podSecurity(s)
 	c.unsupportedPodFields(s)
 	c.podResources(s)
+	c.notHonouredYet(s)
+	c.ignoredWithoutCluster(s)
 
 	volumes := c.volumes(s.Volumes)
 	names := map[string]bool{}
@@ -243,8 +245,11 @@ func (c *checker) unsupportedPodFields(s *v1.PodSpec) {
 	if len(s.ReadinessGates) > 0 {
 		c.unsupported("spec.readinessGates", "no controller exists to set their conditions without a cluster")
 	}
-	if s.ServiceAccountName != "" || (s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken) {
+	if s.ServiceAccountName != "" {
 		c.warn("spec.serviceAccountName", "static pods get no service account token; the name is only shown")
+	}
+	if s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken {
+		c.warn("spec.automountServiceAccountToken", "static pods get no service account token")
 	}
 	if s.PriorityClassName != "" && s.PriorityClassName != SystemNodeCritical && s.PriorityClassName != SystemClusterCritical && s.Priority == nil {
 		c.warn("spec.priorityClassName", "%q is not a built-in class; without an apiserver its priority is 0 (set spec.priority)", s.PriorityClassName)

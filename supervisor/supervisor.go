@@ -204,6 +204,10 @@ func (s *Supervisor) apply(ctx context.Context, d manifest.Delta) {
 			s.desireLocked(ctx, key, nil)
 		} else {
 			s.desireLocked(ctx, key, ch.Pod)
+			// Once per version of the pod: a change is a new version.
+			for _, w := range ch.Warnings {
+				s.events.Eventf(events.Warning, "ManifestWarning", key, "", "%s", w.Error())
+			}
 		}
 	}
 	if d.SourcesReady {

@@ -248,3 +248,17 @@ func browse(t *testing.T, url string) string {
 	}
 	return string(out)
 }
+
+// TestManifestWarningEvents: what podsup warns of in a pod's manifest is
+// among the pod's events, where `podsup describe` and the API show it.
+func TestManifestWarningEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.Write("warned.yaml", strings.Replace(harness.SleeperPod("warned", harness.IdleCmd), "spec:\n", "spec:\n  schedulerName: elsewhere\n", 1))
+	e.Start()
+	e.WaitConverged(map[string]bool{"warned": true})
+	out := e.SocketClient().Must(t, "GET", "/events?pod=default/warned-node1", "", 200)
+	if !strings.Contains(out, `"type":"Warning","reason":"ManifestWarning"`) || !strings.Contains(out, "warned.yaml: pod warned: spec.schedulerName: ignored: static pods are not scheduled") {
+		t.Errorf("/events lacks the warning about spec.schedulerName: %.2000s", out)
+	}
+}
