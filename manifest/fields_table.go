@@ -203,7 +203,7 @@ var FieldDecisions = []FieldDecision{
 	{"spec.containers[].lifecycle.preStop.httpGet.protocol", "", Warned, "not honoured yet: hooks speak HTTP/1.1"},
 	{"spec.containers[].lifecycle.preStop.tcpSocket", "", Refused, "a tcpSocket hook does nothing in Kubernetes either"},
 	{"spec.containers[].lifecycle.preStop.sleep.seconds", "", Honoured, "hooks"},
-	{"spec.containers[].lifecycle.stopSignal", "", Refused, "not honoured yet: the image's stop signal is used"},
+	{"spec.containers[].lifecycle.stopSignal", "", Honoured, "the signal that stops the container"},
 	{"spec.containers[].terminationMessagePath", "", Honoured, "the termination message"},
 	{"spec.containers[].terminationMessagePolicy", "", Honoured, "the termination message"},
 	{"spec.containers[].terminationMessagePolicy", "FallbackToLogsOnError", Warned, "not honoured yet: the message is read from the file only"},

@@ -484,3 +484,14 @@ func TestPodLevelResources(t *testing.T) {
 		}
 	}
 }
+
+func TestStopSignal(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: a, image: b:1, lifecycle: {stopSignal: %s}}]}\n"
+	if _, err := Parse("p.yaml", []byte(fmt.Sprintf(pod, "SIGUSR1")), testStatic); err != nil {
+		t.Errorf("SIGUSR1 refused: %v", err)
+	}
+	_, err := Parse("p.yaml", []byte(fmt.Sprintf(pod, "SIGNOPE")), testStatic)
+	if err == nil || !strings.Contains(err.Error(), `spec.containers[0].lifecycle.stopSignal: "SIGNOPE" is not a signal name`) {
+		t.Errorf("SIGNOPE: %v", err)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/moby/sys/signal"
+
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -413,7 +415,9 @@ func (c *checker) container(p string, ctr *v1.Container, s *v1.PodSpec, volumes 
 		c.hook(p+".lifecycle.postStart", l.PostStart, ctr)
 		c.hook(p+".lifecycle.preStop", l.PreStop, ctr)
 		if l.StopSignal != nil {
-			c.unsupported(p+".lifecycle.stopSignal", "the image's stop signal is used")
+			if _, err := signal.ParseSignal(string(*l.StopSignal)); err != nil || !strings.HasPrefix(string(*l.StopSignal), "SIG") {
+				c.fail(p+".lifecycle.stopSignal", "%q is not a signal name such as SIGTERM or SIGUSR1", *l.StopSignal)
+			}
 		}
 	}
 	c.containerSecurity(p+".securityContext", ctr.SecurityContext)

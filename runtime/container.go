@@ -93,10 +93,16 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 		}
 		_ = os.Chmod(termFile, 0o666) // writable whatever user the container runs as
 	}
+	// The container's own stop signal (lifecycle.stopSignal, Kubernetes
+	// 1.33), else the image's.
+	stopSignal := imgSpec.Config.StopSignal
+	if c.Lifecycle != nil && c.Lifecycle.StopSignal != nil {
+		stopSignal = string(*c.Lifecycle.StopSignal)
+	}
 	labels := map[string]string{
 		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindContainer, LabelSandboxID: sb.ID,
 		LabelName: c.Name, LabelHash: cfg.Hash, LabelAttempt: strconv.Itoa(cfg.Attempt), LabelBackoff: cfg.Backoff.String(),
-		LabelLogPath: logPath, LabelImage: c.Image, LabelStopSignal: imgSpec.Config.StopSignal,
+		LabelLogPath: logPath, LabelImage: c.Image, LabelStopSignal: stopSignal,
 		LabelCgroupsPath: cgroupsPath, LabelImageID: imageID(img.Name(), img.Target().Digest.String()),
 	}
 	if cfg.Init {
@@ -148,7 +154,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	return &Container{
 		ID: id, SandboxID: sb.ID, Name: c.Name, Init: cfg.Init, Hash: cfg.Hash, Attempt: cfg.Attempt, State: StateRunning,
 		Pid: task.Pid(), Backoff: cfg.Backoff, CreatedAt: started, StartedAt: started, Image: c.Image, ImageRef: imageID(img.Name(), img.Target().Digest.String()),
-		LogPath: logPath, StopSignal: imgSpec.Config.StopSignal, Last: cfg.Last,
+		LogPath: logPath, StopSignal: stopSignal, Last: cfg.Last,
 	}, nil
 }
 

@@ -172,6 +172,10 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 	cs.RestartCount = int32(latest.Attempt)
 	cs.ContainerID = "containerd://" + latest.ID
 	cs.ImageID = latest.ImageRef
+	if latest.StopSignal != "" {
+		sig := v1.Signal(latest.StopSignal)
+		cs.StopSignal = &sig
+	}
 	if latest.Last != nil {
 		cs.LastTerminationState.Terminated = terminated(latest.Last)
 	}

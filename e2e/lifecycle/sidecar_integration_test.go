@@ -163,3 +163,30 @@ func TestActiveDeadline(t *testing.T) {
 		t.Errorf("after a restart: %s (%s), %d tasks", pod.Status.Phase, pod.Status.Reason, len(e.Tasks()))
 	}
 }
+
+// TestStopSignal: a container's lifecycle.stopSignal, not SIGTERM, is what
+// stops it, and its status says so.
+func TestStopSignal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	out := t.TempDir()
+	e.Write("sig.yaml", harness.PodManifestGrace("sig", 30, fmt.Sprintf(`  volumes: [{name: out, hostPath: {path: %s}}]
+  containers:
+  - name: main
+    image: %s
+    command: [sh, -c, "trap '' TERM; trap 'echo USR1 > /out/signal; exit 0' USR1; echo ready > /out/ready; sleep 2147483647 & wait; wait"]
+    volumeMounts: [{name: out, mountPath: /out}]
+    lifecycle: {stopSignal: SIGUSR1}
+`, out, testenv.BusyboxRef)))
+	e.Start()
+	pod := e.WaitReady("sig")
+	if sig := harness.ContainerStatus(pod, "main").StopSignal; sig == nil || *sig != "SIGUSR1" {
+		t.Errorf("status stopSignal %v, want SIGUSR1", sig)
+	}
+	harness.WaitFor(t, "the traps set", func() bool { _, err := os.Stat(filepath.Join(out, "ready")); return err == nil })
+	e.Remove("sig.yaml")
+	harness.WaitFor(t, "the pod gone", func() bool { return len(e.Tasks()) == 0 })
+	if data, _ := os.ReadFile(filepath.Join(out, "signal")); strings.TrimSpace(string(data)) != "USR1" {
+		t.Errorf("the container got %q, want USR1 (it ignores SIGTERM; a SIGKILL after 30 s would leave nothing)", data)
+	}
+}
