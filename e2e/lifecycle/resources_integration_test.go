@@ -22,11 +22,16 @@ import (
 func TestPodLevelResources(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	ctl := t.TempDir()
 	e.Write("res.yaml", harness.PodManifest("res", fmt.Sprintf(`  restartPolicy: Never
   resources: {limits: {cpu: 500m, memory: 32Mi}}
+  volumes: [{name: ctl, hostPath: {path: %s}}]
   containers:
-  - {name: hog, image: %s, command: [sh, -c, "sleep 2; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]}
-`, testenv.BusyboxRef)))
+  - name: hog
+    image: %s
+    command: [sh, -c, "until [ -f /ctl/go ]; do sleep 0.2; done; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]
+    volumeMounts: [{name: ctl, mountPath: /ctl}]
+`, ctl, testenv.BusyboxRef)))
 	e.Start()
 	pod := e.WaitPod("res", "running", func(p v1.Pod) bool { return harness.ContainerStatus(p, "hog").State.Running != nil })
 	if pod.Status.QOSClass != v1.PodQOSGuaranteed {
@@ -42,6 +47,9 @@ func TestPodLevelResources(t *testing.T) {
 		if data, _ := os.ReadFile(found[0]); strings.TrimSpace(string(data)) != want {
 			t.Errorf("%s = %q, want %s", found[0], data, want)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(ctl, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	pod = e.WaitPod("res", "Failed", func(p v1.Pod) bool { return p.Status.Phase == v1.PodFailed })
 	if term := harness.ContainerStatus(pod, "hog").State.Terminated; term == nil || term.ExitCode != 137 || term.Reason != "OOMKilled" {

@@ -25,7 +25,7 @@ func TestNativeSidecars(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	out := t.TempDir()
-	e.Write("side.yaml", harness.PodManifestGrace("side", 5, fmt.Sprintf(`  volumes: [{name: out, hostPath: {path: %s}}]
+	e.Write("side.yaml", harness.PodManifestGrace("side", 30, fmt.Sprintf(`  volumes: [{name: out, hostPath: {path: %s}}]
   initContainers:
   - name: web
     image: %[2]s
@@ -144,7 +144,8 @@ func TestActiveDeadline(t *testing.T) {
   - {name: idle, image: %s, command: [sh, -c, %q]}
 `, testenv.BusyboxRef, harness.IdleCmd)))
 	e.Start()
-	e.WaitReady("deadline")
+	// Whether the container is seen running before the deadline depends
+	// on the machine's load; that it is stopped when it passes does not.
 	pod := e.WaitPod("deadline", "Failed (DeadlineExceeded)", func(p v1.Pod) bool {
 		return p.Status.Phase == v1.PodFailed && p.Status.Reason == "DeadlineExceeded"
 	})
