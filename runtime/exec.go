@@ -84,8 +84,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout tim
 		case <-r.clock.After(killTimeout):
 		}
 	}
-	// Output is complete once the process is deleted: Delete waits for
-	// the copies to reach the end of the FIFOs.
+	r.drain(streams)
 	deleteExec(r.Context(context.Background()), process, streams)
 	deleted = true
 	output := out.bytes()
@@ -96,6 +95,29 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout tim
 		return -1, output, ErrExecTimeout
 	}
 	return code, output, nil
+}
+
+// drainTimeout bounds the wait for an exec's output once it has exited.
+const drainTimeout = 5 * time.Second
+
+// drain waits until the copies of an exec's output reach the end of its
+// FIFOs, which the shim closes once the process has exited, or for
+// drainTimeout. containerd's Delete closes the FIFOs before it waits for
+// the copies, and a quick failing command's message was sometimes lost to
+// that (an exec probe failed with no output, one run in a few hundred).
+func (r *Runtime) drain(streams cio.IO) {
+	if streams == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { // ends with the copies: at the FIFOs' end, or when deleteExec closes them
+		streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-r.clock.After(drainTimeout):
+	}
 }
 
 // deleteExec deletes an exec process and closes its FIFOs. containerd's
