@@ -153,9 +153,10 @@ func TestActiveDeadline(t *testing.T) {
 		t.Error("no start time")
 	}
 	harness.WaitFor(t, "its task stopped", func() bool { return len(e.Tasks()) == 0 })
-	if cs := harness.ContainerStatus(e.Pod("deadline"), "idle"); cs.State.Terminated == nil {
-		t.Errorf("idle %+v, want terminated", cs)
-	}
+	// The status of the sync that stopped it follows.
+	e.WaitPod("deadline", "with its container terminated", func(p v1.Pod) bool {
+		return harness.ContainerStatus(p, "idle").State.Terminated != nil && p.Status.Phase == v1.PodFailed
+	})
 	// Restarting podsup does not revive it.
 	e.Stop()
 	e.Start()
