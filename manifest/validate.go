@@ -70,6 +70,7 @@ func ValidatePod(origin string, pod *v1.Pod) (ErrorList, []*Error) {
 	c := &checker{origin: origin, object: describe("Pod", pod.Name)}
 	c.meta(&pod.ObjectMeta, true)
 	c.podSpec(&pod.Spec)
+	c.appArmorAnnotations(pod)
 	return c.errs, c.warnings
 }
 
@@ -251,6 +252,7 @@ func (c *checker) podSecurity(s *v1.PodSpec) {
 		}
 	}
 	c.seccomp("spec.securityContext.seccompProfile", sc.SeccompProfile)
+	c.appArmor("spec.securityContext.appArmorProfile", sc.AppArmorProfile)
 }
 
 func validSysctlName(name string) bool {
@@ -280,20 +282,30 @@ func (c *checker) seccomp(p string, sp *v1.SeccompProfile) {
 	if sp == nil {
 		return
 	}
-	switch sp.Type {
-	case v1.SeccompProfileTypeRuntimeDefault, v1.SeccompProfileTypeUnconfined:
-		if sp.LocalhostProfile != nil {
+	if name, ok := c.securityProfile(p, string(sp.Type), sp.LocalhostProfile, "a file under the seccomp profile directory"); ok && !relativePath(name) {
+		c.fail(p+".localhostProfile", "must be a relative path without '..'")
+	}
+}
+
+// securityProfile checks the type of a seccomp or AppArmor profile and that
+// a localhostProfile comes with type Localhost, and only then; it returns
+// the Localhost profile's name when there is one.
+func (c *checker) securityProfile(p, typ string, localhost *string, what string) (string, bool) {
+	switch typ {
+	case "RuntimeDefault", "Unconfined":
+		if localhost != nil {
 			c.fail(p+".localhostProfile", "only allowed with type Localhost")
 		}
-	case v1.SeccompProfileTypeLocalhost:
-		if sp.LocalhostProfile == nil || *sp.LocalhostProfile == "" {
-			c.fail(p+".localhostProfile", "required with type Localhost")
-		} else if !relativePath(*sp.LocalhostProfile) {
-			c.fail(p+".localhostProfile", "must be a relative path without '..'")
+	case "Localhost":
+		if localhost == nil || strings.TrimSpace(*localhost) == "" {
+			c.fail(p+".localhostProfile", "required with type Localhost: %s", what)
+			return "", false
 		}
+		return *localhost, true
 	default:
-		c.fail(p+".type", "%q is not one of RuntimeDefault, Unconfined, Localhost", sp.Type)
+		c.fail(p+".type", "%q is not one of RuntimeDefault, Unconfined, Localhost", typ)
 	}
+	return "", false
 }
 
 // relativePath reports whether p is a non-empty relative path that cannot
@@ -725,9 +737,7 @@ func (c *checker) containerSecurity(p string, sc *v1.SecurityContext) {
 	if sc.ProcMount != nil && *sc.ProcMount != v1.DefaultProcMount {
 		c.unsupported(p+".procMount", "only the default /proc mount")
 	}
-	if sc.AppArmorProfile != nil && sc.AppArmorProfile.Type != v1.AppArmorProfileTypeUnconfined {
-		c.warn(p+".appArmorProfile", "ignored: podsup does not load AppArmor profiles")
-	}
+	c.appArmor(p+".appArmorProfile", sc.AppArmorProfile)
 	if sc.SELinuxOptions != nil {
 		c.warn(p+".seLinuxOptions", "ignored: podsup does not label containers for SELinux")
 	}

@@ -38,6 +38,8 @@ type Node struct {
 	OOMFloor int
 	// SeccompDir is where Localhost seccomp profiles are.
 	SeccompDir string
+	// AppArmor is nil on a host that does not enforce AppArmor.
+	AppArmor *AppArmor
 }
 
 // Sandbox is what a container needs of its pod's pause container.
@@ -121,6 +123,7 @@ func (n Node) ContainerSpec(in Container) ([]oci.SpecOpts, error) {
 		return nil, err
 	}
 	opts = append(opts, secOpts...)
+	opts = append(opts, n.appArmorOpts(appArmorProfile(pod, c, containerField(pod, c.Name)), sec.privileged())...)
 	return append(opts, n.resourceOpts(pod, c)...), nil
 }
 

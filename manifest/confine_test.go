@@ -1,0 +1,70 @@
+package manifest
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestAppArmorFields: the AppArmor fields and annotations are checked as
+// the apiserver checks them; what is accepted runs with no warning, since
+// podsup now honours it.
+func TestAppArmorFields(t *testing.T) {
+	for _, tc := range []struct {
+		name, annotations, podSC, ctrSC string
+		want                            string // "": accepted
+	}{
+		{name: "pod RuntimeDefault", podSC: "appArmorProfile: {type: RuntimeDefault}"},
+		{name: "container Localhost", ctrSC: "appArmorProfile: {type: Localhost, localhostProfile: k8s-deny-write}"},
+		{name: "container Unconfined", ctrSC: "appArmorProfile: {type: Unconfined}"},
+		{name: "annotation", annotations: "{container.apparmor.security.beta.kubernetes.io/a: localhost/k8s-deny-write}"},
+		{name: "annotation matching the field", annotations: "{container.apparmor.security.beta.kubernetes.io/a: runtime/default}", podSC: "appArmorProfile: {type: RuntimeDefault}"},
+		{
+			name: "profile name without Localhost", ctrSC: "appArmorProfile: {type: RuntimeDefault, localhostProfile: x}",
+			want: "spec.containers[0].securityContext.appArmorProfile.localhostProfile: only allowed with type Localhost",
+		},
+		{
+			name: "blank Localhost name", podSC: `appArmorProfile: {type: Localhost, localhostProfile: " "}`,
+			want: "spec.securityContext.appArmorProfile.localhostProfile: required with type Localhost",
+		},
+		{
+			name: "annotation for no container", annotations: "{container.apparmor.security.beta.kubernetes.io/b: runtime/default}",
+			want: `metadata.annotations[container.apparmor.security.beta.kubernetes.io/b]: the pod has no container "b"`,
+		},
+		{
+			name: "annotation without a name", annotations: "{container.apparmor.security.beta.kubernetes.io/a: localhost/}",
+			want: `"localhost/" is not one of runtime/default, unconfined, localhost/<profile>`,
+		},
+		{
+			name: "annotation against the field", annotations: "{container.apparmor.security.beta.kubernetes.io/a: unconfined}", ctrSC: "appArmorProfile: {type: RuntimeDefault}",
+			want: `"unconfined" does not match the container's appArmorProfile (type RuntimeDefault)`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n"
+			if tc.annotations != "" {
+				doc += "  annotations: " + tc.annotations + "\n"
+			}
+			doc += "spec:\n"
+			if tc.podSC != "" {
+				doc += "  securityContext: {" + tc.podSC + "}\n"
+			}
+			doc += "  containers:\n  - name: a\n    image: busybox:1\n"
+			if tc.ctrSC != "" {
+				doc += "    securityContext: {" + tc.ctrSC + "}\n"
+			}
+			objs, err := Parse("aa.yaml", []byte(doc), testStatic)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if len(objs.Warnings) > 0 {
+					t.Errorf("warnings for a field podsup honours: %v", objs.Warnings)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "aa.yaml: ") {
+				t.Errorf("error %v; want it to name the file and contain %q", err, tc.want)
+			}
+		})
+	}
+}

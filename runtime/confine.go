@@ -1,0 +1,52 @@
+package runtime
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+
+	aaprofile "github.com/containerd/containerd/v2/contrib/apparmor"
+	"github.com/containerd/containerd/v2/pkg/apparmor"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/podspec"
+)
+
+// appArmorProfiles lists the profiles loaded in the kernel, one a line:
+// "name (mode)".
+const appArmorProfiles = "/sys/kernel/security/apparmor/profiles"
+
+// hostAppArmor is what podsup does with AppArmor here, or nil where the
+// host does not enforce it (the test containerd's own: the module loaded
+// and enabled, apparmor_parser installed).
+func hostAppArmor() *podspec.AppArmor {
+	if !apparmor.HostSupports() {
+		return nil
+	}
+	return &podspec.AppArmor{LoadDefault: aaprofile.LoadDefaultProfile, Loaded: appArmorLoaded}
+}
+
+// appArmorLoaded reports whether the kernel has a profile of that name.
+func appArmorLoaded(name string) (bool, error) {
+	f, err := os.Open(appArmorProfiles)
+	if err != nil {
+		return false, fmt.Errorf("list loaded AppArmor profiles: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.LastIndex(line, " ("); i >= 0 && line[:i] == name {
+			return true, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return false, fmt.Errorf("read %s: %w", appArmorProfiles, err)
+	}
+	return false, nil
+}
+
+// Admit says whether this host can run a pod as it asks (its AppArmor
+// profiles); when not, a reason and a message, and the pod waits.
+func (r *Runtime) Admit(pod *v1.Pod) (ok bool, reason, message string) { return r.node.Admit(pod) }
