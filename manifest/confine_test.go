@@ -68,3 +68,21 @@ func TestAppArmorFields(t *testing.T) {
 		})
 	}
 }
+
+// TestSELinuxOptionsAccepted: seLinuxOptions of the pod and the container
+// are accepted without a warning: the runtime applies them where the host
+// enforces SELinux and logs that it ignores them where it does not.
+func TestSELinuxOptionsAccepted(t *testing.T) {
+	doc := `apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  securityContext: {seLinuxOptions: {level: "s0:c1,c2"}}
+  containers:
+  - {name: a, image: busybox:1, securityContext: {seLinuxOptions: {type: spc_t}}}
+`
+	objs, err := Parse("selinux.yaml", []byte(doc), testStatic)
+	if err != nil || len(objs.Warnings) > 0 {
+		t.Errorf("error %v, warnings %v; want neither", err, objs.Warnings)
+	}
+}

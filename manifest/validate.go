@@ -738,9 +738,6 @@ func (c *checker) containerSecurity(p string, sc *v1.SecurityContext) {
 		c.unsupported(p+".procMount", "only the default /proc mount")
 	}
 	c.appArmor(p+".appArmorProfile", sc.AppArmorProfile)
-	if sc.SELinuxOptions != nil {
-		c.warn(p+".seLinuxOptions", "ignored: podsup does not label containers for SELinux")
-	}
 }
 
 func (c *checker) capability(p, name string) {

@@ -8,6 +8,8 @@ import (
 
 	aaprofile "github.com/containerd/containerd/v2/contrib/apparmor"
 	"github.com/containerd/containerd/v2/pkg/apparmor"
+	"github.com/opencontainers/selinux/go-selinux"
+	"github.com/opencontainers/selinux/go-selinux/label"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/podspec"
@@ -45,6 +47,15 @@ func appArmorLoaded(name string) (bool, error) {
 		return false, fmt.Errorf("read %s: %w", appArmorProfiles, err)
 	}
 	return false, nil
+}
+
+// hostSELinux is how podsup labels for SELinux here, or nil where the host
+// does not enforce it.
+func hostSELinux() *podspec.SELinux {
+	if !selinux.GetEnabled() {
+		return nil
+	}
+	return &podspec.SELinux{Labels: label.InitLabels, Options: selinux.DupSecOpt}
 }
 
 // Admit says whether this host can run a pod as it asks (its AppArmor

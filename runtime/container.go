@@ -162,7 +162,7 @@ func (r *Runtime) containerSpecOpts(cfg *ContainerConfig, img ocispec.ImageConfi
 	dir := r.PodDir(key)
 	opts, err := r.node.ContainerSpec(podspec.Container{
 		Pod: cfg.Pod, Container: cfg.Container,
-		Sandbox: podspec.Sandbox{ID: cfg.Sandbox.ID, Pid: cfg.Sandbox.Pid, NetNS: cfg.Sandbox.NetNS, UserNS: cfg.Sandbox.UserNS},
+		Sandbox: podspec.Sandbox{ID: cfg.Sandbox.ID, Pid: cfg.Sandbox.Pid, NetNS: cfg.Sandbox.NetNS, UserNS: cfg.Sandbox.UserNS, SELinuxLabel: cfg.Sandbox.SELinuxLabel},
 		Image:   img, Env: cfg.Env, Mounts: cfg.Mounts,
 		Files: podspec.PodFiles{
 			Hosts: filepath.Join(dir, "etc-hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"),

@@ -29,6 +29,7 @@ const (
 	LabelIPs         = labelPrefix + "ips"           // comma-separated pod IPs
 	LabelCgroupsPath = labelPrefix + "cgroups-path"  // for reading OOM kills
 	LabelUserNS      = labelPrefix + "userns"        // a sandbox's ID mapping, 0:<host ID>:<size>
+	LabelSELinux     = labelPrefix + "selinux"       // a sandbox's SELinux process label
 	labelTTY         = labelPrefix + "tty"           // "true" when the container has a terminal
 	labelLastPrefix  = labelPrefix + "last-"         // the previous instance's termination
 	labelLastExit    = labelLastPrefix + "exit-code" //

@@ -109,7 +109,7 @@ func sandboxFrom(rec containers.Container, proc *tasktypes.Process) *Sandbox {
 	sb := &Sandbox{
 		ID: rec.ID, PodUID: l[LabelPodUID], Hash: l[LabelHash], Attempt: atoi(l[LabelAttempt]),
 		CreatedAt: rec.CreatedAt, HostNetwork: l[LabelHostNetwork] == "true", NetNS: l[LabelNetNS], IPs: splitIPs(l[LabelIPs]),
-		UserNS: parseIDMapping(l[LabelUserNS]),
+		UserNS: parseIDMapping(l[LabelUserNS]), SELinuxLabel: l[LabelSELinux],
 	}
 	if proc != nil && proc.Status == tasktypes.Status_RUNNING {
 		sb.Ready, sb.Pid = true, proc.Pid

@@ -140,7 +140,7 @@ func New(address string, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("containerd client for %s: %w", address, err)
 	}
 	r.client = client
-	r.node = podspec.Node{MemoryCapacity: memoryCapacity(), OOMFloor: oomScoreFloor(), SeccompDir: filepath.Join(r.rootDir, "seccomp"), AppArmor: hostAppArmor()}
+	r.node = podspec.Node{MemoryCapacity: memoryCapacity(), OOMFloor: oomScoreFloor(), SeccompDir: filepath.Join(r.rootDir, "seccomp"), AppArmor: hostAppArmor(), SELinux: hostSELinux()}
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	for _, dir := range []string{r.podsDir(), r.fifoDir(), r.logDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

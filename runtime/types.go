@@ -79,6 +79,9 @@ type Sandbox struct {
 	// UserNS maps the pod's IDs to the host's (hostUsers: false); nil in
 	// the host's user namespace.
 	UserNS *specs.LinuxIDMapping
+	// SELinuxLabel is the pause container's SELinux process label, which
+	// containers without seLinuxOptions share; empty without SELinux.
+	SELinuxLabel string
 }
 
 // Container is one instance of one of a pod's containers.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/pkg/apparmor"
+	"github.com/opencontainers/selinux/go-selinux"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/e2e/harness"
@@ -35,18 +36,6 @@ func TestAppArmor(t *testing.T) {
 	e.Write("aa-none.yaml", harness.PodManifest("aa-none", ctr("")))
 	e.Start()
 
-	profileOf := func(pod string) string {
-		id := strings.TrimPrefix(harness.ContainerStatus(e.Pod(pod), "c").ContainerID, "containerd://")
-		task, ok := e.Tasks()[id]
-		if !ok {
-			t.Fatalf("%s: no running task for container %q", pod, id)
-		}
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/attr/current", task.PID))
-		if err != nil {
-			t.Fatalf("%s: %v", pod, err)
-		}
-		return strings.TrimSpace(strings.TrimRight(string(data), "\x00"))
-	}
 	e.waitLog("aa-unconfined", "c", "ran")
 	e.waitLog("aa-none", "c", "ran")
 	if !apparmor.HostSupports() {
@@ -68,7 +57,7 @@ func TestAppArmor(t *testing.T) {
 	}
 	e.waitLog("aa-default", "c", "ran")
 	for pod, want := range map[string]string{"aa-default": "cri-containerd.apparmor.d (enforce)", "aa-none": "cri-containerd.apparmor.d (enforce)", "aa-unconfined": "unconfined"} {
-		if got := profileOf(pod); got != want {
+		if got := e.securityLabel(pod); got != want {
 			t.Errorf("%s runs under AppArmor %q, want %q", pod, got, want)
 		}
 	}
@@ -76,4 +65,53 @@ func TestAppArmor(t *testing.T) {
 		_, msg := harness.Waiting(p, "c")
 		return strings.Contains(msg, `AppArmor profile "podsup-e2e-missing" is not loaded on this host`)
 	})
+}
+
+// TestSELinuxOptions: seLinuxOptions of the pod and of a container are
+// the process label of its processes where the host enforces SELinux; on a
+// host without it, as this one, the pod runs and podsup's log says they
+// were ignored, naming the pod.
+func TestSELinuxOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.Write("labelled.yaml", harness.PodManifest("labelled", fmt.Sprintf(`  securityContext: {seLinuxOptions: {level: "s0:c123,c456"}}
+  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, %q]
+    securityContext: {seLinuxOptions: {type: container_t, level: "s0:c123,c456"}}
+`, "echo ran; "+harness.IdleCmd)))
+	e.Start()
+	e.waitLog("labelled", "c", "ran")
+	if !selinux.GetEnabled() {
+		harness.WaitFor(t, "podsup's log to say seLinuxOptions were ignored", func() bool {
+			data, _ := os.ReadFile(e.ProcLog.Name())
+			return strings.Contains(string(data), `msg="seLinuxOptions ignored: this host does not enforce SELinux" pod=default/labelled-node1`)
+		})
+		return
+	}
+	if got := e.securityLabel("labelled"); !strings.HasSuffix(got, ":container_t:s0:c123,c456") {
+		t.Errorf("the container runs as %q, want type container_t at level s0:c123,c456", got)
+	}
+}
+
+// procFile reads a file of /proc/<pid> of a pod's running container.
+func (e *env) procFile(pod v1.Pod, container, name string) []byte {
+	e.t.Helper()
+	id := strings.TrimPrefix(harness.ContainerStatus(pod, container).ContainerID, "containerd://")
+	task, ok := e.Tasks()[id]
+	if !ok {
+		e.t.Fatalf("%s: no running task for container %q", pod.Name, id)
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", task.PID, name))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return data
+}
+
+// securityLabel is the AppArmor profile or SELinux label container c of a
+// pod runs under (the LSM's /proc/<pid>/attr/current).
+func (e *env) securityLabel(pod string) string {
+	return strings.TrimSpace(strings.TrimRight(string(e.procFile(e.Pod(pod), "c", "attr/current")), "\x00"))
 }
