@@ -236,6 +236,9 @@ func (c *checker) podSecurity(s *v1.PodSpec) {
 	if sc.FSGroup != nil && *sc.FSGroup < 0 {
 		c.fail("spec.securityContext.fsGroup", "must not be negative")
 	}
+	if p := sc.SupplementalGroupsPolicy; p != nil && *p != v1.SupplementalGroupsPolicyMerge && *p != v1.SupplementalGroupsPolicyStrict {
+		c.fail("spec.securityContext.supplementalGroupsPolicy", "%q is not one of Merge, Strict", *p)
+	}
 	for i, g := range sc.SupplementalGroups {
 		if g < 0 {
 			c.fail(fmt.Sprintf("spec.securityContext.supplementalGroups[%d]", i), "must not be negative")

@@ -111,7 +111,7 @@ func (n Node) ContainerSpec(in Container) ([]oci.SpecOpts, error) {
 		oci.WithCgroup(in.CgroupsPath),
 		withAnnotation(groupAnnotation, in.Sandbox.ID),
 	}
-	opts = append(opts, withUser(user)...)
+	opts = append(opts, withUser(user, strictGroups(pod))...)
 	opts = append(opts, withGroups(pod))
 	if c.TTY {
 		opts = append(opts, oci.WithTTY)

@@ -13,6 +13,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/e2e/harness"
+	"github.com/podsup/podsup/internal/testenv"
 )
 
 // TestAppArmor: pods ask for AppArmor profiles in the pod's and the
@@ -114,4 +115,42 @@ func (e *env) procFile(pod v1.Pod, container, name string) []byte {
 // pod runs under (the LSM's /proc/<pid>/attr/current).
 func (e *env) securityLabel(pod string) string {
 	return strings.TrimSpace(strings.TrimRight(string(e.procFile(e.Pod(pod), "c", "attr/current")), "\x00"))
+}
+
+// TestSupplementalGroupsPolicy: the image's /etc/group puts its user,
+// nobody, in group staff (50). With the default policy (Merge) the
+// container's process is in staff and the pod's supplementalGroups; with
+// Strict, in the pod's supplementalGroups only.
+func TestSupplementalGroupsPolicy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b, err := testenv.Busybox()
+	if err != nil {
+		testenv.Unavailable(t, "busybox test image: %v", err)
+	}
+	b.Ref, b.Config.User = "podsup.test/busybox-staff:1", "nobody"
+	for i, f := range b.Files {
+		if f.Path == "/etc/group" {
+			b.Files[i].Data = []byte("root:x:0:\nstaff:x:50:nobody\nnogroup:x:65534:\n")
+		}
+	}
+	if _, err := b.Import(e.Ctx, e.Client, testenv.Snapshotter); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, policy string) string {
+		return harness.PodManifest(name, fmt.Sprintf(`  securityContext: {supplementalGroups: [600]%s}
+  containers:
+  - name: c
+    image: podsup.test/busybox-staff:1
+    command: [sh, -c, %q]
+`, policy, `echo "groups $(id -G)"; `+harness.IdleCmd))
+	}
+	e.Write("merge.yaml", pod("merge", ""))
+	e.Write("strict.yaml", pod("strict", ", supplementalGroupsPolicy: Strict"))
+	e.Start()
+	for name, want := range map[string]string{"merge": " F groups 65534 50 600\n", "strict": " F groups 65534 600\n"} {
+		if logs := e.waitLog(name, "c", "groups "); !strings.Contains(logs, want) {
+			t.Errorf("%s: container output lacks %q\n%s", name, strings.TrimSpace(want), logs)
+		}
+	}
 }
