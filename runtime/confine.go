@@ -2,12 +2,16 @@ package runtime
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	aaprofile "github.com/containerd/containerd/v2/contrib/apparmor"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/apparmor"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/opencontainers/selinux/go-selinux"
 	"github.com/opencontainers/selinux/go-selinux/label"
 	v1 "k8s.io/api/core/v1"
@@ -61,3 +65,45 @@ func hostSELinux() *podspec.SELinux {
 // Admit says whether this host can run a pod as it asks (its AppArmor
 // profiles); when not, a reason and a message, and the pod waits.
 func (r *Runtime) Admit(pod *v1.Pod) (ok bool, reason, message string) { return r.node.Admit(pod) }
+
+// labelUser records, as the last of a container's spec options, the user
+// and groups its process will have (LabelUser), for its status: what the
+// image's /etc/passwd and /etc/group, runAsUser, runAsGroup and the
+// supplemental groups came to.
+func labelUser(_ context.Context, _ oci.Client, c *containers.Container, s *oci.Spec) error {
+	if s.Process == nil {
+		return nil
+	}
+	u := s.Process.User
+	groups := make([]string, len(u.AdditionalGids))
+	for i, g := range u.AdditionalGids {
+		groups[i] = strconv.FormatUint(uint64(g), 10)
+	}
+	if c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	c.Labels[LabelUser] = fmt.Sprintf("%d:%d:%s", u.UID, u.GID, strings.Join(groups, ","))
+	return nil
+}
+
+// parseUser reads LabelUser; nil if it is absent or malformed.
+func parseUser(s string) *v1.LinuxContainerUser {
+	f := strings.Split(s, ":")
+	if len(f) != 3 {
+		return nil
+	}
+	uid, err1 := strconv.ParseInt(f[0], 10, 64)
+	gid, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	u := &v1.LinuxContainerUser{UID: uid, GID: gid}
+	for _, g := range strings.FieldsFunc(f[2], func(r rune) bool { return r == ',' }) {
+		n, err := strconv.ParseInt(g, 10, 64)
+		if err != nil {
+			return nil
+		}
+		u.SupplementalGroups = append(u.SupplementalGroups, n)
+	}
+	return u
+}

@@ -118,7 +118,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 		}
 	}()
 	container, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img, remapped(sb.UserNS)...),
-		containerd.WithContainerLabels(labels), containerd.WithNewSpec(opts...), containerd.WithRuntime(runcRuntime, r.runcOptions()))
+		containerd.WithContainerLabels(labels), containerd.WithNewSpec(append(opts, labelUser)...), containerd.WithRuntime(runcRuntime, r.runcOptions()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: create container: %v", ErrCreate, err)
 	}

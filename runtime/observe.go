@@ -134,7 +134,7 @@ func (r *Runtime) containerFrom(rec containers.Container, proc *tasktypes.Proces
 		Hash: l[LabelHash], Attempt: atoi(l[LabelAttempt]), Backoff: backoff,
 		CreatedAt: rec.CreatedAt, StartedAt: parseTime(l[LabelStartedAt]),
 		Image: l[LabelImage], ImageRef: cmp.Or(l[LabelImageID], rec.Image), LogPath: l[LabelLogPath], StopSignal: l[LabelStopSignal],
-		Last: parseLast(l),
+		Last: parseLast(l), User: parseUser(l[LabelUser]),
 	}
 	switch {
 	case proc == nil && c.StartedAt.IsZero():

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	v1 "k8s.io/api/core/v1"
 )
 
 // Errors the supervisor tells apart. Each is wrapped with detail.
@@ -108,6 +109,9 @@ type Container struct {
 	Exit *Termination
 	// Last is how the previous instance ended, carried over in labels.
 	Last *Termination
+	// User is the identity its process runs with, from its spec; nil for
+	// a container made by an older podsup.
+	User *v1.LinuxContainerUser
 }
 
 // PodState is everything containerd holds for one pod.

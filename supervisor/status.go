@@ -158,6 +158,9 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 	cs.RestartCount = int32(latest.Attempt)
 	cs.ContainerID = "containerd://" + latest.ID
 	cs.ImageID = latest.ImageRef
+	if latest.User != nil {
+		cs.User = &v1.ContainerUser{Linux: latest.User}
+	}
 	if latest.Last != nil {
 		cs.LastTerminationState.Terminated = terminated(latest.Last)
 	}

@@ -5,6 +5,7 @@ package volumes
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -120,7 +121,8 @@ func (e *env) securityLabel(pod string) string {
 // TestSupplementalGroupsPolicy: the image's /etc/group puts its user,
 // nobody, in group staff (50). With the default policy (Merge) the
 // container's process is in staff and the pod's supplementalGroups; with
-// Strict, in the pod's supplementalGroups only.
+// Strict, in the pod's supplementalGroups only; status.containerStatuses[]
+// .user.linux shows the same.
 func TestSupplementalGroupsPolicy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -148,9 +150,17 @@ func TestSupplementalGroupsPolicy(t *testing.T) {
 	e.Write("merge.yaml", pod("merge", ""))
 	e.Write("strict.yaml", pod("strict", ", supplementalGroupsPolicy: Strict"))
 	e.Start()
-	for name, want := range map[string]string{"merge": " F groups 65534 50 600\n", "strict": " F groups 65534 600\n"} {
-		if logs := e.waitLog(name, "c", "groups "); !strings.Contains(logs, want) {
-			t.Errorf("%s: container output lacks %q\n%s", name, strings.TrimSpace(want), logs)
+	for name, want := range map[string]struct {
+		out    string
+		groups []int64
+	}{"merge": {" F groups 65534 50 600\n", []int64{65534, 50, 600}}, "strict": {" F groups 65534 600\n", []int64{65534, 600}}} {
+		if logs := e.waitLog(name, "c", "groups "); !strings.Contains(logs, want.out) {
+			t.Errorf("%s: container output lacks %q\n%s", name, strings.TrimSpace(want.out), logs)
+		}
+		// The status says the same, as the kubelet reports it from the CRI.
+		wantUser := &v1.LinuxContainerUser{UID: 65534, GID: 65534, SupplementalGroups: want.groups}
+		if u := harness.ContainerStatus(e.Pod(name), "c").User; u == nil || !reflect.DeepEqual(u.Linux, wantUser) {
+			t.Errorf("%s: status user %+v, want linux %+v", name, u, wantUser)
 		}
 	}
 }
