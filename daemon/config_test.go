@@ -93,6 +93,8 @@ func TestConfigErrors(t *testing.T) {
 		{"relative root", []string{"--root-dir", "var/lib"}, `--root-dir "var/lib": must be an absolute path`},
 		{"no source", []string{"--manifests", "", "--address", "", "--admin-socket", ""}, "no manifest source"},
 		{"bad namespace", []string{"--containerd-namespace", "a/b"}, "--containerd-namespace"},
+		{"host sysctl", []string{"--allowed-unsafe-sysctls", "net.core.*,vm.swappiness"}, `--allowed-unsafe-sysctls: "vm.swappiness" is not known to be namespaced`},
+		{"host sysctl pattern", []string{"--allowed-unsafe-sysctls", "kernel.*"}, `--allowed-unsafe-sysctls: "kernel.*": the sysctls it matches are not known to be namespaced`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

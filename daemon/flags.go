@@ -16,6 +16,7 @@ import (
 	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/eviction"
 	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/podspec"
 )
 
 // Config is everything `podsup run` was told, checked. Bad values are refused
@@ -50,10 +51,13 @@ type Config struct {
 	CNIBinDirs         []string
 	PodCIDR            string
 	SyncFrequency      time.Duration
-	Images             ImageConfig
-	Mirror             MirrorConfig
-	API                APIConfig
-	Eviction           eviction.Config
+	// Sysctls are the sysctls pods may set: the kubelet's safe ones and
+	// --allowed-unsafe-sysctls.
+	Sysctls  *podspec.SysctlAllowlist
+	Images   ImageConfig
+	Mirror   MirrorConfig
+	API      APIConfig
+	Eviction eviction.Config
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -95,6 +99,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cni-bin-dir", Value: strings.Join(cni.DefaultBinDirs(), ":"), Usage: "colon-separated directories of CNI plugins", EnvVars: envVar("cni-bin-dir")},
 		&cli.StringFlag{Name: "pod-cidr", Value: cni.DefaultPodCIDR, Usage: "address range of the built-in network (unused with a configuration in --cni-conf-dir)", EnvVars: envVar("pod-cidr")},
 		&cli.DurationFlag{Name: "sync-frequency", Value: time.Minute, Usage: "how often every pod is looked at when nothing happens to it", EnvVars: envVar("sync-frequency")},
+		&cli.StringSliceFlag{Name: "allowed-unsafe-sysctls", Usage: "sysctls pods may set beyond the kubelet's safe ones: names, or `PATTERN`s ending in * such as 'kernel.msg*,net.core.*' (comma-separated or repeated); only namespaced ones", EnvVars: envVar("allowed-unsafe-sysctls")},
 		&cli.BoolFlag{Name: "profiling", Usage: "serve Go's pprof profiles under /debug/pprof on the read-only address", EnvVars: envVar("profiling")},
 	}, append(mirrorFlags(), apiFlags()...)...)
 }
@@ -135,6 +140,13 @@ func configFrom(c *cli.Context) (*Config, error) {
 		return nil, fmt.Errorf("--sync-frequency %s: must be at least 1s", cfg.SyncFrequency)
 	}
 	var err error
+	var unsafe []string // comma-separated, as the kubelet takes them, or repeated
+	for _, v := range c.StringSlice("allowed-unsafe-sysctls") {
+		unsafe = append(unsafe, strings.FieldsFunc(v, func(r rune) bool { return r == ',' })...)
+	}
+	if cfg.Sysctls, err = podspec.NewSysctlAllowlist(unsafe); err != nil {
+		return nil, fmt.Errorf("--allowed-unsafe-sysctls: %w", err)
+	}
 	if cfg.Mirror, err = mirrorConfigFrom(c); err != nil {
 		return nil, err
 	}

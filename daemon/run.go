@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		supervisor.WithStatusListener(mirrors.Update), supervisor.WithStatusListener(stats.PodStatus), supervisor.WithMetrics(stats),
 		supervisor.WithBackoff(supervisor.BackoffPolicy{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, ResetAfter: supervisor.DefaultBackoff.ResetAfter}),
 		supervisor.WithNode(hostIP, allocatable()), supervisor.WithResync(cfg.SyncFrequency),
-		supervisor.WithAdmission(res.manager.Admit, rt.Admit))
+		supervisor.WithAdmission(res.manager.Admit, cfg.Sysctls.Admit, rt.Admit))
 	mirrors.Start(ctx, &wg)
 	res.start(ctx, &wg)
 	updates := make(chan manifest.Update)

@@ -164,3 +164,38 @@ func TestSupplementalGroupsPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestSysctls: a pod may set the kubelet's safe sysctls and those
+// --allowed-unsafe-sysctls allows (kernel.msg* here), and sees them set in
+// its namespaces; a pod setting another waits, reason SysctlForbidden, the
+// sysctl named, as the kubelet's admission refuses it; one that is not
+// namespaced is refused whatever the flag says.
+func TestSysctls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pod := func(name, sysctl, value, file string) string {
+		return harness.PodManifest(name, fmt.Sprintf(`  securityContext: {sysctls: [{name: %s, value: %q}]}
+  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, %q]
+`, sysctl, value, "echo \"value $(cat "+file+")\"; "+harness.IdleCmd))
+	}
+	e.Write("safe.yaml", pod("safe", "net.ipv4.ip_unprivileged_port_start", "100", "/proc/sys/net/ipv4/ip_unprivileged_port_start"))
+	e.Write("allowed.yaml", pod("allowed", "kernel.msgmax", "12345", "/proc/sys/kernel/msgmax"))
+	e.Write("unsafe.yaml", pod("unsafe", "net.core.somaxconn", "1000", "/proc/sys/net/core/somaxconn"))
+	e.Write("host.yaml", pod("host", "vm.swappiness", "10", "/proc/sys/vm/swappiness"))
+	e.Start("--allowed-unsafe-sysctls", "kernel.msg*,net.ipv6.*")
+	e.waitLog("safe", "c", " F value 100\n")
+	e.waitLog("allowed", "c", " F value 12345\n")
+	for name, want := range map[string]string{
+		"unsafe": `forbidden sysctl: "net.core.somaxconn" not allowlisted`,
+		"host":   `forbidden sysctl: "vm.swappiness" not namespaced`,
+	} {
+		p := e.WaitPod(name, "refused for its sysctl", func(p v1.Pod) bool { return p.Status.Reason == "SysctlForbidden" })
+		if p.Status.Phase != v1.PodPending || !strings.HasPrefix(p.Status.Message, want) || harness.ContainerStatus(p, "c").ContainerID != "" {
+			t.Errorf("%s: %s, %s: %q, container %q; want Pending, %q, nothing created", name, p.Status.Phase, p.Status.Reason, p.Status.Message,
+				harness.ContainerStatus(p, "c").ContainerID, want)
+		}
+	}
+}
