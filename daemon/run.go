@@ -81,6 +81,7 @@ func Run(ctx context.Context, cfg *Config) error {
 	var sup *supervisor.Supervisor // set before any task can exit
 	rt, err := runtime.New(cfg.ContainerdAddress,
 		runtime.WithNamespace(cfg.ContainerdNS), runtime.WithRootDir(cfg.RootDir), runtime.WithLogDir(cfg.LogDir),
+		runtime.WithSeccompDir(cfg.SeccompDir),
 		runtime.WithPauseImage(cfg.PauseImage), runtime.WithCgroupDriver(cfg.CgroupDriver),
 		runtime.WithLogRotation(cfg.LogMaxSize, cfg.LogMaxFiles), runtime.WithLogger(log), runtime.WithClock(clk),
 		runtime.WithDNS(podspec.DNSConfig{ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, HostResolvConf: cfg.ResolvConf}),

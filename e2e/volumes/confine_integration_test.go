@@ -5,6 +5,7 @@ package volumes
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -198,4 +199,40 @@ func TestSysctls(t *testing.T) {
 				harness.ContainerStatus(p, "c").ContainerID, want)
 		}
 	}
+}
+
+// TestSeccompLocalhost: a Localhost seccomp profile is read from
+// --seccomp-profile-root (the kubelet's /var/lib/kubelet/seccomp unless
+// set) and confines the container: mkdir fails with EPERM under a profile
+// that denies it. A profile that is not there keeps the container from
+// being created, naming the file.
+func TestSeccompLocalhost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "profiles"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	profile := `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}`
+	if err := os.WriteFile(filepath.Join(root, "profiles", "no-mkdir.json"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, file string) string {
+		return harness.PodManifest(name, fmt.Sprintf(`  securityContext: {seccompProfile: {type: Localhost, localhostProfile: %s}}
+  containers:
+  - name: c
+    image: podsup.test/busybox:1
+    command: [sh, -c, %q]
+`, file, "mkdir /tmp/d && echo made || echo refused; "+harness.IdleCmd))
+	}
+	e.Write("confined.yaml", pod("confined", "profiles/no-mkdir.json"))
+	e.Write("missing.yaml", pod("missing", "profiles/absent.json"))
+	e.Start("--seccomp-profile-root", root)
+	if logs := e.waitLog("confined", "c", "F "); !strings.Contains(logs, " F refused\n") {
+		t.Errorf("mkdir was not refused under the profile:\n%s", logs)
+	}
+	e.WaitPod("missing", "creation refused naming the profile", func(p v1.Pod) bool {
+		_, msg := harness.Waiting(p, "c")
+		return strings.Contains(msg, filepath.Join(root, "profiles", "absent.json"))
+	})
 }
