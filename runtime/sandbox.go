@@ -68,7 +68,11 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	if err := os.MkdirAll(filepath.Join(dir, "termination"), 0o755); err != nil {
 		return nil, fmt.Errorf("%w: pod directory: %v", ErrSandbox, err)
 	}
-	if err := r.writePodFiles(dir, pod, cfg.IPs); err != nil {
+	hostname, err := podspec.KernelHostname(pod, r.dns.ClusterDomain)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
+	}
+	if err := r.writePodFiles(dir, pod, cfg.IPs, hostname); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
 	}
 	if !pod.Spec.HostIPC {
@@ -78,7 +82,6 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	}
 	userNS := cfg.UserNS
 	cgroupsPath := r.cgroupsPath(key, qos.Class(pod), id)
-	hostname, _ := podspec.Hostname(pod, r.dns.ClusterDomain)
 	selinux, err := r.node.SandboxLabels(pod)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
