@@ -20,14 +20,8 @@ func TestSetHostnameAsFQDN(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	pod := func(name, hostname string) string {
-		return harness.PodManifest(name, fmt.Sprintf(`  hostname: %s
-  subdomain: backend
-  setHostnameAsFQDN: true
-  containers:
-  - name: c
-    image: podsup.test/busybox:1
-    command: [sh, -c, %q]
-`, hostname, `echo "names $(hostname) $(cat /etc/hostname)"; `+harness.IdleCmd))
+		return harness.ScriptPod(name, "  hostname: "+hostname+"\n  subdomain: backend\n  setHostnameAsFQDN: true\n", "",
+			`echo "names $(hostname) $(cat /etc/hostname)"; `+harness.IdleCmd)
 	}
 	long := strings.Repeat("a", 40)
 	e.Write("fqdn.yaml", pod("fqdn", "db"))

@@ -28,15 +28,13 @@ import (
 func TestAppArmor(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ctr := func(sc string) string {
-		return fmt.Sprintf("  containers:\n  - name: c\n    image: podsup.test/busybox:1\n    command: [sh, -c, %q]\n%s", "echo ran; "+harness.IdleCmd, sc)
-	}
-	e.Write("aa-default.yaml", harness.PodManifest("aa-default", "  securityContext: {appArmorProfile: {type: RuntimeDefault}}\n"+ctr("")))
-	e.Write("aa-local.yaml", strings.Replace(harness.PodManifest("aa-local", ctr("")), "metadata: {name: aa-local}",
+	ran := "echo ran; " + harness.IdleCmd
+	runtimeDefault := "  securityContext: {appArmorProfile: {type: RuntimeDefault}}\n"
+	e.Write("aa-default.yaml", harness.ScriptPod("aa-default", runtimeDefault, "", ran))
+	e.Write("aa-local.yaml", strings.Replace(harness.ScriptPod("aa-local", "", "", ran), "metadata: {name: aa-local}",
 		"metadata:\n  name: aa-local\n  annotations: {container.apparmor.security.beta.kubernetes.io/c: localhost/podsup-e2e-missing}", 1))
-	e.Write("aa-unconfined.yaml", harness.PodManifest("aa-unconfined", "  securityContext: {appArmorProfile: {type: RuntimeDefault}}\n"+
-		ctr("    securityContext: {appArmorProfile: {type: Unconfined}}\n")))
-	e.Write("aa-none.yaml", harness.PodManifest("aa-none", ctr("")))
+	e.Write("aa-unconfined.yaml", harness.ScriptPod("aa-unconfined", runtimeDefault, "    securityContext: {appArmorProfile: {type: Unconfined}}\n", ran))
+	e.Write("aa-none.yaml", harness.ScriptPod("aa-none", "", "", ran))
 	e.Start()
 
 	e.waitLog("aa-unconfined", "c", "ran")
@@ -77,13 +75,8 @@ func TestAppArmor(t *testing.T) {
 func TestSELinuxOptions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.Write("labelled.yaml", harness.PodManifest("labelled", fmt.Sprintf(`  securityContext: {seLinuxOptions: {level: "s0:c123,c456"}}
-  containers:
-  - name: c
-    image: podsup.test/busybox:1
-    command: [sh, -c, %q]
-    securityContext: {seLinuxOptions: {type: container_t, level: "s0:c123,c456"}}
-`, "echo ran; "+harness.IdleCmd)))
+	e.Write("labelled.yaml", harness.ScriptPod("labelled", "  securityContext: {seLinuxOptions: {level: \"s0:c123,c456\"}}\n",
+		"    securityContext: {seLinuxOptions: {type: container_t, level: \"s0:c123,c456\"}}\n", "echo ran; "+harness.IdleCmd))
 	e.Start()
 	e.waitLog("labelled", "c", "ran")
 	if !selinux.GetEnabled() {
@@ -141,12 +134,8 @@ func TestSupplementalGroupsPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := func(name, policy string) string {
-		return harness.PodManifest(name, fmt.Sprintf(`  securityContext: {supplementalGroups: [600]%s}
-  containers:
-  - name: c
-    image: podsup.test/busybox-staff:1
-    command: [sh, -c, %q]
-`, policy, `echo "groups $(id -G)"; `+harness.IdleCmd))
+		return strings.Replace(harness.ScriptPod(name, "  securityContext: {supplementalGroups: [600]"+policy+"}\n", "", `echo "groups $(id -G)"; `+harness.IdleCmd),
+			testenv.BusyboxRef, "podsup.test/busybox-staff:1", 1)
 	}
 	e.Write("merge.yaml", pod("merge", ""))
 	e.Write("strict.yaml", pod("strict", ", supplementalGroupsPolicy: Strict"))
@@ -175,12 +164,8 @@ func TestSysctls(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	pod := func(name, sysctl, value, file string) string {
-		return harness.PodManifest(name, fmt.Sprintf(`  securityContext: {sysctls: [{name: %s, value: %q}]}
-  containers:
-  - name: c
-    image: podsup.test/busybox:1
-    command: [sh, -c, %q]
-`, sysctl, value, "echo \"value $(cat "+file+")\"; "+harness.IdleCmd))
+		return harness.ScriptPod(name, fmt.Sprintf("  securityContext: {sysctls: [{name: %s, value: %q}]}\n", sysctl, value), "",
+			"echo \"value $(cat "+file+")\"; "+harness.IdleCmd)
 	}
 	e.Write("safe.yaml", pod("safe", "net.ipv4.ip_unprivileged_port_start", "100", "/proc/sys/net/ipv4/ip_unprivileged_port_start"))
 	e.Write("allowed.yaml", pod("allowed", "kernel.msgmax", "12345", "/proc/sys/kernel/msgmax"))
@@ -218,12 +203,8 @@ func TestSeccompLocalhost(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := func(name, file string) string {
-		return harness.PodManifest(name, fmt.Sprintf(`  securityContext: {seccompProfile: {type: Localhost, localhostProfile: %s}}
-  containers:
-  - name: c
-    image: podsup.test/busybox:1
-    command: [sh, -c, %q]
-`, file, "mkdir /tmp/d && echo made || echo refused; "+harness.IdleCmd))
+		return harness.ScriptPod(name, "  securityContext: {seccompProfile: {type: Localhost, localhostProfile: "+file+"}}\n", "",
+			"mkdir /tmp/d && echo made || echo refused; "+harness.IdleCmd)
 	}
 	e.Write("confined.yaml", pod("confined", "profiles/no-mkdir.json"))
 	e.Write("missing.yaml", pod("missing", "profiles/absent.json"))
