@@ -105,6 +105,9 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	if c.TTY {
 		labels[labelTTY] = "true"
 	}
+	if c.TerminationMessagePolicy == v1.TerminationMessageFallbackToLogsOnError {
+		labels[labelLogFallback] = "true"
+	}
 	for k, v := range lastLabels(cfg.Last) {
 		labels[k] = v
 	}

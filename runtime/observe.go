@@ -19,10 +19,19 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+
+	"github.com/podsup/podsup/logs"
 )
 
 // maxTerminationMessage bounds a termination message, as the kubelet does.
 const maxTerminationMessage = 4096
+
+// The kubelet's bounds of a termination message taken from the log
+// (MaxContainerTerminationMessageLogLines and ...LogLength).
+const (
+	maxTerminationLogLines = 80
+	maxTerminationLogBytes = 2048
+)
 
 // PodState reads what containerd holds for one pod. Tasks that this process
 // does not follow yet (after podsup restarted) are adopted: their output is
@@ -175,6 +184,15 @@ func (r *Runtime) termination(c *Container, labels map[string]string, proc *task
 		t.Reason = "Error"
 	}
 	t.Message = readBounded(r.terminationFile(c.ID, labels), maxTerminationMessage)
+	if t.Message == "" && t.ExitCode != 0 && labels[labelLogFallback] == "true" {
+		// FallbackToLogsOnError: the end of the instance's own log file,
+		// as the kubelet reads it (not its rotated files).
+		msg, err := logs.LastLines(labels[LabelLogPath], maxTerminationLogLines, maxTerminationLogBytes)
+		if err != nil {
+			r.log.Warn("cannot read a failed container's log for its termination message", "container", c.ID, "err", err)
+		}
+		t.Message = msg
+	}
 	return t
 }
 
