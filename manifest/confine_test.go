@@ -52,19 +52,7 @@ func TestAppArmorFields(t *testing.T) {
 			if tc.ctrSC != "" {
 				doc += "    securityContext: {" + tc.ctrSC + "}\n"
 			}
-			objs, err := Parse("aa.yaml", []byte(doc), testStatic)
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				if len(objs.Warnings) > 0 {
-					t.Errorf("warnings for a field podsup honours: %v", objs.Warnings)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "aa.yaml: ") {
-				t.Errorf("error %v; want it to name the file and contain %q", err, tc.want)
-			}
+			checkParse(t, "aa.yaml", doc, tc.want)
 		})
 	}
 }
@@ -84,5 +72,25 @@ spec:
 	objs, err := Parse("selinux.yaml", []byte(doc), testStatic)
 	if err != nil || len(objs.Warnings) > 0 {
 		t.Errorf("error %v, warnings %v; want neither", err, objs.Warnings)
+	}
+}
+
+// checkParse parses doc as the file name: with want empty it must be
+// accepted without a warning (the fields are honoured), else refused with
+// an error that names the file and contains want.
+func checkParse(t *testing.T, name, doc, want string) {
+	t.Helper()
+	objs, err := Parse(name, []byte(doc), testStatic)
+	if want == "" {
+		if err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		if len(objs.Warnings) > 0 {
+			t.Errorf("warnings for fields podsup honours: %v", objs.Warnings)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), name+": ") {
+		t.Errorf("error %v; want it to name the file and contain %q", err, want)
 	}
 }

@@ -71,6 +71,7 @@ func ValidatePod(origin string, pod *v1.Pod) (ErrorList, []*Error) {
 	c.meta(&pod.ObjectMeta, true)
 	c.podSpec(&pod.Spec)
 	c.appArmorAnnotations(pod)
+	c.hugePageVolumes(pod)
 	return c.errs, c.warnings
 }
 
@@ -554,6 +555,7 @@ func (c *checker) resources(p string, r *v1.ResourceRequirements) {
 	}
 	check("limits", r.Limits)
 	check("requests", r.Requests)
+	c.hugePageResources(p, r)
 	for name, req := range r.Requests {
 		if limit, ok := r.Limits[name]; ok && req.Cmp(limit) > 0 {
 			c.fail(fmt.Sprintf("%s.requests[%s]", p, name), "%s is more than the limit %s", req.String(), limit.String())
@@ -809,8 +811,8 @@ func (c *checker) volumeSource(p string, vs *v1.VolumeSource) {
 	}
 	if e := vs.EmptyDir; e != nil {
 		n++
-		if e.Medium != v1.StorageMediumDefault && e.Medium != v1.StorageMediumMemory {
-			c.unsupported(p+".emptyDir.medium", fmt.Sprintf("medium %q; use \"\" or Memory", e.Medium))
+		if e.Medium != v1.StorageMediumDefault && e.Medium != v1.StorageMediumMemory && !isHugePagesMedium(e.Medium) {
+			c.unsupported(p+".emptyDir.medium", fmt.Sprintf("medium %q; use \"\", Memory, HugePages or HugePages-<size>", e.Medium))
 		}
 		if e.SizeLimit != nil && e.SizeLimit.Sign() <= 0 {
 			c.fail(p+".emptyDir.sizeLimit", "must be more than 0")

@@ -40,6 +40,12 @@ type Node struct {
 	SeccompDir string
 	// AppArmor is nil on a host that does not enforce AppArmor.
 	AppArmor *AppArmor
+	// HugePageSizes are the hugepage sizes the host has, in bytes.
+	HugePageSizes []int64
+	// Hugetlb reports whether runc can set hugetlb cgroup limits here;
+	// without the controller, hugepages limits are not set (runc would
+	// refuse the container).
+	Hugetlb bool
 	// SELinux is nil on a host that does not enforce SELinux: there
 	// seLinuxOptions are ignored.
 	SELinux *SELinux

@@ -63,8 +63,14 @@ func hostSELinux() *podspec.SELinux {
 }
 
 // Admit says whether this host can run a pod as it asks (its AppArmor
-// profiles); when not, a reason and a message, and the pod waits.
-func (r *Runtime) Admit(pod *v1.Pod) (ok bool, reason, message string) { return r.node.Admit(pod) }
+// profiles, its hugepages); when not, a reason and a message, and the pod
+// waits.
+func (r *Runtime) Admit(pod *v1.Pod) (ok bool, reason, message string) {
+	if ok, reason, message := r.node.Admit(pod); !ok {
+		return false, reason, message
+	}
+	return admitHugePages(pod, hostHugePages(hugepagesDir))
+}
 
 // labelUser records, as the last of a container's spec options, the user
 // and groups its process will have (LabelUser), for its status: what the

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,7 +154,11 @@ func New(address string, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("containerd client for %s: %w", address, err)
 	}
 	r.client = client
-	r.node = podspec.Node{MemoryCapacity: memoryCapacity(), OOMFloor: oomScoreFloor(), SeccompDir: r.seccompDir, AppArmor: hostAppArmor(), SELinux: hostSELinux()}
+	r.node = podspec.Node{MemoryCapacity: memoryCapacity(), OOMFloor: oomScoreFloor(), SeccompDir: r.seccompDir, AppArmor: hostAppArmor(), SELinux: hostSELinux(),
+		HugePageSizes: slices.Sorted(maps.Keys(hostHugePages(hugepagesDir))), Hugetlb: hugetlbController("/sys/fs/cgroup")}
+	if !r.node.Hugetlb && len(r.node.HugePageSizes) > 0 {
+		r.log.Warn("the hugetlb cgroup controller is not available: containers' hugepages limits are not set (admission still counts the host's reserved pages)")
+	}
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	for _, dir := range []string{r.podsDir(), r.fifoDir(), r.logDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -216,4 +217,84 @@ func TestSeccompLocalhost(t *testing.T) {
 		_, msg := harness.Waiting(p, "c")
 		return strings.Contains(msg, filepath.Join(root, "profiles", "absent.json"))
 	})
+}
+
+// TestHugePages: with 2 MiB pages reserved on the host (the test reserves
+// 8 and gives the old count back), a container's hugepages-2Mi limit is its
+// hugetlb limit where the host has the hugetlb controller (and is left out,
+// with a warning in podsup's log, where it has not, as on this machine) and
+// an emptyDir of medium HugePages is a hugetlbfs of 2 MiB pages; a pod
+// asking for more than the host reserves, or for a size it has not, waits
+// with reason OutOfhugepages-<size>.
+func TestHugePages(t *testing.T) {
+	const nr = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+	old, err := os.ReadFile(nr)
+	if err != nil {
+		testenv.Unavailable(t, "no 2 MiB hugepages: %v", err)
+	}
+	before, _ := strconv.Atoi(strings.TrimSpace(string(old)))
+	t.Cleanup(func() {
+		if err := os.WriteFile(nr, old, 0o644); err != nil {
+			t.Errorf("give back the reserved hugepages: %v", err)
+		}
+	})
+	if err := os.WriteFile(nr, []byte(strconv.Itoa(before+8)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.ReadFile(nr); strings.TrimSpace(string(now)) != strconv.Itoa(before+8) {
+		testenv.Unavailable(t, "the kernel reserved %s pages of 2 MiB, not %d", strings.TrimSpace(string(now)), before+8)
+	}
+	e := newEnv(t)
+	pod := func(name, limit string) string {
+		return harness.ScriptPod(name, "  volumes: [{name: hp, emptyDir: {medium: HugePages}}]\n",
+			"    resources: {limits: {"+limit+", memory: 64Mi}}\n    volumeMounts: [{name: hp, mountPath: /hp}]\n",
+			`echo "mount $(grep ' /hp ' /proc/mounts)"; `+harness.IdleCmd)
+	}
+	e.Write("hp.yaml", pod("hp", "hugepages-2Mi: 4Mi"))
+	e.Write("too-many.yaml", pod("too-many", "hugepages-2Mi: 1Gi"))
+	e.Write("no-size.yaml", pod("no-size", "hugepages-1Gi: 1Gi"))
+	e.Start()
+	if logs := e.waitLog("hp", "c", "mount "); !strings.Contains(logs, " /hp hugetlbfs ") || !strings.Contains(logs, "pagesize=2M") {
+		t.Errorf("/hp is not a hugetlbfs of 2 MiB pages:\n%s", logs)
+	}
+	id := strings.TrimPrefix(harness.ContainerStatus(e.Pod("hp"), "c").ContainerID, "containerd://")
+	c, err := e.Client.LoadContainer(e.Ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := c.Spec(e.Ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hugetlbController() {
+		if got := spec.Linux.Resources.HugepageLimits; len(got) != 1 || got[0].Pagesize != "2MB" || got[0].Limit != 4<<20 {
+			t.Errorf("hugetlb limits %+v, want 4 MiB of 2MB pages", got)
+		}
+	} else {
+		if got := spec.Linux.Resources.HugepageLimits; got != nil {
+			t.Errorf("hugetlb limits %+v on a host without the controller, which runc refuses", got)
+		}
+		if data, _ := os.ReadFile(e.ProcLog.Name()); !strings.Contains(string(data), "the hugetlb cgroup controller is not available") {
+			t.Error("podsup's log does not say that hugepages limits are not set")
+		}
+	}
+	for name, want := range map[string]string{
+		"too-many": "Node didn't have enough resource: hugepages-2Mi, requested: 1073741824, capacity: " + strconv.Itoa((before+8)<<21),
+		"no-size":  "Node didn't have enough resource: hugepages-1Gi, requested: 1073741824, capacity: 0; the host has no hugepages of that size",
+	} {
+		p := e.WaitPod(name, "refused", func(p v1.Pod) bool { return strings.HasPrefix(p.Status.Reason, "OutOf") })
+		if p.Status.Phase != v1.PodPending || !strings.HasPrefix(p.Status.Message, want) {
+			t.Errorf("%s: %s, %s: %q; want Pending and %q", name, p.Status.Phase, p.Status.Reason, p.Status.Message, want)
+		}
+	}
+}
+
+// hugetlbController reports whether the host's containers can have hugetlb
+// limits (the controller on the unified hierarchy, or a v1 hierarchy).
+func hugetlbController() bool {
+	if data, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return strings.Contains(" "+strings.TrimSpace(string(data))+" ", " hugetlb ")
+	}
+	_, err := os.Stat("/sys/fs/cgroup/hugetlb")
+	return err == nil
 }
