@@ -186,7 +186,10 @@ func (r *Runtime) termination(c *Container, labels map[string]string, proc *task
 	t.Message = readBounded(r.terminationFile(c.ID, labels), maxTerminationMessage)
 	if t.Message == "" && t.ExitCode != 0 && labels[labelLogFallback] == "true" {
 		// FallbackToLogsOnError: the end of the instance's own log file,
-		// as the kubelet reads it (not its rotated files).
+		// as the kubelet reads it (not its rotated files), once its last
+		// output is in it: a sync may see the exit before the monitor
+		// has waited for the output.
+		r.waitOutput(r.stopCtx, c.ID)
 		msg, err := logs.LastLines(labels[LabelLogPath], maxTerminationLogLines, maxTerminationLogBytes)
 		if err != nil {
 			r.log.Warn("cannot read a failed container's log for its termination message", "container", c.ID, "err", err)

@@ -15,8 +15,8 @@ import (
 // TestFallbackToLogsOnError: with terminationMessagePolicy
 // FallbackToLogsOnError a container that fails with an empty termination
 // message file ends with the last 80 lines of its log as its message, at
-// most 2048 bytes of them, as the kubelet makes it; one that succeeds, one
-// that wrote its file, and one with the default policy do not.
+// most 2048 bytes of them (stderr too), as the kubelet makes it; one that
+// succeeds, one that wrote its file, and one with the default policy do not.
 func TestFallbackToLogsOnError(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -25,7 +25,10 @@ func TestFallbackToLogsOnError(t *testing.T) {
 	}
 	lines := "i=0; while [ $i -lt 100 ]; do echo line $i; i=$((i+1)); done; "
 	long := "i=0; while [ $i -lt 80 ]; do printf '%099d\\n' $i; i=$((i+1)); done; "
-	e.Write("failed.yaml", pod("failed", "FallbackToLogsOnError", lines+"echo last words >&2; exit 3"))
+	// One stream each: podsup copies stdout and stderr as they come, so
+	// their order in the log is not the order they were written in.
+	e.Write("failed.yaml", pod("failed", "FallbackToLogsOnError", lines+"echo last words; exit 3"))
+	e.Write("stderr.yaml", pod("stderr", "FallbackToLogsOnError", "echo panic: boom >&2; exit 2"))
 	e.Write("long.yaml", pod("long", "FallbackToLogsOnError", long+"exit 1"))
 	e.Write("succeeded.yaml", pod("succeeded", "FallbackToLogsOnError", lines+"exit 0"))
 	e.Write("wrote.yaml", pod("wrote", "FallbackToLogsOnError", lines+"echo from the file > /dev/termination-log; exit 1"))
@@ -42,12 +45,12 @@ func TestFallbackToLogsOnError(t *testing.T) {
 	}
 	want.WriteString("last words\n")
 	if got := message("failed"); got != want.String() {
-		t.Errorf("failed container's message:\n%q\nwant its last 80 log lines (stdout and stderr):\n%q", got, want.String())
+		t.Errorf("failed container's message:\n%q\nwant its last 80 log lines:\n%q", got, want.String())
 	}
 	if got := message("long"); len(got) != 2048 || !strings.HasSuffix(got, fmt.Sprintf("%099d\n", 79)) {
 		t.Errorf("long lines: a message of %d bytes ending %q; want the last 2048 bytes of the log", len(got), got[max(len(got)-20, 0):])
 	}
-	for name, want := range map[string]string{"succeeded": "", "wrote": "from the file", "file": ""} {
+	for name, want := range map[string]string{"stderr": "panic: boom\n", "succeeded": "", "wrote": "from the file", "file": ""} {
 		if got := message(name); got != want {
 			t.Errorf("%s: message %q, want %q", name, got, want)
 		}
