@@ -91,8 +91,11 @@ func TestConfigErrors(t *testing.T) {
 		{"tiny frequency", []string{"--file-check-frequency", "1ms"}, "--file-check-frequency 1ms: must be at least 100ms"},
 		{"bad header", []string{"--manifest-url", "http://x/", "--manifest-url-header", "nocolon"}, "--manifest-url-header: header \"nocolon\""},
 		{"relative root", []string{"--root-dir", "var/lib"}, `--root-dir "var/lib": must be an absolute path`},
+		{"relative seccomp root", []string{"--seccomp-profile-root", "seccomp"}, `--seccomp-profile-root "seccomp": must be an absolute path`},
 		{"no source", []string{"--manifests", "", "--address", "", "--admin-socket", ""}, "no manifest source"},
 		{"bad namespace", []string{"--containerd-namespace", "a/b"}, "--containerd-namespace"},
+		{"host sysctl", []string{"--allowed-unsafe-sysctls", "net.core.*,vm.swappiness"}, `--allowed-unsafe-sysctls: "vm.swappiness" is not known to be namespaced`},
+		{"host sysctl pattern", []string{"--allowed-unsafe-sysctls", "kernel.*"}, `--allowed-unsafe-sysctls: "kernel.*": the sysctls it matches are not known to be namespaced`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,5 +104,22 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSeccompProfileRoot: Localhost seccomp profiles are looked for where
+// the kubelet keeps them unless --seccomp-profile-root says otherwise.
+func TestSeccompProfileRoot(t *testing.T) {
+	for want, args := range map[string][]string{
+		"/var/lib/kubelet/seccomp": nil,
+		"/etc/podsup/seccomp":      {"--seccomp-profile-root", "/etc/podsup/seccomp"},
+	} {
+		cfg, err := parseRun(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.SeccompDir != want {
+			t.Errorf("%q: seccomp profile root %q, want %q", args, cfg.SeccompDir, want)
+		}
 	}
 }

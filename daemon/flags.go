@@ -16,6 +16,8 @@ import (
 	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/eviction"
 	"github.com/podsup/podsup/manifest"
+	"github.com/podsup/podsup/podspec"
+	"github.com/podsup/podsup/runtime"
 )
 
 // Config is everything `podsup run` was told, checked. Bad values are refused
@@ -30,6 +32,7 @@ type Config struct {
 	NodeName           string
 	RootDir            string
 	LogDir             string
+	SeccompDir         string
 	ContainerdAddress  string
 	ContainerdNS       string
 	ReadOnlyAddress    string
@@ -50,10 +53,13 @@ type Config struct {
 	CNIBinDirs         []string
 	PodCIDR            string
 	SyncFrequency      time.Duration
-	Images             ImageConfig
-	Mirror             MirrorConfig
-	API                APIConfig
-	Eviction           eviction.Config
+	// Sysctls are the sysctls pods may set: the kubelet's safe ones and
+	// --allowed-unsafe-sysctls.
+	Sysctls  *podspec.SysctlAllowlist
+	Images   ImageConfig
+	Mirror   MirrorConfig
+	API      APIConfig
+	Eviction eviction.Config
 }
 
 // envVar is the environment variable that sets a flag: PODSUP_ and the flag
@@ -75,6 +81,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "http-check-frequency", Value: 20 * time.Second, Usage: "how often the manifest URL is polled", EnvVars: envVar("http-check-frequency")},
 		&cli.StringFlag{Name: "node-name", Value: manifest.DefaultNodeName(), Usage: "this node's name, appended to static pod names", EnvVars: envVar("node-name")},
 		&cli.StringFlag{Name: "root-dir", Value: "/var/lib/podsup", Usage: "`DIR` for pod directories and podsup's state", EnvVars: envVar("root-dir")},
+		&cli.StringFlag{Name: "seccomp-profile-root", Value: runtime.DefaultSeccompDir, Usage: "`DIR` of Localhost seccomp profiles (localhostProfile is a path under it); the kubelet's by default, so profiles of a migrated node are found", EnvVars: envVar("seccomp-profile-root")},
 		&cli.StringFlag{Name: "log-dir", Value: "/var/log/pods", Usage: "`DIR` for container logs", EnvVars: envVar("log-dir")},
 		&cli.StringFlag{Name: "containerd-address", Value: "/run/containerd/containerd.sock", Usage: "containerd's socket", EnvVars: envVar("containerd-address")},
 		&cli.StringFlag{Name: "containerd-namespace", Value: "podsup", Usage: "containerd namespace for podsup's containers and images", EnvVars: envVar("containerd-namespace")},
@@ -95,6 +102,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cni-bin-dir", Value: strings.Join(cni.DefaultBinDirs(), ":"), Usage: "colon-separated directories of CNI plugins", EnvVars: envVar("cni-bin-dir")},
 		&cli.StringFlag{Name: "pod-cidr", Value: cni.DefaultPodCIDR, Usage: "address range of the built-in network (unused with a configuration in --cni-conf-dir)", EnvVars: envVar("pod-cidr")},
 		&cli.DurationFlag{Name: "sync-frequency", Value: time.Minute, Usage: "how often every pod is looked at when nothing happens to it", EnvVars: envVar("sync-frequency")},
+		&cli.StringSliceFlag{Name: "allowed-unsafe-sysctls", Usage: "sysctls pods may set beyond the kubelet's safe ones: names, or `PATTERN`s ending in * such as 'kernel.msg*,net.core.*' (comma-separated or repeated); only namespaced ones", EnvVars: envVar("allowed-unsafe-sysctls")},
 		&cli.BoolFlag{Name: "profiling", Usage: "serve Go's pprof profiles under /debug/pprof on the read-only address", EnvVars: envVar("profiling")},
 	}, append(mirrorFlags(), apiFlags()...)...)
 }
@@ -111,6 +119,7 @@ func configFrom(c *cli.Context) (*Config, error) {
 		NodeName:           c.String("node-name"),
 		RootDir:            c.String("root-dir"),
 		LogDir:             c.String("log-dir"),
+		SeccompDir:         c.String("seccomp-profile-root"),
 		ContainerdAddress:  c.String("containerd-address"),
 		ContainerdNS:       c.String("containerd-namespace"),
 		ReadOnlyAddress:    c.String("read-only-address"),
@@ -135,6 +144,13 @@ func configFrom(c *cli.Context) (*Config, error) {
 		return nil, fmt.Errorf("--sync-frequency %s: must be at least 1s", cfg.SyncFrequency)
 	}
 	var err error
+	var unsafe []string // comma-separated, as the kubelet takes them, or repeated
+	for _, v := range c.StringSlice("allowed-unsafe-sysctls") {
+		unsafe = append(unsafe, strings.FieldsFunc(v, func(r rune) bool { return r == ',' })...)
+	}
+	if cfg.Sysctls, err = podspec.NewSysctlAllowlist(unsafe); err != nil {
+		return nil, fmt.Errorf("--allowed-unsafe-sysctls: %w", err)
+	}
 	if cfg.Mirror, err = mirrorConfigFrom(c); err != nil {
 		return nil, err
 	}
@@ -186,11 +202,10 @@ func configFrom(c *cli.Context) (*Config, error) {
 	if len(cfg.ManifestURLHeaders) > 0 && cfg.ManifestURL == "" {
 		return nil, fmt.Errorf("--manifest-url-header given without --manifest-url")
 	}
-	if cfg.RootDir == "" || !strings.HasPrefix(cfg.RootDir, "/") {
-		return nil, fmt.Errorf("--root-dir %q: must be an absolute path", cfg.RootDir)
-	}
-	if cfg.LogDir == "" || !strings.HasPrefix(cfg.LogDir, "/") {
-		return nil, fmt.Errorf("--log-dir %q: must be an absolute path", cfg.LogDir)
+	for _, d := range [][2]string{{"root-dir", cfg.RootDir}, {"log-dir", cfg.LogDir}, {"seccomp-profile-root", cfg.SeccompDir}} {
+		if !strings.HasPrefix(d[1], "/") {
+			return nil, fmt.Errorf("--%s %q: must be an absolute path", d[0], d[1])
+		}
 	}
 	if err := identifiers.Validate(cfg.ContainerdNS); err != nil {
 		return nil, fmt.Errorf("--containerd-namespace: %w", err)

@@ -81,6 +81,7 @@ func Run(ctx context.Context, cfg *Config) error {
 	var sup *supervisor.Supervisor // set before any task can exit
 	rt, err := runtime.New(cfg.ContainerdAddress,
 		runtime.WithNamespace(cfg.ContainerdNS), runtime.WithRootDir(cfg.RootDir), runtime.WithLogDir(cfg.LogDir),
+		runtime.WithSeccompDir(cfg.SeccompDir),
 		runtime.WithPauseImage(cfg.PauseImage), runtime.WithCgroupDriver(cfg.CgroupDriver),
 		runtime.WithLogRotation(cfg.LogMaxSize, cfg.LogMaxFiles), runtime.WithLogger(log), runtime.WithClock(clk),
 		runtime.WithDNS(podspec.DNSConfig{ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, HostResolvConf: cfg.ResolvConf}),
@@ -133,7 +134,7 @@ func Run(ctx context.Context, cfg *Config) error {
 		supervisor.WithStatusListener(mirrors.Update), supervisor.WithStatusListener(stats.PodStatus), supervisor.WithMetrics(stats),
 		supervisor.WithBackoff(supervisor.BackoffPolicy{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, ResetAfter: supervisor.DefaultBackoff.ResetAfter}),
 		supervisor.WithNode(hostIP, allocatable()), supervisor.WithResync(cfg.SyncFrequency),
-		supervisor.WithAdmission(res.manager.Admit))
+		supervisor.WithAdmission(res.manager.Admit, cfg.Sysctls.Admit, rt.Admit))
 	mirrors.Start(ctx, &wg)
 	res.start(ctx, &wg)
 	updates := make(chan manifest.Update)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	v1 "k8s.io/api/core/v1"
 )
@@ -41,27 +40,10 @@ type FieldDecision struct {
 // becomes Honoured.
 func (c *checker) notHonouredYet(s *v1.PodSpec) {
 	const why = "not honoured by podsup yet: "
-	if s.SetHostnameAsFQDN != nil && *s.SetHostnameAsFQDN {
-		c.warn("spec.setHostnameAsFQDN", why+"the host name stays the short one")
-	}
 	if s.HostnameOverride != nil {
 		c.warn("spec.hostnameOverride", why+"the host name is the pod's name")
 	}
 	if sc := s.SecurityContext; sc != nil {
-		if sc.AppArmorProfile != nil && sc.AppArmorProfile.Type != v1.AppArmorProfileTypeUnconfined {
-			c.warn("spec.securityContext.appArmorProfile", why+"no AppArmor profile is loaded or applied")
-		}
-		if sc.SELinuxOptions != nil {
-			c.warn("spec.securityContext.seLinuxOptions", why+"containers are not labelled for SELinux")
-		}
-		if sc.SupplementalGroupsPolicy != nil && *sc.SupplementalGroupsPolicy == v1.SupplementalGroupsPolicyStrict {
-			c.unsupported("spec.securityContext.supplementalGroupsPolicy", "Strict is not honoured yet: the groups of the image's /etc/group would be added; use Merge")
-		}
-		for i, sysctl := range sc.Sysctls {
-			if !safeSysctl(sysctl.Name) {
-				c.warn(fmt.Sprintf("spec.securityContext.sysctls[%d].name", i), why+"%q is not one of the kubelet's safe sysctls, which the kubelet refuses unless allowed; podsup passes it to runc unchecked", sysctl.Name)
-			}
-		}
 		if sc.FSGroupChangePolicy != nil {
 			c.warn("spec.securityContext.fsGroupChangePolicy", why+"it has no effect")
 		}
@@ -82,21 +64,12 @@ func (c *checker) notHonouredYet(s *v1.PodSpec) {
 
 func (c *checker) containerNotHonouredYet(p string, ctr *v1.Container) {
 	const why = "not honoured by podsup yet: "
-	if ctr.TerminationMessagePolicy == v1.TerminationMessageFallbackToLogsOnError {
-		c.warn(p+".terminationMessagePolicy", why+"FallbackToLogsOnError; the message is read from the file only")
-	}
 	for _, kind := range []struct {
 		name string
 		list v1.ResourceList
 	}{{"limits", ctr.Resources.Limits}, {"requests", ctr.Resources.Requests}} {
 		for _, name := range slices.Sorted(maps.Keys(kind.list)) {
-			if _, limited := ctr.Resources.Limits[name]; limited && kind.name == "requests" {
-				continue // the limit's warning says it; the request defaults to it
-			}
-			switch {
-			case strings.HasPrefix(string(name), v1.ResourceHugePagesPrefix):
-				c.warn(fmt.Sprintf("%s.resources.%s[%s]", p, kind.name, name), why+"huge pages are neither limited nor reserved")
-			case name == v1.ResourceEphemeralStorage && kind.name == "limits":
+			if name == v1.ResourceEphemeralStorage && kind.name == "limits" {
 				c.warn(fmt.Sprintf("%s.resources.limits[%s]", p, name), why+"a container over its ephemeral-storage limit is not evicted")
 			}
 		}
@@ -229,30 +202,4 @@ func (c *checker) ignoredWithoutCluster(s *v1.PodSpec) {
 	if sc := s.SecurityContext; sc != nil && sc.WindowsOptions != nil {
 		c.warn("spec.securityContext.windowsOptions", "ignored: podsup runs Linux pods only")
 	}
-}
-
-// safeSysctls are the kubelet's safe sysctls, which every pod may set.
-var safeSysctls = map[string]bool{
-	"kernel.shm_rmid_forced":              true,
-	"net.ipv4.ip_local_port_range":        true,
-	"net.ipv4.tcp_syncookies":             true,
-	"net.ipv4.ping_group_range":           true,
-	"net.ipv4.ip_unprivileged_port_start": true,
-	"net.ipv4.ip_local_reserved_ports":    true,
-	"net.ipv4.tcp_keepalive_time":         true,
-	"net.ipv4.tcp_fin_timeout":            true,
-	"net.ipv4.tcp_keepalive_intvl":        true,
-	"net.ipv4.tcp_keepalive_probes":       true,
-	"net.ipv4.tcp_rmem":                   true,
-	"net.ipv4.tcp_wmem":                   true,
-}
-
-// safeSysctl reports whether name, in the dotted or the slashed form, is
-// one of the kubelet's safe sysctls.
-func safeSysctl(name string) bool {
-	if strings.Contains(name, "/") {
-		name = strings.ReplaceAll(strings.ReplaceAll(name, ".", "\x00"), "/", ".")
-		name = strings.ReplaceAll(name, "\x00", "/")
-	}
-	return safeSysctls[name]
 }

@@ -242,20 +242,3 @@ func nonZero(v reflect.Value) {
 		v.SetInt(1)
 	}
 }
-
-// TestSafeSysctls: the kubelet's safe sysctls, in the dotted and the
-// slashed form, are not warned of; others are.
-func TestSafeSysctls(t *testing.T) {
-	for name, safe := range map[string]bool{
-		"net.ipv4.tcp_syncookies":  true,
-		"net/ipv4/tcp_syncookies":  true,
-		"kernel.shm_rmid_forced":   true,
-		"kernel.msgmax":            false,
-		"net.ipv4.ip_forward":      false,
-		"net/ipv4/tcp_syncookies.": false,
-	} {
-		if got := safeSysctl(name); got != safe {
-			t.Errorf("safeSysctl(%q) = %v, want %v", name, got, safe)
-		}
-	}
-}

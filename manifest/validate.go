@@ -74,6 +74,8 @@ func ValidatePod(origin string, pod *v1.Pod) (ErrorList, []*Error) {
 	c := &checker{origin: origin, object: describe("Pod", pod.Name)}
 	c.meta(&pod.ObjectMeta, true)
 	c.podSpec(&pod.Spec)
+	c.appArmorAnnotations(pod)
+	c.hugePageVolumes(pod)
 	return c.errs, c.warnings
 }
 
@@ -292,6 +294,9 @@ func (c *checker) podSecurity(s *v1.PodSpec) {
 	if sc.FSGroup != nil && *sc.FSGroup < 0 {
 		c.fail("spec.securityContext.fsGroup", "must not be negative")
 	}
+	if p := sc.SupplementalGroupsPolicy; p != nil && *p != v1.SupplementalGroupsPolicyMerge && *p != v1.SupplementalGroupsPolicyStrict {
+		c.fail("spec.securityContext.supplementalGroupsPolicy", "%q is not one of Merge, Strict", *p)
+	}
 	for i, g := range sc.SupplementalGroups {
 		if g < 0 {
 			c.fail(fmt.Sprintf("spec.securityContext.supplementalGroups[%d]", i), "must not be negative")
@@ -308,6 +313,7 @@ func (c *checker) podSecurity(s *v1.PodSpec) {
 		}
 	}
 	c.seccomp("spec.securityContext.seccompProfile", sc.SeccompProfile)
+	c.appArmor("spec.securityContext.appArmorProfile", sc.AppArmorProfile)
 }
 
 func validSysctlName(name string) bool {
@@ -337,20 +343,30 @@ func (c *checker) seccomp(p string, sp *v1.SeccompProfile) {
 	if sp == nil {
 		return
 	}
-	switch sp.Type {
-	case v1.SeccompProfileTypeRuntimeDefault, v1.SeccompProfileTypeUnconfined:
-		if sp.LocalhostProfile != nil {
+	if name, ok := c.securityProfile(p, string(sp.Type), sp.LocalhostProfile, "a file under the seccomp profile directory"); ok && !relativePath(name) {
+		c.fail(p+".localhostProfile", "must be a relative path without '..'")
+	}
+}
+
+// securityProfile checks the type of a seccomp or AppArmor profile and that
+// a localhostProfile comes with type Localhost, and only then; it returns
+// the Localhost profile's name when there is one.
+func (c *checker) securityProfile(p, typ string, localhost *string, what string) (string, bool) {
+	switch typ {
+	case "RuntimeDefault", "Unconfined":
+		if localhost != nil {
 			c.fail(p+".localhostProfile", "only allowed with type Localhost")
 		}
-	case v1.SeccompProfileTypeLocalhost:
-		if sp.LocalhostProfile == nil || *sp.LocalhostProfile == "" {
-			c.fail(p+".localhostProfile", "required with type Localhost")
-		} else if !relativePath(*sp.LocalhostProfile) {
-			c.fail(p+".localhostProfile", "must be a relative path without '..'")
+	case "Localhost":
+		if localhost == nil || strings.TrimSpace(*localhost) == "" {
+			c.fail(p+".localhostProfile", "required with type Localhost: %s", what)
+			return "", false
 		}
+		return *localhost, true
 	default:
-		c.fail(p+".type", "%q is not one of RuntimeDefault, Unconfined, Localhost", sp.Type)
+		c.fail(p+".type", "%q is not one of RuntimeDefault, Unconfined, Localhost", typ)
 	}
+	return "", false
 }
 
 // relativePath reports whether p is a non-empty relative path that cannot
@@ -598,6 +614,7 @@ func (c *checker) resources(p string, r *v1.ResourceRequirements) {
 	}
 	check("limits", r.Limits)
 	check("requests", r.Requests)
+	c.hugePageResources(p, r)
 	for name, req := range r.Requests {
 		if limit, ok := r.Limits[name]; ok && req.Cmp(limit) > 0 {
 			c.fail(fmt.Sprintf("%s.requests[%s]", p, name), "%s is more than the limit %s", req.String(), limit.String())
@@ -822,12 +839,7 @@ func (c *checker) containerSecurity(p string, sc *v1.SecurityContext) {
 	if sc.ProcMount != nil && *sc.ProcMount != v1.DefaultProcMount {
 		c.unsupported(p+".procMount", "only the default /proc mount")
 	}
-	if sc.AppArmorProfile != nil && sc.AppArmorProfile.Type != v1.AppArmorProfileTypeUnconfined {
-		c.warn(p+".appArmorProfile", "ignored: podsup does not load AppArmor profiles")
-	}
-	if sc.SELinuxOptions != nil {
-		c.warn(p+".seLinuxOptions", "ignored: podsup does not label containers for SELinux")
-	}
+	c.appArmor(p+".appArmorProfile", sc.AppArmorProfile)
 }
 
 func (c *checker) capability(p, name string) {
@@ -896,8 +908,8 @@ func (c *checker) volumeSource(p string, vs *v1.VolumeSource) {
 	}
 	if e := vs.EmptyDir; e != nil {
 		n++
-		if e.Medium != v1.StorageMediumDefault && e.Medium != v1.StorageMediumMemory {
-			c.unsupported(p+".emptyDir.medium", fmt.Sprintf("medium %q; use \"\" or Memory", e.Medium))
+		if e.Medium != v1.StorageMediumDefault && e.Medium != v1.StorageMediumMemory && !isHugePagesMedium(e.Medium) {
+			c.unsupported(p+".emptyDir.medium", fmt.Sprintf("medium %q; use \"\", Memory, HugePages or HugePages-<size>", e.Medium))
 		}
 		if e.SizeLimit != nil && e.SizeLimit.Sign() <= 0 {
 			c.fail(p+".emptyDir.sizeLimit", "must be more than 0")

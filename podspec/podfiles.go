@@ -43,6 +43,27 @@ func Hostname(pod *v1.Pod, domain string) (string, string) {
 	return name, fmt.Sprintf("%s.%s.%s.svc.%s", name, pod.Spec.Subdomain, pod.Namespace, domain)
 }
 
+// maxFQDN is the longest host name the kernel's nodename field holds (65
+// bytes with its terminating NUL), the kubelet's limit for
+// setHostnameAsFQDN.
+const maxFQDN = 64
+
+// KernelHostname is the host name a pod's containers see (uname -n,
+// /etc/hostname): its fully qualified name with setHostnameAsFQDN and a
+// subdomain, else its short name. A fully qualified name longer than the
+// kernel holds is refused, as the kubelet refuses it.
+func KernelHostname(pod *v1.Pod, domain string) (string, error) {
+	hostname, fqdn := Hostname(pod, domain)
+	if fqdn == "" || pod.Spec.SetHostnameAsFQDN == nil || !*pod.Spec.SetHostnameAsFQDN {
+		return hostname, nil
+	}
+	if len(fqdn) > maxFQDN {
+		return "", fmt.Errorf("%w: spec.setHostnameAsFQDN: the pod's FQDN %s is too long (%d characters is the max, %d characters requested); shorten spec.hostname or spec.subdomain",
+			ErrInvalid, fqdn, maxFQDN, len(fqdn))
+	}
+	return fqdn, nil
+}
+
 // HostsFile is the pod's /etc/hosts, as the kubelet writes it: the usual
 // localhost entries and the pod's IPs with its names, or for a hostNetwork pod
 // the host's own file, then the pod's hostAliases.

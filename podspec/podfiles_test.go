@@ -1,10 +1,12 @@
 package podspec
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const hostResolv = "# host\nnameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch corp.example\noptions edns0\n"
@@ -75,5 +77,36 @@ func TestHostsFile(t *testing.T) {
 	long.Name = strings.Repeat("a", 62) + "-b-node1"
 	if name, _ := Hostname(long, ""); len(name) > 63 || strings.HasSuffix(name, "-") {
 		t.Errorf("hostname %q of a long pod name", name)
+	}
+}
+
+// TestKernelHostname: with setHostnameAsFQDN and a subdomain the host name
+// is the pod's FQDN, as the kubelet computes it; without either, the short
+// name; an FQDN longer than the kernel's 64 characters is refused, naming
+// the field.
+func TestKernelHostname(t *testing.T) {
+	pod := func(hostname, subdomain string, fqdn bool) *v1.Pod {
+		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-node1", Namespace: "prod"},
+			Spec: v1.PodSpec{Hostname: hostname, Subdomain: subdomain, SetHostnameAsFQDN: &fqdn}}
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *v1.Pod
+		want string
+	}{
+		{"fqdn", pod("db", "backend", true), "db.backend.prod.svc.cluster.local"},
+		{"pod name as hostname", pod("", "backend", true), "web-node1.backend.prod.svc.cluster.local"},
+		{"no subdomain", pod("db", "", true), "db"},
+		{"not asked", pod("db", "backend", false), "db"},
+		{"64 characters", pod(strings.Repeat("a", 33), "backend", true), strings.Repeat("a", 33) + ".backend.prod.svc.cluster.local"},
+	} {
+		got, err := KernelHostname(tc.pod, "cluster.local")
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+	_, err := KernelHostname(pod(strings.Repeat("a", 34), "backend", true), "cluster.local")
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "spec.setHostnameAsFQDN: the pod's FQDN "+strings.Repeat("a", 34)+".backend.prod.svc.cluster.local is too long (64 characters is the max, 65 characters requested)") {
+		t.Errorf("65-character FQDN: %v; want it refused, naming the field", err)
 	}
 }

@@ -38,6 +38,17 @@ type Node struct {
 	OOMFloor int
 	// SeccompDir is where Localhost seccomp profiles are.
 	SeccompDir string
+	// AppArmor is nil on a host that does not enforce AppArmor.
+	AppArmor *AppArmor
+	// HugePageSizes are the hugepage sizes the host has, in bytes.
+	HugePageSizes []int64
+	// Hugetlb reports whether runc can set hugetlb cgroup limits here;
+	// without the controller, hugepages limits are not set (runc would
+	// refuse the container).
+	Hugetlb bool
+	// SELinux is nil on a host that does not enforce SELinux: there
+	// seLinuxOptions are ignored.
+	SELinux *SELinux
 }
 
 // Sandbox is what a container needs of its pod's pause container.
@@ -49,6 +60,9 @@ type Sandbox struct {
 	// UserNS maps the pod's user and group IDs to the host's (the same
 	// range for both); nil for a pod in the host's user namespace.
 	UserNS *specs.LinuxIDMapping
+	// SELinuxLabel is the pause container's process label, which
+	// containers without seLinuxOptions of their own share.
+	SELinuxLabel string
 }
 
 // PodFiles are the host paths of what podsup makes for a pod and binds
@@ -103,7 +117,7 @@ func (n Node) ContainerSpec(in Container) ([]oci.SpecOpts, error) {
 		oci.WithCgroup(in.CgroupsPath),
 		withAnnotation(groupAnnotation, in.Sandbox.ID),
 	}
-	opts = append(opts, withUser(user)...)
+	opts = append(opts, withUser(user, strictGroups(pod))...)
 	opts = append(opts, withGroups(pod))
 	if c.TTY {
 		opts = append(opts, oci.WithTTY)
@@ -121,6 +135,12 @@ func (n Node) ContainerSpec(in Container) ([]oci.SpecOpts, error) {
 		return nil, err
 	}
 	opts = append(opts, secOpts...)
+	opts = append(opts, n.appArmorOpts(appArmorProfile(pod, c, containerField(pod, c.Name)), sec.privileged())...)
+	labels, err := n.containerLabels(pod, c, in.Sandbox.SELinuxLabel)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, withSELinuxLabels(labels))
 	return append(opts, n.resourceOpts(pod, c)...), nil
 }
 
@@ -137,6 +157,9 @@ type PauseContainer struct {
 	// UserNSPath is the user namespace to join, the one that owns NetNS;
 	// empty: a new one of UserNS's mapping.
 	UserNSPath string
+	// SELinux are the pod's labels (SandboxLabels); empty on a host
+	// without SELinux.
+	SELinux SELinuxLabels
 }
 
 // SandboxSpec is the OCI spec of a pod's pause container: read-only, no
@@ -163,7 +186,7 @@ func (n Node) SandboxSpec(in PauseContainer) []oci.SpecOpts {
 	if m := in.UserNS; m != nil {
 		opts = append(opts, withUserNamespace(*m, in.UserNSPath))
 	}
-	return opts
+	return append(opts, withSELinuxLabels(in.SELinux))
 }
 
 // clampOOM raises an OOM score adjustment to what the host allows.

@@ -236,7 +236,7 @@ func TestUser(t *testing.T) {
 			if user != tc.want {
 				t.Fatalf("user %q, want %q", user, tc.want)
 			}
-			s := apply(t, withUser(user)...)
+			s := apply(t, withUser(user, false)...)
 			if s.Process.User.UID != tc.uid || s.Process.User.GID != tc.gid {
 				t.Errorf("uid:gid %d:%d, want %d:%d", s.Process.User.UID, s.Process.User.GID, tc.uid, tc.gid)
 			}
@@ -249,9 +249,32 @@ func TestUser(t *testing.T) {
 
 func TestGroups(t *testing.T) {
 	pod := &v1.Pod{Spec: v1.PodSpec{SecurityContext: &v1.PodSecurityContext{FSGroup: ptr.To[int64](500), SupplementalGroups: []int64{29, 600}}}}
-	s := apply(t, append(withUser("app"), withGroups(pod))...)
+	s := apply(t, append(withUser("app", false), withGroups(pod))...)
 	if want := []uint32{1000, 29, 500, 600}; !slices.Equal(s.Process.User.AdditionalGids, want) {
 		t.Errorf("additional gids %v, want %v: the image's, fsGroup, supplementalGroups, each once", s.Process.User.AdditionalGids, want)
+	}
+}
+
+// TestStrictGroups: with supplementalGroupsPolicy Strict the image's
+// /etc/group memberships (app is in audio, 29; root in wheel, 10) are not
+// added; the primary group (which oci.WithUser lists too), fsGroup and
+// supplementalGroups are.
+func TestStrictGroups(t *testing.T) {
+	for _, tc := range []struct {
+		user       string
+		uid, gid   uint32
+		additional []uint32
+	}{
+		{user: "app", uid: 1000, gid: 1000, additional: []uint32{1000, 500, 600}},
+		{user: "", uid: 0, gid: 0, additional: []uint32{500, 600}},
+		{user: "0:30", uid: 0, gid: 30, additional: []uint32{30, 500, 600}},
+	} {
+		pod := &v1.Pod{Spec: v1.PodSpec{SecurityContext: &v1.PodSecurityContext{FSGroup: ptr.To[int64](500), SupplementalGroups: []int64{600},
+			SupplementalGroupsPolicy: ptr.To(v1.SupplementalGroupsPolicyStrict)}}}
+		s := apply(t, append(withUser(tc.user, strictGroups(pod)), withGroups(pod))...)
+		if u := s.Process.User; u.UID != tc.uid || u.GID != tc.gid || !slices.Equal(u.AdditionalGids, tc.additional) {
+			t.Errorf("user %q: %d:%d groups %v, want %d:%d groups %v", tc.user, u.UID, u.GID, u.AdditionalGids, tc.uid, tc.gid, tc.additional)
+		}
 	}
 }
 

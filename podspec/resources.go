@@ -38,6 +38,9 @@ func (n Node) resourceOpts(pod *v1.Pod, c *v1.Container) []oci.SpecOpts {
 	if mem := c.Resources.Limits.Memory().Value(); mem > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(mem)))
 	}
+	if n.Hugetlb {
+		opts = append(opts, withHugepageLimits(c, n.HugePageSizes))
+	}
 	return append(opts, withOOMScoreAdj(n.clampOOM(qos.OOMScoreAdj(pod, c, n.MemoryCapacity))))
 }
 

@@ -92,15 +92,29 @@ func (s security) verifyNonRoot(user string) error {
 	return nil
 }
 
-// withUser sets the process's user and the groups the image's /etc/group
-// gives it; with no user, root's, as containerd does for an image without
-// one.
-func withUser(user string) []oci.SpecOpts {
-	if user == "" {
-		return []oci.SpecOpts{oci.WithAdditionalGIDs("root")}
+// withUser sets the process's user and, unless strict, the groups the
+// image's /etc/group gives it; with no user, root's, as containerd does for
+// an image without one. With supplementalGroupsPolicy Strict the image's
+// groups are left out, as the CRI plugin leaves them out: the process has
+// its primary group and the pod's fsGroup and supplementalGroups only.
+func withUser(user string, strict bool) []oci.SpecOpts {
+	var opts []oci.SpecOpts
+	u := "root"
+	if user != "" {
+		opts = append(opts, oci.WithUser(user))
+		u, _, _ = strings.Cut(user, ":")
 	}
-	u, _, _ := strings.Cut(user, ":")
-	return []oci.SpecOpts{oci.WithUser(user), oci.WithAdditionalGIDs(u)}
+	if !strict {
+		opts = append(opts, oci.WithAdditionalGIDs(u))
+	}
+	return opts
+}
+
+// strictGroups reports whether a pod's supplementalGroupsPolicy is Strict
+// (Merge is the default).
+func strictGroups(pod *v1.Pod) bool {
+	sc := pod.Spec.SecurityContext
+	return sc != nil && sc.SupplementalGroupsPolicy != nil && *sc.SupplementalGroupsPolicy == v1.SupplementalGroupsPolicyStrict
 }
 
 // withGroups adds the pod's fsGroup and supplementalGroups to the process.

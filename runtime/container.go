@@ -111,6 +111,9 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	if c.TTY {
 		labels[labelTTY] = "true"
 	}
+	if c.TerminationMessagePolicy == v1.TerminationMessageFallbackToLogsOnError {
+		labels[labelLogFallback] = "true"
+	}
 	for k, v := range lastLabels(cfg.Last) {
 		labels[k] = v
 	}
@@ -124,7 +127,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 		}
 	}()
 	container, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img, remapped(sb.UserNS)...),
-		containerd.WithContainerLabels(labels), containerd.WithNewSpec(opts...), containerd.WithRuntime(runcRuntime, r.runcOptions()))
+		containerd.WithContainerLabels(labels), containerd.WithNewSpec(append(opts, labelUser)...), containerd.WithRuntime(runcRuntime, r.runcOptions()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: create container: %v", ErrCreate, err)
 	}
@@ -168,7 +171,7 @@ func (r *Runtime) containerSpecOpts(cfg *ContainerConfig, img ocispec.ImageConfi
 	dir := r.PodDir(key)
 	opts, err := r.node.ContainerSpec(podspec.Container{
 		Pod: cfg.Pod, Container: cfg.Container,
-		Sandbox: podspec.Sandbox{ID: cfg.Sandbox.ID, Pid: cfg.Sandbox.Pid, NetNS: cfg.Sandbox.NetNS, UserNS: cfg.Sandbox.UserNS},
+		Sandbox: podspec.Sandbox{ID: cfg.Sandbox.ID, Pid: cfg.Sandbox.Pid, NetNS: cfg.Sandbox.NetNS, UserNS: cfg.Sandbox.UserNS, SELinuxLabel: cfg.Sandbox.SELinuxLabel},
 		Image:   img, Env: cfg.Env, Mounts: cfg.Mounts,
 		Files: podspec.PodFiles{
 			Hosts: filepath.Join(dir, "etc-hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"),

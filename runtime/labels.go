@@ -29,6 +29,9 @@ const (
 	LabelIPs         = labelPrefix + "ips"           // comma-separated pod IPs
 	LabelCgroupsPath = labelPrefix + "cgroups-path"  // for reading OOM kills
 	LabelUserNS      = labelPrefix + "userns"        // a sandbox's ID mapping, 0:<host ID>:<size>
+	LabelSELinux     = labelPrefix + "selinux"       // a sandbox's SELinux process label
+	LabelUser        = labelPrefix + "user"          // the process's uid:gid:groups, as its spec has them
+	labelLogFallback = labelPrefix + "log-fallback"  // "true": terminationMessagePolicy FallbackToLogsOnError
 	labelTTY         = labelPrefix + "tty"           // "true" when the container has a terminal
 	labelLastPrefix  = labelPrefix + "last-"         // the previous instance's termination
 	labelLastExit    = labelLastPrefix + "exit-code" //

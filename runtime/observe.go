@@ -19,10 +19,19 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+
+	"github.com/podsup/podsup/logs"
 )
 
 // maxTerminationMessage bounds a termination message, as the kubelet does.
 const maxTerminationMessage = 4096
+
+// The kubelet's bounds of a termination message taken from the log
+// (MaxContainerTerminationMessageLogLines and ...LogLength).
+const (
+	maxTerminationLogLines = 80
+	maxTerminationLogBytes = 2048
+)
 
 // PodState reads what containerd holds for one pod. Tasks that this process
 // does not follow yet (after podsup restarted) are adopted: their output is
@@ -109,7 +118,7 @@ func sandboxFrom(rec containers.Container, proc *tasktypes.Process) *Sandbox {
 	sb := &Sandbox{
 		ID: rec.ID, PodUID: l[LabelPodUID], Hash: l[LabelHash], Attempt: atoi(l[LabelAttempt]),
 		CreatedAt: rec.CreatedAt, HostNetwork: l[LabelHostNetwork] == "true", NetNS: l[LabelNetNS], IPs: splitIPs(l[LabelIPs]),
-		UserNS: parseIDMapping(l[LabelUserNS]),
+		UserNS: parseIDMapping(l[LabelUserNS]), SELinuxLabel: l[LabelSELinux],
 	}
 	if proc != nil && proc.Status == tasktypes.Status_RUNNING {
 		sb.Ready, sb.Pid = true, proc.Pid
@@ -134,7 +143,7 @@ func (r *Runtime) containerFrom(rec containers.Container, proc *tasktypes.Proces
 		Hash: l[LabelHash], Attempt: atoi(l[LabelAttempt]), Backoff: backoff,
 		CreatedAt: rec.CreatedAt, StartedAt: parseTime(l[LabelStartedAt]),
 		Image: l[LabelImage], ImageRef: cmp.Or(l[LabelImageID], rec.Image), LogPath: l[LabelLogPath], StopSignal: l[LabelStopSignal],
-		Last: parseLast(l),
+		Last: parseLast(l), User: parseUser(l[LabelUser]),
 	}
 	switch {
 	case proc == nil && c.StartedAt.IsZero():
@@ -175,6 +184,18 @@ func (r *Runtime) termination(c *Container, labels map[string]string, proc *task
 		t.Reason = "Error"
 	}
 	t.Message = readBounded(r.terminationFile(c.ID, labels), maxTerminationMessage)
+	if t.Message == "" && t.ExitCode != 0 && labels[labelLogFallback] == "true" {
+		// FallbackToLogsOnError: the end of the instance's own log file,
+		// as the kubelet reads it (not its rotated files), once its last
+		// output is in it: a sync may see the exit before the monitor
+		// has waited for the output.
+		r.waitOutput(r.stopCtx, c.ID)
+		msg, err := logs.LastLines(labels[LabelLogPath], maxTerminationLogLines, maxTerminationLogBytes)
+		if err != nil {
+			r.log.Warn("cannot read a failed container's log for its termination message", "container", c.ID, "err", err)
+		}
+		t.Message = msg
+	}
 	return t
 }
 

@@ -11,13 +11,14 @@ import (
 )
 
 // writePodFiles writes a pod's /etc/hosts, /etc/resolv.conf and
-// /etc/hostname into its directory.
-func (r *Runtime) writePodFiles(dir string, pod *v1.Pod, ips []string) error {
+// /etc/hostname (kernelHostname, or the host's for hostNetwork) into its
+// directory.
+func (r *Runtime) writePodFiles(dir string, pod *v1.Pod, ips []string, kernelHostname string) error {
 	hostname, fqdn := podspec.Hostname(pod, r.dns.ClusterDomain)
 	if pod.Spec.HostNetwork {
 		h, err := os.Hostname()
 		if err == nil {
-			hostname, fqdn = h, ""
+			hostname, fqdn, kernelHostname = h, "", h
 		}
 	}
 	var hostHosts []byte
@@ -32,7 +33,7 @@ func (r *Runtime) writePodFiles(dir string, pod *v1.Pod, ips []string) error {
 	files := map[string][]byte{
 		"etc-hosts":   podspec.HostsFile(pod, hostname, fqdn, ips, hostHosts),
 		"resolv.conf": resolv,
-		"hostname":    []byte(hostname + "\n"),
+		"hostname":    []byte(kernelHostname + "\n"),
 		"key":         []byte(pod.Namespace + "/" + pod.Name + "\n"),
 	}
 	for name, data := range files {

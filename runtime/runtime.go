@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +39,7 @@ type Runtime struct {
 	namespace    string
 	snapshotter  string
 	rootDir      string
+	seccompDir   string // Localhost seccomp profiles
 	logDir       string
 	pauseRef     string         // empty: podsup's built-in pause image
 	cgroupDriver string         // the name asked for (--cgroup-driver), until New makes the driver
@@ -69,6 +72,17 @@ func WithNamespace(ns string) Option { return func(r *Runtime) error { r.namespa
 
 // WithRootDir sets podsup's state directory (--root-dir).
 func WithRootDir(dir string) Option { return func(r *Runtime) error { r.rootDir = dir; return nil } }
+
+// DefaultSeccompDir is where the kubelet looks for Localhost seccomp
+// profiles (its root directory's seccomp/), so a node moved from the
+// kubelet keeps them.
+const DefaultSeccompDir = "/var/lib/kubelet/seccomp"
+
+// WithSeccompDir sets where Localhost seccomp profiles are
+// (--seccomp-profile-root).
+func WithSeccompDir(dir string) Option {
+	return func(r *Runtime) error { r.seccompDir = dir; return nil }
+}
 
 // WithLogDir sets the container log directory (--log-dir).
 func WithLogDir(dir string) Option { return func(r *Runtime) error { r.logDir = dir; return nil } }
@@ -120,7 +134,7 @@ func WithExitHandler(f func(podKey string)) Option {
 func New(address string, opts ...Option) (*Runtime, error) {
 	r := &Runtime{
 		namespace: "podsup", snapshotter: DefaultSnapshotter, rootDir: "/var/lib/podsup", logDir: "/var/log/pods",
-		cgroupDriver: "cgroupfs", logMaxSize: 10 << 20, logMaxFiles: 5,
+		cgroupDriver: "cgroupfs", logMaxSize: 10 << 20, logMaxFiles: 5, seccompDir: DefaultSeccompDir,
 		clock: clock.RealClock{}, log: slog.Default(), onExit: func(string) {},
 		dns:      podspec.DNSConfig{HostResolvConf: "/etc/resolv.conf", ClusterDomain: "cluster.local"},
 		attached: map[string]*attachment{},
@@ -140,7 +154,11 @@ func New(address string, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("containerd client for %s: %w", address, err)
 	}
 	r.client = client
-	r.node = podspec.Node{MemoryCapacity: memoryCapacity(), OOMFloor: oomScoreFloor(), SeccompDir: filepath.Join(r.rootDir, "seccomp")}
+	r.node = podspec.Node{MemoryCapacity: memoryCapacity(), OOMFloor: oomScoreFloor(), SeccompDir: r.seccompDir, AppArmor: hostAppArmor(), SELinux: hostSELinux(),
+		HugePageSizes: slices.Sorted(maps.Keys(hostHugePages(hugepagesDir))), Hugetlb: hugetlbController("/sys/fs/cgroup")}
+	if !r.node.Hugetlb && len(r.node.HugePageSizes) > 0 {
+		r.log.Warn("the hugetlb cgroup controller is not available: containers' hugepages limits are not set (admission still counts the host's reserved pages)")
+	}
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	for _, dir := range []string{r.podsDir(), r.fifoDir(), r.logDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

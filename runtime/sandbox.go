@@ -69,7 +69,11 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	if err := os.MkdirAll(filepath.Join(dir, "termination"), 0o755); err != nil {
 		return nil, fmt.Errorf("%w: pod directory: %v", ErrSandbox, err)
 	}
-	if err := r.writePodFiles(dir, pod, cfg.IPs); err != nil {
+	hostname, err := podspec.KernelHostname(pod, r.dns.ClusterDomain)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
+	}
+	if err := r.writePodFiles(dir, pod, cfg.IPs, hostname); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
 	}
 	if !pod.Spec.HostIPC {
@@ -84,9 +88,16 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 			return nil, fmt.Errorf("%w: spec.resources: %w", ErrSandbox, err)
 		}
 	}
-	hostname, _ := podspec.Hostname(pod, r.dns.ClusterDomain)
+	selinux, err := r.node.SandboxLabels(pod)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSandbox, err)
+	}
+	if r.node.SELinux == nil && podspec.AsksSELinux(pod) {
+		r.log.Warn("seLinuxOptions ignored: this host does not enforce SELinux", "pod", key)
+	}
 	opts := append([]oci.SpecOpts{oci.WithImageConfig(img)}, r.node.SandboxSpec(podspec.PauseContainer{
 		Pod: pod, ID: id, NetNS: cfg.NetNS, CgroupsPath: cgroupsPath, Hostname: hostname, UserNS: userNS, UserNSPath: cfg.UserNSPath,
+		SELinux: selinux,
 	})...)
 	labels := map[string]string{
 		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindSandbox, LabelHash: cfg.Hash,
@@ -98,6 +109,9 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	}
 	if userNS != nil {
 		labels[LabelUserNS] = formatIDMapping(userNS)
+	}
+	if selinux.Process != "" {
+		labels[LabelSELinux] = selinux.Process
 	}
 	c, err := r.newContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshotView(id, img, remapped(userNS)...),
 		containerd.WithContainerLabels(labels), containerd.WithNewSpec(opts...), containerd.WithRuntime(runcRuntime, r.runcOptions()))
@@ -133,7 +147,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	}
 	return &Sandbox{
 		ID: id, PodUID: string(pod.UID), Hash: cfg.Hash, Attempt: cfg.Attempt, Ready: true, CreatedAt: now,
-		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: cfg.IPs, UserNS: userNS,
+		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: cfg.IPs, UserNS: userNS, SELinuxLabel: selinux.Process,
 	}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	v1 "k8s.io/api/core/v1"
 )
 
 // Errors the supervisor tells apart. Each is wrapped with detail.
@@ -79,6 +80,9 @@ type Sandbox struct {
 	// UserNS maps the pod's IDs to the host's (hostUsers: false); nil in
 	// the host's user namespace.
 	UserNS *specs.LinuxIDMapping
+	// SELinuxLabel is the pause container's SELinux process label, which
+	// containers without seLinuxOptions share; empty without SELinux.
+	SELinuxLabel string
 }
 
 // Container is one instance of one of a pod's containers.
@@ -105,6 +109,9 @@ type Container struct {
 	Exit *Termination
 	// Last is how the previous instance ended, carried over in labels.
 	Last *Termination
+	// User is the identity its process runs with, from its spec; nil for
+	// a container made by an older podsup.
+	User *v1.LinuxContainerUser
 }
 
 // PodState is everything containerd holds for one pod.

@@ -176,6 +176,9 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 		sig := v1.Signal(latest.StopSignal)
 		cs.StopSignal = &sig
 	}
+	if latest.User != nil {
+		cs.User = &v1.ContainerUser{Linux: latest.User}
+	}
 	if latest.Last != nil {
 		cs.LastTerminationState.Terminated = terminated(latest.Last)
 	}

@@ -103,8 +103,22 @@ func WithVolumes(v Volumes) Option { return func(s *Supervisor) { s.volumes = v 
 type AdmitFunc func(pod *v1.Pod) (ok bool, reason, message string)
 
 // WithAdmission sets what decides whether new pods may start: the eviction
-// manager, which holds them back while the node is under pressure.
-func WithAdmission(f AdmitFunc) Option { return func(s *Supervisor) { s.admit = f } }
+// manager, which holds them back while the node is under pressure, and the
+// runtime, which refuses what the host cannot enforce. They are asked in
+// order, as the kubelet's admit handlers are; the first refusal is the
+// pod's reason.
+func WithAdmission(fs ...AdmitFunc) Option {
+	return func(s *Supervisor) {
+		s.admit = func(pod *v1.Pod) (bool, string, string) {
+			for _, f := range fs {
+				if ok, reason, message := f(pod); !ok {
+					return false, reason, message
+				}
+			}
+			return true, "", ""
+		}
+	}
+}
 
 // WithMetrics sets what is told of syncs, pulls and evictions.
 func WithMetrics(m Metrics) Option { return func(s *Supervisor) { s.metrics = m } }

@@ -21,6 +21,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 
+	"github.com/podsup/podsup/manifest"
 	"github.com/podsup/podsup/podspec"
 )
 
@@ -159,7 +160,7 @@ func (m *Manager) prepare(ctx context.Context, pod *v1.Pod, vol *v1.Volume, cfg 
 	case vol.HostPath != nil:
 		return checkHostPath(vol.HostPath)
 	case vol.EmptyDir != nil:
-		return m.emptyDir(dir, vol.EmptyDir, gid)
+		return m.emptyDir(pod, dir, vol.EmptyDir, gid)
 	case vol.Image != nil:
 		return m.image(ctx, pod, vol, dir, cfg)
 	}
@@ -206,13 +207,22 @@ func (m *Manager) image(ctx context.Context, pod *v1.Pod, vol *v1.Volume, dir st
 	return nil
 }
 
-// emptyDir makes an emptyDir: a directory under the pod's directory, or a
-// tmpfs for medium Memory, whose size is bounded a little above sizeLimit.
-func (m *Manager) emptyDir(dir string, ed *v1.EmptyDirVolumeSource, gid int64) error {
+// emptyDir makes an emptyDir: a directory under the pod's directory, a
+// tmpfs for medium Memory, whose size is bounded a little above sizeLimit,
+// or a hugetlbfs of the pod's page size for medium HugePages.
+func (m *Manager) emptyDir(pod *v1.Pod, dir string, ed *v1.EmptyDirVolumeSource, gid int64) error {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
 	}
-	if ed.Medium == v1.StorageMediumMemory {
+	size, err := manifest.EmptyDirHugePageSize(pod, ed.Medium)
+	if err != nil {
+		return err
+	}
+	if size > 0 {
+		if err := mountHugetlbfs(dir, size); err != nil {
+			return err
+		}
+	} else if ed.Medium == v1.StorageMediumMemory {
 		size := int64(0)
 		if ed.SizeLimit != nil {
 			size = ed.SizeLimit.Value() + memorySlack

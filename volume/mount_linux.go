@@ -31,6 +31,18 @@ func mountTmpfs(dir string, size int64) error {
 	return nil
 }
 
+// mountHugetlbfs mounts a hugetlbfs of pages of size bytes at dir unless
+// one is there.
+func mountHugetlbfs(dir string, size int64) error {
+	if isMountPoint(dir) {
+		return nil
+	}
+	if err := unix.Mount("nodev", dir, "hugetlbfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("pagesize=%dK", size>>10)); err != nil {
+		return fmt.Errorf("mount hugetlbfs of %dKiB pages on %s: %w", size>>10, dir, err)
+	}
+	return nil
+}
+
 // isMountPoint reports whether dir is a mount point: its device differs
 // from its parent's.
 func isMountPoint(dir string) bool {

@@ -36,6 +36,14 @@ spec:
 // spec YAML (indented by two spaces).
 func PodManifest(name, body string) string { return PodManifestGrace(name, 1, body) }
 
+// ScriptPod is a pod of one busybox container, c, running script in sh.
+// podFields are lines of the pod's spec (indented by two spaces, each
+// ending in a newline), ctrFields of the container's (by four); either may
+// be empty.
+func ScriptPod(name, podFields, ctrFields, script string) string {
+	return PodManifest(name, fmt.Sprintf("%s  containers:\n  - name: c\n    image: %s\n    command: [sh, -c, %q]\n%s", podFields, testenv.BusyboxRef, script, ctrFields))
+}
+
 // PodManifestGrace is PodManifest with a grace period of grace seconds.
 func PodManifestGrace(name string, grace int, body string) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  terminationGracePeriodSeconds: %d\n%s", name, grace, body)

@@ -3,8 +3,6 @@
 package volumes
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -69,15 +67,7 @@ func TestUserNamespace(t *testing.T) {
 	if pod.Status.PodIP == "" {
 		t.Error("the pod has no IP: its network namespace, made in its user namespace, was not set up")
 	}
-	id := strings.TrimPrefix(harness.ContainerStatus(pod, "c").ContainerID, "containerd://")
-	task, ok := e.Tasks()[id]
-	if !ok {
-		t.Fatalf("no running task for %s", id)
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", task.PID))
-	if err != nil {
-		t.Fatal(err)
-	}
+	status := e.procFile(pod, "c", "status")
 	for _, line := range strings.Split(string(status), "\n") {
 		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" && f[1] != strconv.FormatInt(base, 10) {
 			t.Errorf("on the host the container runs as uid %s, want %d", f[1], base)
