@@ -306,3 +306,25 @@ func TestRank(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestsCountSidecarsAndPodLevel: what a pod requests, for the
+// eviction order, counts its sidecars beside its app containers (and beside
+// the init containers that start after them), and its pod-level request
+// when it has one, as the kubelet counts them.
+func TestRequestsCountSidecarsAndPodLevel(t *testing.T) {
+	always := v1.ContainerRestartPolicyAlways
+	mem := func(q string) v1.ResourceRequirements {
+		return v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceMemory: resource.MustParse(q)}}
+	}
+	pod := &v1.Pod{Spec: v1.PodSpec{
+		InitContainers: []v1.Container{{Name: "proxy", RestartPolicy: &always, Resources: mem("50Mi")}, {Name: "setup", Resources: mem("120Mi")}},
+		Containers:     []v1.Container{{Name: "app", Resources: mem("100Mi")}},
+	}}
+	if got, want := requests(pod, v1.ResourceMemory), uint64(170<<20); got != want {
+		t.Errorf("requests %d MiB, want 170 (setup beside the sidecar outweighs app and sidecar, 150)", got>>20)
+	}
+	pod.Spec.Resources = &v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceMemory: resource.MustParse("1Gi")}}
+	if got := requests(pod, v1.ResourceMemory); got != 1<<30 {
+		t.Errorf("requests %d MiB with a pod-level request of 1Gi", got>>20)
+	}
+}

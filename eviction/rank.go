@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	v1 "k8s.io/api/core/v1"
+	resourcehelper "k8s.io/component-helpers/resource"
 
 	"github.com/podsup/podsup/qos"
 )
@@ -15,22 +16,13 @@ type candidate struct {
 	usage PodUsage
 }
 
-// requests is what a pod's containers request of a resource: the sum of
-// its app containers, or its largest init container if that is more, as
-// the scheduler counts it.
+// requests is what a pod requests of a resource as the scheduler and the
+// kubelet count it (component-helpers' PodRequests): its app containers and
+// native sidecars together, or its largest init container if that is more,
+// or its pod-level request. Overhead is left out: podsup ignores it.
 func requests(pod *v1.Pod, name v1.ResourceName) uint64 {
-	var sum, initMax int64
-	for _, c := range pod.Spec.Containers {
-		if q, ok := c.Resources.Requests[name]; ok {
-			sum += q.Value()
-		}
-	}
-	for _, c := range pod.Spec.InitContainers {
-		if q, ok := c.Resources.Requests[name]; ok && q.Value() > initMax {
-			initMax = q.Value()
-		}
-	}
-	return uint64(max(sum, initMax, 0))
+	q := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{ExcludeOverhead: true})[name]
+	return uint64(max(q.Value(), 0))
 }
 
 func priority(pod *v1.Pod) int32 {
