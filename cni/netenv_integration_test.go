@@ -176,8 +176,16 @@ func (r *realNet) bridgePorts() int {
 // files under the root directory stay.
 func (r *realNet) reboot(res *Result, id string) {
 	r.t.Helper()
+	ports := r.bridgePorts()
 	if err := unix.Unmount(res.NetNS, unix.MNT_DETACH); err != nil {
 		r.t.Fatal(err)
+	}
+	// The kernel destroys the namespace, and its end of the veth, in a
+	// work queue of its own: later on a busy machine.
+	for deadline := time.Now().Add(time.Minute); r.bridgePorts() >= ports; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("the veth of %s still on bridge %s a minute after its namespace went", id, r.bridge)
+		}
 	}
 	nat, err := exec.Command("iptables-save", "-t", "nat").Output()
 	if err != nil {
