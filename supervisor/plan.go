@@ -79,6 +79,9 @@ type podActions struct {
 	backingOff map[string]time.Time
 	// requeue is when the pod needs another look even if nothing happens.
 	requeue time.Time
+	// deadlineExceeded is set when the pod has run past its
+	// activeDeadlineSeconds: its status says so from this sync on.
+	deadlineExceeded bool
 }
 
 func (a *podActions) wakeAt(t time.Time) {
@@ -252,6 +255,7 @@ func computePodActions(in planInput) podActions {
 	if at, ok := activeDeadline(pod, st); ok {
 		if deadlineExceeded(pod, st, in.now) {
 			// Everything stops and stays stopped: the pod has failed.
+			a.deadlineExceeded = true
 			for _, c := range st.Containers {
 				if c.State == runtime.StateRunning {
 					a.kill = append(a.kill, killAction{container: c, reason: "the pod's activeDeadlineSeconds passed"})

@@ -125,7 +125,8 @@ func TestActiveDeadline(t *testing.T) {
 		}, "nothing"},
 		{"a changed spec is a new pod with a deadline of its own", edited, observed(pod).sandbox(0, false).exited("app", 0, 137, time.Second, 0), createdAgo(time.Hour), "killPod, sandbox#1, start app#1"},
 	}, func(t *testing.T, tc planCase, in planInput) {
-		s := computeStatus(statusInput{pod: tc.pod, state: in.state, now: t0, plan: &podActions{}, probes: readyProbes{}})
+		plan := computePodActions(in)
+		s := computeStatus(statusInput{pod: tc.pod, state: in.state, now: t0, plan: &plan, probes: readyProbes{}})
 		wantFailed := strings.HasPrefix(tc.name, "deadline passed")
 		if got := s.Phase == v1.PodFailed && s.Reason == "DeadlineExceeded"; got != wantFailed {
 			t.Errorf("status %s (%s); Failed with DeadlineExceeded wanted: %v", s.Phase, s.Reason, wantFailed)

@@ -98,7 +98,9 @@ func computeStatus(in statusInput) v1.PodStatus {
 	if sb == nil && in.sandbox != nil && status.Phase == v1.PodPending {
 		status.Reason, status.Message = in.sandbox.reason, in.sandbox.message
 	}
-	if deadlineExceeded(pod, st, in.now) {
+	if in.plan.deadlineExceeded {
+		// As the plan found it, not at this later time: the status never
+		// says Failed while the containers still run.
 		status.Phase, status.Reason, status.Message = v1.PodFailed, "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
 	}
 	if in.denied != nil {
