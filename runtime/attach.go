@@ -36,9 +36,9 @@ func (r *Runtime) newLogWriter(path string) (*logs.Writer, error) {
 func (r *Runtime) adopt(ctx context.Context, key string, rec containers.Container) error {
 	r.mu.Lock()
 	_, done := r.attached[rec.ID]
-	closed := r.closed
+	closed, removing := r.closed, r.removing[rec.ID]
 	r.mu.Unlock()
-	if done || closed {
+	if done || closed || removing {
 		return nil
 	}
 	c, err := r.client.LoadContainer(ctx, rec.ID)
@@ -75,9 +75,16 @@ func closeLog(w *logs.Writer) {
 func (r *Runtime) track(key, id string, task containerd.Task, lw *logs.Writer) {
 	ctx, cancel := context.WithCancel(r.stopCtx)
 	r.mu.Lock()
-	if r.closed {
+	if r.closed || r.removing[id] {
+		// A task adopted while its container is being removed: the
+		// removal untracked it already and will not close what this
+		// attachment opened.
+		removing := r.removing[id]
 		r.mu.Unlock()
 		cancel()
+		if removing {
+			closeTaskIO(task)
+		}
 		closeLog(lw)
 		return
 	}
@@ -99,6 +106,29 @@ func (r *Runtime) untrack(id string) *attachment {
 		delete(r.attached, id)
 	}
 	return a
+}
+
+// release stops following a task that is gone and closes what copied its
+// output.
+func (r *Runtime) release(id string) {
+	a := r.untrack(id)
+	if a == nil {
+		return
+	}
+	closeTaskIO(a.task)
+	closeLog(a.logs)
+}
+
+// closeTaskIO closes the FIFOs a followed task's output comes through, and
+// waits for their copies to end.
+func closeTaskIO(task containerd.Task) {
+	if task == nil {
+		return
+	}
+	if l, ok := task.IO().(*logIO); ok {
+		l.Close()
+		l.Wait()
+	}
 }
 
 // outputGrace is how long an exited task's output may take to reach its
@@ -149,6 +179,12 @@ func (r *Runtime) monitor(ctx context.Context, key, id string) {
 		case ctx.Err() != nil:
 			return
 		case errdefs.IsNotFound(errgrpc.ToNative(err)):
+			// The task was deleted under this attachment: an observation
+			// adopted the stopped task of a container that was being
+			// removed, after the removal had untracked it. Its FIFOs were
+			// opened after their writer had gone, and nobody else will close
+			// them.
+			r.release(id)
 			r.onExit(key)
 			return
 		}

@@ -58,6 +58,9 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	attached map[string]*attachment // by container ID: tasks this process copies logs from and monitors
+	// removing are the containers being removed: an observation meanwhile
+	// must not adopt their stopped tasks (see track).
+	removing map[string]bool
 	closed   bool
 	wg       sync.WaitGroup // exit monitors and log copies
 	stop     context.CancelFunc
@@ -137,7 +140,7 @@ func New(address string, opts ...Option) (*Runtime, error) {
 		cgroupDriver: "cgroupfs", logMaxSize: 10 << 20, logMaxFiles: 5, seccompDir: DefaultSeccompDir,
 		clock: clock.RealClock{}, log: slog.Default(), onExit: func(string) {},
 		dns:      podspec.DNSConfig{HostResolvConf: "/etc/resolv.conf", ClusterDomain: "cluster.local"},
-		attached: map[string]*attachment{},
+		attached: map[string]*attachment{}, removing: map[string]bool{},
 	}
 	for _, o := range opts {
 		if err := o(r); err != nil {

@@ -308,6 +308,14 @@ func (r *Runtime) StopSandbox(ctx context.Context, sb *Sandbox) error {
 // remove deletes a container and its task, whatever their state.
 func (r *Runtime) remove(ctx context.Context, id string) error {
 	ctx = r.Context(ctx)
+	r.mu.Lock()
+	r.removing[id] = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.removing, id)
+		r.mu.Unlock()
+	}()
 	a := r.untrack(id)
 	c, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
