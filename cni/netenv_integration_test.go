@@ -182,10 +182,8 @@ func (r *realNet) reboot(res *Result, id string) {
 	}
 	// The kernel destroys the namespace, and its end of the veth, in a
 	// work queue of its own: later on a busy machine.
-	for deadline := time.Now().Add(time.Minute); r.bridgePorts() >= ports; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("the veth of %s still on bridge %s a minute after its namespace went", id, r.bridge)
-		}
+	if _, ok := testenv.Poll(time.Minute, func() bool { return r.bridgePorts() < ports }); !ok {
+		r.t.Fatalf("the veth of %s still on bridge %s a minute after its namespace went", id, r.bridge)
 	}
 	nat, err := exec.Command("iptables-save", "-t", "nat").Output()
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+
+	"github.com/podsup/podsup/internal/testenv"
 )
 
 // goneProcess is an exec process whose container went while it ran: the
@@ -52,9 +54,7 @@ func TestDeleteExecClosesFIFOsWhenTheShimForgot(t *testing.T) {
 	deleteExec(context.Background(), goneProcess{}, streams)
 	// The FIFO package closes a descriptor its opening goroutine got a
 	// moment after Close returns; without deleteExec's close they stay.
-	for deadline := time.Now().Add(time.Minute); openIn(t, dir) > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d descriptors still open on the exec's FIFOs after a minute", openIn(t, dir))
-		}
+	if _, ok := testenv.Poll(time.Minute, func() bool { return openIn(t, dir) == 0 }); !ok {
+		t.Fatalf("%d descriptors still open on the exec's FIFOs after a minute", openIn(t, dir))
 	}
 }

@@ -13,25 +13,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/api"
+	"github.com/podsup/podsup/internal/testenv"
 )
-
-// A wait checks its condition after minPoll, then at twice the interval
-// each time up to maxPoll: a condition that holds soon is seen soon, and
-// the many long waits of a parallel suite do not keep podsup and
-// containerd busy answering them (at a fixed 50 ms, they took a good part
-// of the suite's CPU).
-const (
-	minPoll = 50 * time.Millisecond
-	maxPoll = 250 * time.Millisecond
-)
-
-// poller spaces the checks of one wait.
-type poller struct{ next time.Duration }
-
-func (p *poller) sleep() {
-	p.next = min(max(2*p.next, minPoll), maxPoll)
-	time.Sleep(p.next)
-}
 
 // WaitFor polls cond until it holds, and fails the test if it does not
 // within Patience. It returns how long the condition took.
@@ -50,17 +33,13 @@ func WaitFor(t testing.TB, what string, cond func() bool) time.Duration {
 // Patience. It returns how long that took.
 func WaitUntil(t testing.TB, what string, check func() string) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var p poller
-	for time.Since(start) < Patience {
-		if check() == "" {
-			return time.Since(start)
-		}
-		p.sleep()
+	took, ok := testenv.Poll(Patience, func() bool { return check() == "" })
+	if ok {
+		return took
 	}
 	why := check()
 	if why == "" {
-		return time.Since(start)
+		return took
 	}
 	t.Fatalf("not within %s: %s: %s", Patience, what, why)
 	return 0
@@ -120,18 +99,9 @@ func (e *Env) WaitConvergedWithin(names map[string]bool, limit time.Duration) ti
 // pollFor checks cond every poll until it holds or limit passes, and
 // stores how long it took.
 func (e *Env) pollFor(took *time.Duration, limit time.Duration, cond func() bool) bool {
-	start := time.Now()
-	var p poller
-	for {
-		if cond() {
-			*took = time.Since(start)
-			return true
-		}
-		if time.Since(start) > limit {
-			return false
-		}
-		p.sleep()
-	}
+	var ok bool
+	*took, ok = testenv.Poll(limit, cond)
+	return ok
 }
 
 // WaitRestarts waits until a container's restart count reaches n and it
