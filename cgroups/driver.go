@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -73,6 +74,20 @@ func New(name, root, parent string) (Driver, error) {
 // controllers are v1's.
 func Unified(root string) bool {
 	_, err := os.Stat(filepath.Join(root, "cgroup.controllers"))
+	return err == nil
+}
+
+// HasController reports whether containers' cgroups on the tree at root
+// can use a controller: enabled on a unified hierarchy, or mounted as (or
+// with) a v1 hierarchy. A hybrid host whose controller is bound to neither
+// cannot, and runc refuses any of its limits there.
+func HasController(root, controller string) bool {
+	t := tree{root: root, unified: Unified(root)}
+	if t.unified {
+		data, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+		return err == nil && slices.Contains(strings.Fields(string(data)), controller)
+	}
+	_, err := t.hierarchy(controller)
 	return err == nil
 }
 

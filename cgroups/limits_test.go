@@ -82,3 +82,21 @@ func TestSharesToWeight(t *testing.T) {
 		}
 	}
 }
+
+// TestHasController: a controller is usable when a unified hierarchy
+// enables it or a v1 hierarchy holds it, not on a hybrid host that binds
+// it to neither.
+func TestHasController(t *testing.T) {
+	v2 := fakeV2(t)
+	write(t, filepath.Join(v2, "cgroup.controllers"), "cpuset cpu io memory hugetlb pids\n")
+	v1 := fakeV1(t)
+	mkdir(t, filepath.Join(v1, "hugetlb"))
+	hybrid := fakeV1(t)
+	if !HasController(v2, "hugetlb") || !HasController(v1, "hugetlb") || HasController(hybrid, "hugetlb") {
+		t.Errorf("v2 %v, v1 %v, hybrid without hugetlb %v; want true, true, false",
+			HasController(v2, "hugetlb"), HasController(v1, "hugetlb"), HasController(hybrid, "hugetlb"))
+	}
+	if !HasController(hybrid, "cpu") {
+		t.Error("cpu, mounted with cpuacct, not found")
+	}
+}

@@ -38,18 +38,6 @@ func hostHugePages(dir string) map[int64]int64 {
 	return out
 }
 
-// hugetlbController reports whether containers' cgroups can have hugetlb
-// limits: the controller enabled on a unified (v2) hierarchy, or mounted as
-// a v1 hierarchy. A hybrid host with hugetlb bound to neither (as this
-// test machine) cannot, and runc refuses any limit there.
-func hugetlbController(root string) bool {
-	if data, err := os.ReadFile(filepath.Join(root, "cgroup.controllers")); err == nil {
-		return slices.Contains(strings.Fields(string(data)), "hugetlb")
-	}
-	info, err := os.Stat(filepath.Join(root, "hugetlb"))
-	return err == nil && info.IsDir()
-}
-
 // admitHugePages refuses a pod whose containers ask for more hugepages of
 // a size than the host has reserved, or for a size it does not have, as
 // the kubelet's admission refuses a pod its node lacks the resource for

@@ -11,24 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-// TestHugetlbController: the controller is usable when a unified
-// hierarchy enables it or a v1 hierarchy of it is mounted.
-func TestHugetlbController(t *testing.T) {
-	v2, v1dir, hybrid := t.TempDir(), t.TempDir(), t.TempDir()
-	if err := os.WriteFile(filepath.Join(v2, "cgroup.controllers"), []byte("cpuset cpu io memory hugetlb pids\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(v1dir, "hugetlb"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(hybrid, "memory"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if !hugetlbController(v2) || !hugetlbController(v1dir) || hugetlbController(hybrid) {
-		t.Errorf("v2 %v, v1 %v, hybrid without hugetlb %v; want true, true, false", hugetlbController(v2), hugetlbController(v1dir), hugetlbController(hybrid))
-	}
-}
-
 // TestHugePageAdmission: the host's hugepages are read from sysfs; a pod
 // asking for more of a size than the host reserves, or for a size it does
 // not have, is refused, as the kubelet refuses it, with the numbers.

@@ -158,7 +158,7 @@ func New(address string, opts ...Option) (*Runtime, error) {
 	}
 	r.client = client
 	r.node = podspec.Node{MemoryCapacity: memoryCapacity(), OOMFloor: oomScoreFloor(), SeccompDir: r.seccompDir, AppArmor: hostAppArmor(), SELinux: hostSELinux(),
-		HugePageSizes: slices.Sorted(maps.Keys(hostHugePages(hugepagesDir))), Hugetlb: hugetlbController("/sys/fs/cgroup")}
+		HugePageSizes: slices.Sorted(maps.Keys(hostHugePages(hugepagesDir))), Hugetlb: cgroups.HasController(cgroups.Root, "hugetlb")}
 	if !r.node.Hugetlb && len(r.node.HugePageSizes) > 0 {
 		r.log.Warn("the hugetlb cgroup controller is not available: containers' hugepages limits are not set (admission still counts the host's reserved pages)")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/selinux/go-selinux"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/podsup/podsup/cgroups"
 	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/testenv"
 )
@@ -266,7 +267,7 @@ func TestHugePages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hugetlbController() {
+	if cgroups.HasController(cgroups.Root, "hugetlb") {
 		if got := spec.Linux.Resources.HugepageLimits; len(got) != 1 || got[0].Pagesize != "2MB" || got[0].Limit != 4<<20 {
 			t.Errorf("hugetlb limits %+v, want 4 MiB of 2MB pages", got)
 		}
@@ -287,14 +288,4 @@ func TestHugePages(t *testing.T) {
 			t.Errorf("%s: %s, %s: %q; want Pending and %q", name, p.Status.Phase, p.Status.Reason, p.Status.Message, want)
 		}
 	}
-}
-
-// hugetlbController reports whether the host's containers can have hugetlb
-// limits (the controller on the unified hierarchy, or a v1 hierarchy).
-func hugetlbController() bool {
-	if data, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		return strings.Contains(" "+strings.TrimSpace(string(data))+" ", " hugetlb ")
-	}
-	_, err := os.Stat("/sys/fs/cgroup/hugetlb")
-	return err == nil
 }
