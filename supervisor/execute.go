@@ -232,10 +232,16 @@ type stop struct {
 // container's preStop handler runs first, inside its grace period.
 func (w *podWorker) stopAll(ctx context.Context, pod *v1.Pod, st *runtime.PodState, stops []stop) error {
 	start := w.s.clock.Now()
+	isSidecar := map[string]bool{}
+	if pod != nil {
+		for i := range pod.Spec.InitContainers {
+			isSidecar[pod.Spec.InitContainers[i].Name] = podspec.IsSidecar(&pod.Spec.InitContainers[i])
+		}
+	}
 	var apps []stop
 	sidecars := map[string]stop{}
 	for _, s := range stops {
-		if spec := containerSpec(pod, s.c.Name); spec != nil && podspec.IsSidecar(spec) && isInit(pod, s.c.Name) {
+		if isSidecar[s.c.Name] {
 			sidecars[s.c.Name] = s
 		} else {
 			apps = append(apps, s)
@@ -254,17 +260,6 @@ func (w *podWorker) stopAll(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 		errs = append(errs, w.stopTogether(ctx, pod, st, []stop{s}))
 	}
 	return errors.Join(errs...)
-}
-
-// isInit reports whether the pod's container of that name is an init
-// container.
-func isInit(pod *v1.Pod, name string) bool {
-	for i := range pod.Spec.InitContainers {
-		if pod.Spec.InitContainers[i].Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // stopTogether stops containers in parallel and waits for them all.
