@@ -196,9 +196,7 @@ func TestMirrorPodsWithAPIServerDown(t *testing.T) {
 			harness.ContainerStatus(p, "main").State.Running != nil
 	})
 	t.Logf("with the apiserver down, the edited pod ran again %s after the write", time.Since(start).Round(10*time.Millisecond))
-	if !e.Healthy() {
-		t.Error("podsup is not healthy while the apiserver is down")
-	}
+	e.WaitHealthy("podsup healthy while the apiserver is down")
 
 	start = time.Now()
 	c.StartAPIServer()

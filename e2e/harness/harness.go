@@ -323,12 +323,30 @@ func (e *Env) Pod(name string) v1.Pod {
 
 // Healthy reports /healthz.
 func (e *Env) Healthy() bool {
-	resp, err := http.Get("http://" + e.Healthz + "/healthz")
+	return e.unhealthy() == ""
+}
+
+// WaitHealthy waits until /healthz answers ok, and fails the test with the
+// last answer if it does not within Patience. A single look would fail on
+// a loaded machine when one containerd call of the check is slow.
+func (e *Env) WaitHealthy(what string) {
+	e.t.Helper()
+	WaitUntil(e.t, what, e.unhealthy)
+}
+
+// unhealthy is why /healthz is not ok, from its verbose answer; "" when it
+// is.
+func (e *Env) unhealthy() string {
+	resp, err := http.Get("http://" + e.Healthz + "/healthz?verbose")
 	if err != nil {
-		return false
+		return err.Error()
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return ""
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 }
 
 // NetnsFiles counts the pod network namespaces pinned under the root dir.

@@ -88,9 +88,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 		harness.Record(t, "event of the pod created while full", "%s (no space left on device)", reason)
 	}
 	time.Sleep(3 * time.Second) // the pods run on a full disk for a while
-	if !e.Healthy() {
-		t.Error("/healthz is not ok while the disk is full")
-	}
+	e.WaitHealthy("/healthz ok while the disk is full")
 	if now := e.Tasks(); changedTasks(before, now) > 0 {
 		t.Errorf("running pods were disturbed while the disk was full:\nbefore %v\nnow    %v", before, now)
 	}
