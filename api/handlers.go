@@ -80,6 +80,10 @@ type Deps struct {
 	Metrics http.Handler
 	Health  []HealthCheck
 	LogDir  string
+	// Streams runs exec, attach, port-forward and run; nil switches them
+	// off.
+	Streams      Streams
+	StreamLimits StreamLimits
 	// Clock paces the checks that end a log follow, and is what a log's
 	// sinceSeconds counts back from; nil means the real clock.
 	Clock clock.WithTicker
@@ -135,6 +139,7 @@ func FullHandler(d Deps) http.Handler {
 	mux.HandleFunc("GET /manifests", d.listManifests)
 	mux.HandleFunc("PUT /manifests/{name}", d.putManifest)
 	mux.HandleFunc("DELETE /manifests/{name}", d.deleteManifest)
+	d.streamRoutes(mux)
 	return refuseDotSegments(jsonErrors(mux, ""))
 }
 

@@ -29,6 +29,7 @@ type APIConfig struct {
 	TokenAuthFile string
 	AnonymousAuth bool
 	AdminSocket   string
+	Streams       api.StreamLimits
 }
 
 // DefaultAdminSocket is where the command line finds podsup on this machine.
@@ -43,6 +44,8 @@ func apiFlags() []cli.Flag {
 		&cli.StringFlag{Name: "client-ca-file", Usage: "PEM `FILE` of CAs whose client certificates --address accepts", EnvVars: envVar("client-ca-file")},
 		&cli.StringFlag{Name: "token-auth-file", Usage: "static token `FILE` (token,user,uid[,\"groups\"]) whose bearer tokens --address accepts", EnvVars: envVar("token-auth-file")},
 		&cli.BoolFlag{Name: "anonymous-auth", Usage: "let requests with no credentials read (never write) on --address", EnvVars: envVar("anonymous-auth")},
+		&cli.DurationFlag{Name: "streaming-connection-idle-timeout", Value: api.DefaultStreamLimits.IdleTimeout, Usage: "close an exec, attach or port-forward connection idle this long", EnvVars: envVar("streaming-connection-idle-timeout")},
+		&cli.IntFlag{Name: "max-streams-per-pod", Value: api.DefaultStreamLimits.PerPod, Usage: "most exec, attach and port-forward connections open to one pod at once", EnvVars: envVar("max-streams-per-pod")},
 		&cli.StringFlag{Name: "admin-socket", Value: DefaultAdminSocket, Usage: "root-only unix `SOCKET` serving the full API without TLS, for the command line; empty disables", EnvVars: envVar("admin-socket")},
 	}
 }
@@ -53,6 +56,10 @@ func apiConfigFrom(c *cli.Context) (APIConfig, error) {
 		Address: c.String("address"), TLSCertFile: c.String("tls-cert-file"), TLSKeyFile: c.String("tls-private-key-file"),
 		ClientCAFile: c.String("client-ca-file"), TokenAuthFile: c.String("token-auth-file"),
 		AnonymousAuth: c.Bool("anonymous-auth"), AdminSocket: c.String("admin-socket"),
+		Streams: api.StreamLimits{IdleTimeout: c.Duration("streaming-connection-idle-timeout"), PerPod: c.Int("max-streams-per-pod")},
+	}
+	if cfg.Streams.IdleTimeout <= 0 || cfg.Streams.PerPod <= 0 {
+		return cfg, errors.New("--streaming-connection-idle-timeout and --max-streams-per-pod must be positive")
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return cfg, errors.New("--tls-cert-file and --tls-private-key-file go together")

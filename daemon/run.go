@@ -157,8 +157,8 @@ func Run(ctx context.Context, cfg *Config) error {
 	}()
 	deps := api.Deps{
 		Pods: sup, Probes: probes, Events: recorder, Metrics: stats.Handler(), LogDir: cfg.LogDir,
-		Stats: res,
-		Node:  nodeSummary{name: cfg.NodeName, rootDir: cfg.RootDir, ready: sup.Healthy, pressure: res.manager.Conditions},
+		Stats: res, Streams: streams{pods: sup.Pod, rt: rt}, StreamLimits: cfg.API.Streams,
+		Node: nodeSummary{name: cfg.NodeName, rootDir: cfg.RootDir, ready: sup.Healthy, pressure: res.manager.Conditions},
 		Health: []api.HealthCheck{
 			{Name: "containerd", Check: func() error { return rt.Ping(ctx) }},
 			{Name: "syncloop", Check: sup.Healthy},

@@ -11,11 +11,13 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/podsup/podsup/internal/testenv"
 )
 
 // following is a follow running in the background.
 type following struct {
-	out    *syncBuffer
+	out    *testenv.SyncBuffer
 	clock  *clocktesting.FakeClock
 	cancel context.CancelFunc
 	done   chan error
@@ -26,7 +28,7 @@ type following struct {
 func follow(t *testing.T, dir string, opts ReadOptions, watch func(string) (*fsnotify.Watcher, error)) *following {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &following{out: &syncBuffer{}, clock: clocktesting.NewFakeClock(t0), cancel: cancel, done: make(chan error, 1)}
+	f := &following{out: &testenv.SyncBuffer{}, clock: clocktesting.NewFakeClock(t0), cancel: cancel, done: make(chan error, 1)}
 	opts.Follow, opts.Clock = true, f.clock
 	go func() { f.done <- readContainer(ctx, dir, opts, f.out, watch) }()
 	t.Cleanup(func() {
@@ -51,12 +53,12 @@ func TestFollowGrowingFile(t *testing.T) {
 	s := w.Stream(Stdout)
 	mustWrite(t, s, lines("stdout", 0, 3))
 	f := follow(t, dir, ReadOptions{TailLines: 2}, watchDir)
-	f.out.waitFor(t, lines("stdout", 1, 3))
+	waitOutput(t, f.out, lines("stdout", 1, 3))
 	mustWrite(t, s, lines("stdout", 3, 5))
-	f.out.waitFor(t, lines("stdout", 1, 5))
+	waitOutput(t, f.out, lines("stdout", 1, 5))
 	mustWrite(t, s, "half a ")
 	mustWrite(t, s, "line\n")
-	f.out.waitFor(t, lines("stdout", 1, 5)+"half a line\n")
+	waitOutput(t, f.out, lines("stdout", 1, 5)+"half a line\n")
 }
 
 func TestFollowAcrossRotations(t *testing.T) {
@@ -71,7 +73,7 @@ func TestFollowAcrossRotations(t *testing.T) {
 			time.Sleep(time.Millisecond) // let the follow catch up at times, and lag at others
 		}
 	}
-	f.out.waitFor(t, lines("stdout", 0, 404))
+	waitOutput(t, f.out, lines("stdout", 0, 404))
 	if st := w.Stats(); st.Rotations < 10 {
 		t.Errorf("only %d rotations", st.Rotations)
 	}
@@ -111,13 +113,13 @@ func TestFollowIntoNextInstance(t *testing.T) {
 	w0, _ := newTestWriter(t, FilePath(dir, 0))
 	mustWrite(t, w0.Stream(Stdout), lines("stdout", 0, 2))
 	f := follow(t, dir, ReadOptions{TailLines: -1}, watchDir)
-	f.out.waitFor(t, lines("stdout", 0, 2))
+	waitOutput(t, f.out, lines("stdout", 0, 2))
 	mustWrite(t, w0.Stream(Stderr), "last words")
 	w0.Close()
 	// The container restarted, and its new instance rotated at once.
 	w1, _ := newTestWriter(t, FilePath(dir, 1), WithMaxSize(100))
 	mustWrite(t, w1.Stream(Stdout), lines("stdout", 2, 6))
-	f.out.waitFor(t, lines("stdout", 0, 2)+"last words\n"+lines("stdout", 2, 6))
+	waitOutput(t, f.out, lines("stdout", 0, 2)+"last words\n"+lines("stdout", 2, 6))
 }
 
 // TestFollowLineSpanningTail starts a follow with TailLines 0 while a long
@@ -133,7 +135,7 @@ func TestFollowLineSpanningTail(t *testing.T) {
 	waitForWatch(t, f)
 	mustWrite(t, errs, "err-after\n")
 	mustWrite(t, out, "end\n")
-	f.out.waitFor(t, "err-after\n"+long+"end\n")
+	waitOutput(t, f.out, "err-after\n"+long+"end\n")
 }
 
 // waitForWatch waits until a follow is waiting for news, and so watches its
@@ -157,12 +159,12 @@ func TestFollowTruncatedFile(t *testing.T) {
 	s := w.Stream(Stdout)
 	mustWrite(t, s, lines("stdout", 0, 3))
 	f := follow(t, dir, ReadOptions{TailLines: -1}, watchDir)
-	f.out.waitFor(t, lines("stdout", 0, 3))
+	waitOutput(t, f.out, lines("stdout", 0, 3))
 	if err := os.Truncate(FilePath(dir, 0), 0); err != nil {
 		t.Fatal(err)
 	}
 	mustWrite(t, s, lines("stdout", 3, 4))
-	f.out.waitFor(t, lines("stdout", 0, 4))
+	waitOutput(t, f.out, lines("stdout", 0, 4))
 }
 
 func TestFollowPollsWithoutWatch(t *testing.T) {
@@ -172,7 +174,7 @@ func TestFollowPollsWithoutWatch(t *testing.T) {
 	mustWrite(t, s, lines("stdout", 0, 1))
 	noWatch := func(string) (*fsnotify.Watcher, error) { return nil, errors.New("no inotify") }
 	f := follow(t, dir, ReadOptions{TailLines: -1}, noWatch)
-	f.out.waitFor(t, lines("stdout", 0, 1))
+	waitOutput(t, f.out, lines("stdout", 0, 1))
 	waitForWatch(t, f)
 	mustWrite(t, s, lines("stdout", 1, 4)) // and rotated
 	// The follow output line 0 just before it began to wait for the clock,
@@ -184,14 +186,14 @@ func TestFollowPollsWithoutWatch(t *testing.T) {
 		t.Fatalf("output before the poll = %q", got)
 	}
 	f.clock.Step(pollUnwatched)
-	f.out.waitFor(t, lines("stdout", 0, 4))
+	waitOutput(t, f.out, lines("stdout", 0, 4))
 }
 
 func TestFollowEndsWithContext(t *testing.T) {
 	dir := t.TempDir()
 	writeLog(t, FilePath(dir, 0), cri(t0, "stdout", "F", "x"))
 	f := follow(t, dir, ReadOptions{TailLines: -1}, watchDir)
-	f.out.waitFor(t, "x\n")
+	waitOutput(t, f.out, "x\n")
 	waitForWatch(t, f)
 	f.cancel()
 	select {
@@ -211,7 +213,7 @@ func TestFollowLimitBytesEnds(t *testing.T) {
 	s := w.Stream(Stdout)
 	mustWrite(t, s, "abc\n")
 	f := follow(t, dir, ReadOptions{TailLines: -1, LimitBytes: 6}, watchDir)
-	f.out.waitFor(t, "abc\n")
+	waitOutput(t, f.out, "abc\n")
 	mustWrite(t, s, "defgh\n")
 	select {
 	case err := <-f.done:

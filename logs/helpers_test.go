@@ -8,11 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/podsup/podsup/internal/testenv"
 )
 
 // t0 is the time of the CRI format's own example.
@@ -89,31 +90,13 @@ func read(t *testing.T, dir string, opts ReadOptions) (string, error) {
 	return out.String(), err
 }
 
-// syncBuffer collects the output of a follow while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitLimit bounds a wait for the code under test to get somewhere: long
 // enough for a loaded machine, and still an end when it never does.
 const waitLimit = time.Minute
 
 // waitFor waits until the output is want, and fails if it becomes
 // something else that is not a prefix of want, or takes over waitLimit.
-func (b *syncBuffer) waitFor(t *testing.T, want string) {
+func waitOutput(t *testing.T, b *testenv.SyncBuffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -33,43 +32,16 @@ var execSeq atomic.Uint64
 // the output of about one quick failing command in twelve on containerd
 // 1.6: a failed exec probe then had no message.)
 func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout time.Duration) (int, []byte, error) {
-	ctx = r.Context(ctx)
-	task, proc, err := r.execTarget(ctx, id)
+	out := &headBuffer{max: maxExecOutput}
+	e, err := r.startExec(ctx, id, cmd, false, cio.WithStreams(nil, out, out))
 	if err != nil {
 		return -1, nil, err
-	}
-	p := *proc
-	p.Args, p.Terminal, p.ConsoleSize = cmd, false, nil
-	execID := fmt.Sprintf("exec-%d", execSeq.Add(1))
-	out := &headBuffer{max: maxExecOutput}
-	var streams cio.IO
-	newIO := cio.NewCreator(cio.WithStreams(nil, out, out), cio.WithFIFODir(r.fifoDir()))
-	process, err := task.Exec(ctx, execID, &p, func(id string) (cio.IO, error) {
-		i, err := newIO(id)
-		streams = i
-		return i, err
-	})
-	if err != nil {
-		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
-	}
-	deleted := false
-	defer func() {
-		if !deleted {
-			deleteExec(r.Context(context.Background()), process, streams)
-		}
-	}()
-	statusC, err := process.Wait(ctx)
-	if err != nil {
-		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
-	}
-	if err := process.Start(ctx); err != nil {
-		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
 	}
 	timer := r.clock.NewTimer(timeout)
 	defer timer.Stop()
 	code, timedOut := -1, false
 	select {
-	case st := <-statusC:
+	case st := <-e.status:
 		code = int(st.ExitCode())
 	case <-timer.C():
 		timedOut = true
@@ -77,16 +49,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout tim
 		timedOut = true
 	}
 	if timedOut {
-		// Kill it at the deadline, and every process it started.
-		_ = process.Kill(r.Context(context.Background()), syscall.SIGKILL, containerd.WithKillAll)
-		select {
-		case <-statusC:
-		case <-r.clock.After(killTimeout):
-		}
+		e.kill() // at the deadline, with every process it started
 	}
-	r.drain(streams)
-	deleteExec(r.Context(context.Background()), process, streams)
-	deleted = true
+	r.finishExec(e)
 	output := out.bytes()
 	if timedOut {
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {

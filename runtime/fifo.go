@@ -35,6 +35,10 @@ type logIO struct {
 	// end closes drained.
 	copying atomic.Int32
 	drained chan struct{}
+	// stdin is the held writer of the stdin FIFO; nil without stdin.
+	stdin io.Closer
+	// taps are the clients attached to the output.
+	taps tapSet
 }
 
 var _ cio.IO = (*logIO)(nil)
@@ -66,6 +70,14 @@ func (l *logIO) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// closeStdin closes the held writer of the stdin FIFO: once every
+// attached writer has gone too, the container reads the end of its stdin.
+func (l *logIO) closeStdin() {
+	if l.stdin != nil {
+		l.stdin.Close()
+	}
 }
 
 // detachIO stops copying a task's output without removing its FIFOs.
@@ -124,6 +136,7 @@ func openLogIO(fifos *cio.FIFOSet, w *logs.Writer) (_ cio.IO, retErr error) {
 			return nil, err
 		}
 		l.closers = append(l.closers, in)
+		l.stdin = in
 	}
 	streams := []struct{ path, name string }{{fifos.Stdout, logs.Stdout}}
 	if !fifos.Terminal {
@@ -144,11 +157,12 @@ func openLogIO(fifos *cio.FIFOSet, w *logs.Writer) (_ cio.IO, retErr error) {
 		if w != nil {
 			dst = w.Stream(s.name)
 		}
-		readers, dsts = append(readers, r), append(dsts, dst)
+		readers, dsts = append(readers, r), append(dsts, &tee{log: dst, taps: &l.taps, stream: s.name})
 	}
 	l.copying.Store(int32(len(readers)))
 	if len(readers) == 0 {
 		close(l.drained)
+		l.taps.closeAll()
 	}
 	for i, r := range readers {
 		l.wg.Add(1)
@@ -158,6 +172,7 @@ func openLogIO(fifos *cio.FIFOSet, w *logs.Writer) (_ cio.IO, retErr error) {
 			_, _ = io.CopyBuffer(dsts[i], r, buf)
 			if l.copying.Add(-1) == 0 {
 				close(l.drained)
+				l.taps.closeAll() // the output ended: so do the attaches
 			}
 		}()
 	}

@@ -3,9 +3,7 @@
 package testenv
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +24,7 @@ func TestHarnessRunsAContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer // stdout and stderr are copied by two goroutines
+	var out SyncBuffer // stdout and stderr are copied by two goroutines
 	task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out)))
 	if err != nil {
 		t.Fatal(err)
@@ -52,21 +50,4 @@ func TestHarnessRunsAContainer(t *testing.T) {
 	if got := strings.TrimSpace(out.String()); got != "hello from Linux\n0" {
 		t.Errorf("output %q", got)
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
