@@ -113,8 +113,12 @@ func TestExecProtocols(t *testing.T) {
 	srv := streamServer(t, newFakeStreams(), 0)
 	cfg := &rest.Config{Host: srv.URL}
 	protocols := map[string]func(url string) (remotecommand.Executor, error){
-		"spdy":         func(url string) (remotecommand.Executor, error) { return remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, url)) },
-		"websocket v5": func(url string) (remotecommand.Executor, error) { return remotecommand.NewWebSocketExecutor(cfg, "GET", url) },
+		"spdy": func(url string) (remotecommand.Executor, error) {
+			return remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, url))
+		},
+		"websocket v5": func(url string) (remotecommand.Executor, error) {
+			return remotecommand.NewWebSocketExecutor(cfg, "GET", url)
+		},
 	}
 	for name, newExec := range protocols {
 		t.Run(name, func(t *testing.T) {
@@ -208,8 +212,12 @@ func TestExecClientGone(t *testing.T) {
 	srv := streamServer(t, f, 0)
 	cfg := &rest.Config{Host: srv.URL}
 	for name, newExec := range map[string]func() (remotecommand.Executor, error){
-		"spdy":         func() (remotecommand.Executor, error) { return remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, execURL(srv, "main", false, "block"))) },
-		"websocket v5": func() (remotecommand.Executor, error) { return remotecommand.NewWebSocketExecutor(cfg, "GET", execURL(srv, "main", false, "block")) },
+		"spdy": func() (remotecommand.Executor, error) {
+			return remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, execURL(srv, "main", false, "block")))
+		},
+		"websocket v5": func() (remotecommand.Executor, error) {
+			return remotecommand.NewWebSocketExecutor(cfg, "GET", execURL(srv, "main", false, "block"))
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ex, err := newExec()
