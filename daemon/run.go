@@ -177,7 +177,7 @@ func Run(ctx context.Context, cfg *Config) error {
 	if push != nil {
 		deps.Push = push // never a nil pointer in an interface: nil Push switches the routes off
 	}
-	if err := (servers{ctx: ctx, wg: &wg, cancel: cancel, log: log}).start(cfg, deps, hostIP); err != nil {
+	if err := (servers{ctx: ctx, wg: &wg, cancel: cancel, log: log}).start(cfg, deps, hostIP, kube); err != nil {
 		return err
 	}
 	log.Info("podsup started", "node", cfg.NodeName, "node-ip", hostIP, "sources", sources, "containerd", cfg.ContainerdAddress,
