@@ -32,8 +32,9 @@ var streamingPrefixes = []string{"/exec", "/attach", "/portForward", "/run"}
 // Deviation from the kubelet: the streaming paths (/exec, /attach,
 // /portForward, /run) need verb `create` whatever the method. The 1.37
 // kubelet takes the verb from the method alone, so a WebSocket exec, which
-// is a GET, passes with `get nodes/proxy`, a right monitoring agents are
-// given to read metrics: it is a right to run commands in every container.
+// is a GET, passes with `get nodes/proxy`, a right often given to
+// monitoring agents to read metrics: it would let them run commands in
+// every container.
 // HEAD is `get` too (the kubelet sends an empty verb).
 func RequestAttributes(nodeName string, u user.Info, r *http.Request) []authorizer.AttributesRecord {
 	path := r.URL.Path
