@@ -43,10 +43,13 @@ type APIConfig struct {
 	AdminSocket       string
 }
 
-// The authorization modes of --authorization-mode, as the kubelet's.
+// The modes of --authorization-mode, named as the kubelet's.
 const (
+	// AuthorizationAlwaysAllow lets an authenticated user do anything, and
+	// an anonymous one read.
 	AuthorizationAlwaysAllow = "AlwaysAllow"
-	AuthorizationWebhook     = "Webhook"
+	// AuthorizationWebhook asks the apiserver about each request.
+	AuthorizationWebhook = "Webhook"
 )
 
 // DefaultAdminSocket is where the command line finds podsup on this machine.

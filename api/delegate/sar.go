@@ -16,10 +16,12 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// The kubelet's --authorization-webhook-cache-authorized-ttl and
-// --authorization-webhook-cache-unauthorized-ttl.
 const (
-	DefaultAuthorizedTTL   = 5 * time.Minute
+	// DefaultAuthorizedTTL is how long an allowed answer is kept: the
+	// kubelet's --authorization-webhook-cache-authorized-ttl.
+	DefaultAuthorizedTTL = 5 * time.Minute
+	// DefaultUnauthorizedTTL is how long a refusal is kept: the kubelet's
+	// --authorization-webhook-cache-unauthorized-ttl.
 	DefaultUnauthorizedTTL = 30 * time.Second
 )
 
