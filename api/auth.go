@@ -14,13 +14,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
 )
 
 // User is who made a request.
@@ -28,7 +33,22 @@ type User struct {
 	Name      string
 	UID       string
 	Groups    []string
+	Extra     map[string][]string
 	Anonymous bool
+}
+
+// info is the user as the apiserver's authorizer types take it.
+func (u User) info() user.Info {
+	return &user.DefaultInfo{Name: u.Name, UID: u.UID, Groups: u.Groups, Extra: u.Extra}
+}
+
+// authenticated adds the group every authenticated user is in, as the
+// kubelet's authenticator does, so RBAC bindings to it apply.
+func (u User) authenticated() User {
+	if !slices.Contains(u.Groups, user.AllAuthenticated) {
+		u.Groups = append(slices.Clip(u.Groups), user.AllAuthenticated)
+	}
+	return u
 }
 
 type userKey struct{}
@@ -47,10 +67,49 @@ type Token struct {
 
 // Authenticator decides who a request comes from, as the kubelet's
 // authenticated port does: a client certificate signed by the client CA, a
-// bearer token from the token file, or, only when allowed, nobody.
+// bearer token from the token file or one the apiserver's TokenReview
+// accepts, or, only when allowed, nobody. With an Authorizer it then asks
+// whether that user may do what the request asks, before any routing.
 type Authenticator struct {
 	tokens    []Token
 	anonymous bool
+	opts      authOptions
+}
+
+// TokenAuthenticator checks a bearer token the token file does not hold:
+// with a TokenReview sent to the apiserver, through a cache. It has the
+// shape of the apiserver's authenticator.Token. An error is a review that
+// could not be made, not a refused token.
+type TokenAuthenticator interface {
+	AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error)
+}
+
+type authOptions struct {
+	tokenReview TokenAuthenticator
+	authorizer  Authorizer
+	nodeName    string
+	log         *slog.Logger
+}
+
+// AuthOption configures an Authenticator. None can fail, so unlike
+// podsup's other options they return no error.
+type AuthOption func(*authOptions)
+
+// WithTokenReview checks bearer tokens the token file does not hold with t.
+func WithTokenReview(t TokenAuthenticator) AuthOption {
+	return func(o *authOptions) { o.tokenReview = t }
+}
+
+// WithAuthorizer has az authorize every request as one on the Node
+// nodeName (Webhook mode). Without it, any authenticated user may do
+// anything and anonymous users may only read (AlwaysAllow).
+func WithAuthorizer(nodeName string, az Authorizer) AuthOption {
+	return func(o *authOptions) { o.nodeName, o.authorizer = nodeName, az }
+}
+
+// WithAuthLogger sets the logger of failed reviews.
+func WithAuthLogger(l *slog.Logger) AuthOption {
+	return func(o *authOptions) { o.log = l }
 }
 
 // ReadTokenFile reads a static token file in the kube-apiserver's format:
@@ -87,31 +146,55 @@ func ReadTokenFile(path string) ([]Token, error) {
 }
 
 // NewAuthenticator returns an authenticator over the given tokens.
-func NewAuthenticator(tokens []Token, anonymous bool) *Authenticator {
-	return &Authenticator{tokens: tokens, anonymous: anonymous}
+func NewAuthenticator(tokens []Token, anonymous bool, opts ...AuthOption) *Authenticator {
+	a := &Authenticator{tokens: tokens, anonymous: anonymous}
+	for _, o := range opts {
+		o(&a.opts)
+	}
+	if a.opts.log == nil {
+		a.opts.log = slog.Default()
+	}
+	return a
 }
 
-// errUnauthorized is a request with no identity, or a wrong one.
-var errUnauthorized = errors.New("Unauthorized")
+var (
+	// errUnauthorized is a request with no identity, or a wrong one.
+	errUnauthorized = errors.New("Unauthorized")
+	// errTokenReview is a bearer token the apiserver could not be asked
+	// about: neither accepted nor refused.
+	errTokenReview = errors.New("token review failed")
+)
 
 // authenticate returns the request's user. A bad token is refused, never
 // taken for anonymous.
 func (a *Authenticator) authenticate(r *http.Request) (User, error) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
 		cert := r.TLS.VerifiedChains[0][0]
-		return User{Name: cert.Subject.CommonName, Groups: cert.Subject.Organization}, nil
+		return User{Name: cert.Subject.CommonName, Groups: cert.Subject.Organization}.authenticated(), nil
 	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		token, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
 			return User{}, errUnauthorized
 		}
+		token = strings.TrimSpace(token)
 		for _, e := range a.tokens {
-			if subtle.ConstantTimeCompare(e.token, []byte(strings.TrimSpace(token))) == 1 {
-				return e.user, nil
+			if subtle.ConstantTimeCompare(e.token, []byte(token)) == 1 {
+				return e.user.authenticated(), nil
 			}
 		}
-		return User{}, errUnauthorized
+		if a.opts.tokenReview == nil || token == "" {
+			return User{}, errUnauthorized
+		}
+		resp, ok, err := a.opts.tokenReview.AuthenticateToken(r.Context(), token)
+		if err != nil {
+			return User{}, fmt.Errorf("%w: %w", errTokenReview, err)
+		}
+		if !ok {
+			return User{}, errUnauthorized
+		}
+		u := resp.User
+		return User{Name: u.GetName(), UID: u.GetUID(), Groups: u.GetGroups(), Extra: u.GetExtra()}.authenticated(), nil
 	}
 	if a.anonymous {
 		return User{Name: "system:anonymous", Groups: []string{"system:unauthenticated"}, Anonymous: true}, nil
@@ -119,15 +202,33 @@ func (a *Authenticator) authenticate(r *http.Request) (User, error) {
 	return User{}, errUnauthorized
 }
 
-// Middleware authenticates every request; anonymous users may only read.
+// Middleware authenticates every request, then authorizes it with the
+// Authorizer; without one, anonymous users may only read.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	unauthorized := "Unauthorized: present a client certificate signed by --client-ca-file or a bearer token from --token-auth-file"
+	if a.opts.tokenReview != nil {
+		unauthorized += " or one the apiserver accepts"
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := a.authenticate(r)
-		if err != nil {
-			writeError(w, http.StatusUnauthorized, "Unauthorized: present a client certificate signed by --client-ca-file or a bearer token from --token-auth-file")
+		switch {
+		case errors.Is(err, errTokenReview):
+			// Not a 401, as the kubelet answers: the token may be good,
+			// and a client should not drop it for an apiserver outage.
+			a.opts.log.Error("bearer token not checked", "err", err)
+			writeJSON(w, http.StatusInternalServerError, statusBody(http.StatusInternalServerError, "InternalError",
+				"Authentication error: the bearer token could not be checked with the apiserver"))
+			return
+		case err != nil:
+			writeJSON(w, http.StatusUnauthorized, statusBody(http.StatusUnauthorized, "Unauthorized", unauthorized))
 			return
 		}
-		if u.Anonymous && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if a.opts.authorizer != nil {
+			if !authorize(r.Context(), a.opts.authorizer, RequestAttributes(a.opts.nodeName, u.info(), r), w, a.opts.log) {
+				return
+			}
+		} else if u.Anonymous && (r.Method != http.MethodGet && r.Method != http.MethodHead || isStreaming(r.URL.Path)) {
+			// A WebSocket exec is a GET, and no read.
 			writeError(w, http.StatusForbidden, "Forbidden: anonymous requests may only read")
 			return
 		}

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -51,32 +52,36 @@ func TestReadTokenFile(t *testing.T) {
 	}
 }
 
+// serveUser answers with the name of the request's user.
+var serveUser = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u, _ := UserFrom(r.Context())
+	w.Write([]byte(u.Name))
+})
+
 func TestMiddleware(t *testing.T) {
 	tokens := []Token{{token: []byte("s3cret"), user: User{Name: "alice"}}}
-	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, _ := UserFrom(r.Context())
-		w.Write([]byte(u.Name))
-	})
 	tests := []struct {
 		name      string
 		anonymous bool
 		method    string
+		path      string
 		auth      string
 		code      int
 		user      string
 	}{
-		{"no credentials", false, "GET", "", 401, ""},
-		{"valid token", false, "PUT", "Bearer s3cret", 200, "alice"},
-		{"wrong token", false, "GET", "Bearer guess", 401, ""},
-		{"wrong token with anonymous on", true, "GET", "Bearer guess", 401, ""},
-		{"not a bearer token", false, "GET", "Basic YWxpY2U6cHc=", 401, ""},
-		{"anonymous read", true, "GET", "", 200, "system:anonymous"},
-		{"anonymous write", true, "DELETE", "", 403, ""},
+		{"no credentials", false, "GET", "/pods", "", 401, ""},
+		{"valid token", false, "PUT", "/pods", "Bearer s3cret", 200, "alice"},
+		{"wrong token", false, "GET", "/pods", "Bearer guess", 401, ""},
+		{"wrong token with anonymous on", true, "GET", "/pods", "Bearer guess", 401, ""},
+		{"not a bearer token", false, "GET", "/pods", "Basic YWxpY2U6cHc=", 401, ""},
+		{"anonymous read", true, "GET", "/pods", "", 200, "system:anonymous"},
+		{"anonymous write", true, "DELETE", "/pods", "", 403, ""},
+		{"anonymous exec over a websocket (a GET)", true, "GET", "/exec/default/web/main", "", 403, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := NewAuthenticator(tokens, tc.anonymous).Middleware(ok)
-			req := httptest.NewRequest(tc.method, "/pods", nil)
+			h := NewAuthenticator(tokens, tc.anonymous).Middleware(serveUser)
+			req := httptest.NewRequest(tc.method, tc.path, nil)
 			if tc.auth != "" {
 				req.Header.Set("Authorization", tc.auth)
 			}
@@ -84,6 +89,43 @@ func TestMiddleware(t *testing.T) {
 			h.ServeHTTP(rr, req)
 			if rr.Code != tc.code || (tc.code == 200 && rr.Body.String() != tc.user) {
 				t.Fatalf("%d %q, want %d %q", rr.Code, rr.Body, tc.code, tc.user)
+			}
+		})
+	}
+}
+
+// TestTokenReview: the token file is looked at first; a token it lacks
+// goes to the review, a refused one is a 401 and a failed review a 500,
+// never anonymous.
+func TestTokenReview(t *testing.T) {
+	tokens := []Token{{token: []byte("s3cret"), user: User{Name: "alice"}}}
+	tests := []struct {
+		name    string
+		auth    string
+		err     error
+		code    int
+		body    string
+		reviews int
+	}{
+		{"token file", "Bearer s3cret", nil, 200, "alice", 0},
+		{"reviewed token", "Bearer sa-token", nil, 200, "system:serviceaccount:default:reader", 1},
+		{"refused token", "Bearer guess", nil, 401, "or one the apiserver accepts", 1},
+		{"review fails", "Bearer sa-token", errors.New("connection refused"), 500, "could not be checked with the apiserver", 1},
+		{"empty token", "Bearer ", nil, 401, "Unauthorized", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			review := &fakeTokens{err: tc.err}
+			h := NewAuthenticator(tokens, true, WithTokenReview(review)).Middleware(serveUser)
+			req := httptest.NewRequest("GET", "/pods", nil)
+			req.Header.Set("Authorization", tc.auth)
+			rr := httptest.NewRecorder()
+			h.ServeHTTP(rr, req)
+			if rr.Code != tc.code || !strings.Contains(rr.Body.String(), tc.body) || review.calls != tc.reviews {
+				t.Fatalf("%d %q after %d reviews, want %d with %q after %d", rr.Code, rr.Body, review.calls, tc.code, tc.body, tc.reviews)
+			}
+			if strings.Contains(rr.Body.String(), "connection refused") {
+				t.Errorf("the review's error reached the client: %q", rr.Body)
 			}
 		})
 	}
@@ -132,7 +174,7 @@ func TestClientCertificates(t *testing.T) {
 		return resp.StatusCode, string(body), err
 	}
 	good := ca.Client(t, "alice", "admins")
-	if code, body, err := get(&good); err != nil || code != 200 || body != "alice/admins" {
+	if code, body, err := get(&good); err != nil || code != 200 || body != "alice/admins,system:authenticated" {
 		t.Fatalf("valid client certificate: %d %q %v", code, body, err)
 	}
 	if code, _, err := get(nil); err != nil || code != 401 {

@@ -13,8 +13,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/events"
@@ -134,26 +132,15 @@ type mirrorDeps struct {
 	pressure       func() []v1.NodeCondition
 }
 
-// newMirrors connects to the apiserver of cfg.Mirror.Kubeconfig; nil
-// without one. It makes no request: the reporter starts in the background.
-func newMirrors(cfg *Config, d mirrorDeps) (*mirrors, error) {
-	mc := cfg.Mirror
-	if mc.Kubeconfig == "" {
+// newMirrors is the reporter to the apiserver of kube; nil without one.
+// It makes no request: the reporter starts in the background.
+func newMirrors(cfg *Config, kube *kubeClient, d mirrorDeps) (*mirrors, error) {
+	if kube == nil {
 		return nil, nil
 	}
-	rest, err := clientcmd.BuildConfigFromFlags("", mc.Kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig %s: %w", mc.Kubeconfig, err)
-	}
-	rest.UserAgent = "podsup/" + version.Version
-	rest.QPS, rest.Burst = 50, 100 // the kubelet's
-	rest.ContentType = "application/vnd.kubernetes.protobuf"
-	client, err := kubernetes.NewForConfig(rest)
-	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig %s: %w", mc.Kubeconfig, err)
-	}
+	mc := cfg.Mirror
 	resources := nodeResources(cfg.RootDir)
-	r, err := mirror.New(client, cfg.NodeName,
+	r, err := mirror.New(kube.client, cfg.NodeName,
 		mirror.WithClock(d.clock), mirror.WithLogger(d.log.With("component", "mirror")), mirror.WithEvents(d.events),
 		mirror.WithRegister(mc.RegisterNode), mirror.WithLabels(mc.NodeLabels), mirror.WithTaints(mc.Taints),
 		mirror.WithStatusUpdateFrequency(mc.StatusUpdateFrequency),
@@ -164,7 +151,7 @@ func newMirrors(cfg *Config, d mirrorDeps) (*mirrors, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.log.Info("joining the cluster of the kubeconfig", "kubeconfig", mc.Kubeconfig, "apiserver", rest.Host, "node", cfg.NodeName)
+	d.log.Info("joining the cluster of the kubeconfig", "kubeconfig", mc.Kubeconfig, "apiserver", kube.host, "node", cfg.NodeName)
 	return &mirrors{r: r}, nil
 }
 

@@ -114,7 +114,11 @@ func Run(ctx context.Context, cfg *Config) error {
 			sup.Evict(key, message, grace, readmit)
 		},
 		pods: func() []*v1.Pod { return sup.Pods() }, changed: func() { sup.WakeAll() }})
-	mirrors, err := newMirrors(cfg, mirrorDeps{log: log, clock: clk, events: recorder, hostIP: hostIP, runtimeVersion: rt.Version,
+	kube, err := newKubeClient(cfg.Mirror.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	mirrors, err := newMirrors(cfg, kube, mirrorDeps{log: log, clock: clk, events: recorder, hostIP: hostIP, runtimeVersion: rt.Version,
 		ready: func() error { return sup.Healthy() }, sourcesReady: func() bool { return sup.SourcesReady() },
 		pressure: res.manager.Conditions})
 	if err != nil {
@@ -173,7 +177,7 @@ func Run(ctx context.Context, cfg *Config) error {
 	if push != nil {
 		deps.Push = push // never a nil pointer in an interface: nil Push switches the routes off
 	}
-	if err := (servers{ctx: ctx, wg: &wg, cancel: cancel, log: log}).start(cfg, deps, hostIP); err != nil {
+	if err := (servers{ctx: ctx, wg: &wg, cancel: cancel, log: log}).start(cfg, deps, hostIP, kube); err != nil {
 		return err
 	}
 	log.Info("podsup started", "node", cfg.NodeName, "node-ip", hostIP, "sources", sources, "containerd", cfg.ContainerdAddress,
