@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
@@ -247,4 +248,44 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestStreamIdleTimeout: a stream with no traffic for the idle timeout is
+// closed, and its command with it, over either protocol.
+func TestStreamIdleTimeout(t *testing.T) {
+	f := newFakeStreams()
+	srv := httptest.NewServer(FullHandler(Deps{Streams: f, StreamLimits: StreamLimits{IdleTimeout: 200 * time.Millisecond}}))
+	t.Cleanup(srv.Close)
+	cfg := &rest.Config{Host: srv.URL}
+	for name, newExec := range map[string]func() (remotecommand.Executor, error){
+		"spdy": func() (remotecommand.Executor, error) {
+			return remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, execURL(srv, "main", false, "block")))
+		},
+		"websocket v5": func() (remotecommand.Executor, error) {
+			return remotecommand.NewWebSocketExecutor(cfg, "GET", execURL(srv, "main", false, "block"))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ex, err := newExec()
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := execute(t, context.Background(), ex, "")
+				done <- err
+			}()
+			// However slow the machine, the stream has no traffic: it is
+			// closed, and the command's context ends.
+			select {
+			case err := <-f.ended:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("the command ended with %v, want its context cancelled by the idle close", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("an idle stream was not closed within a minute")
+			}
+			<-done
+		})
+	}
 }
