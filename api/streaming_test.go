@@ -200,6 +200,18 @@ func TestStreamRefusals(t *testing.T) {
 	if err := <-f.ended; err != nil {
 		t.Errorf("the first command ended with %v, want released", err)
 	}
+	// The server lets the slot go once its handler returns, a moment after
+	// the client has seen the end.
+	if _, ok := testenv.Poll(time.Minute, func() bool {
+		resp, err := http.Post(execURL(srv, "main", false, "echo-exit", "0"), "", nil)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode != http.StatusTooManyRequests
+	}); !ok {
+		t.Fatal("the pod's stream slot was not released when its stream ended")
+	}
 	ex, _ = remotecommand.NewSPDYExecutor(&rest.Config{Host: srv.URL}, "POST", mustURL(t, execURL(srv, "main", false, "echo-exit", "0")))
 	if _, _, err := execute(t, context.Background(), ex, ""); err != nil {
 		t.Errorf("a stream once the first ended: %v", err)
