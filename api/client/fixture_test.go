@@ -1,15 +1,16 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ type fixture struct {
 	push   *manifest.PushSource
 	logDir string
 	socket string
+	server string // --server: unix://SOCKET, or http://127.0.0.1:PORT
 	srv    *httptest.Server
 }
 
@@ -50,7 +52,12 @@ type fixture struct {
 // takes on a busy machine.
 const eventsAge = 10*time.Hour + 30*time.Minute
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil, false) }
+
+// newFixtureWith is newFixture with streams serving /exec/, /attach/ and
+// /portForward/ beside the API, and, with tcp, listening on 127.0.0.1
+// rather than a unix socket.
+func newFixtureWith(t *testing.T, streams http.Handler, tcp bool) *fixture {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	push, err := manifest.NewPushSource(t.TempDir(), manifest.Static{NodeName: "node1", Source: manifest.SourceAPI}, quiet)
@@ -60,13 +67,27 @@ func newFixture(t *testing.T) *fixture {
 	rec := events.NewRecorder(100, quiet, clocktesting.NewFakePassiveClock(time.Now().Add(-eventsAge)))
 	fx := &fixture{t: t, pods: &apitest.Pods{}, probes: apitest.Probes{}, events: rec,
 		push: push, logDir: t.TempDir(), socket: shortSocketPath(t)}
-	ln, err := net.Listen("unix", fx.socket)
-	if err != nil {
-		t.Fatal(err)
+	var handler http.Handler = api.FullHandler(api.Deps{Pods: fx.pods, Probes: fx.probes, Events: fx.events, Push: push, LogDir: fx.logDir})
+	if streams != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		for _, p := range []string{"/exec/", "/attach/", "/portForward/"} {
+			mux.Handle(p, streams)
+		}
+		handler = mux
 	}
-	srv := httptest.NewUnstartedServer(api.FullHandler(api.Deps{Pods: fx.pods, Probes: fx.probes, Events: fx.events, Push: push, LogDir: fx.logDir}))
-	srv.Listener.Close()
-	srv.Listener = ln
+	srv := httptest.NewUnstartedServer(handler)
+	if tcp {
+		fx.server = "http://" + srv.Listener.Addr().String()
+	} else {
+		ln, err := net.Listen("unix", fx.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Listener.Close()
+		srv.Listener = ln
+		fx.server = "unix://" + fx.socket
+	}
 	srv.Start()
 	t.Cleanup(srv.Close)
 	fx.srv = srv
@@ -139,20 +160,39 @@ func (r result) code() int {
 
 // run runs a podsup command against the fixture's socket.
 func (fx *fixture) run(args ...string) result {
-	return runCLI(context.Background(), nil, append([]string{args[0], "--server", "unix://" + fx.socket}, args[1:]...)...)
+	return runCLI(context.Background(), nil, append([]string{args[0], "--server", fx.server}, args[1:]...)...)
 }
 
 // runCLI runs a command line of the client's commands in-process.
 func runCLI(ctx context.Context, stdout io.Writer, args ...string) result {
-	var out, errOut bytes.Buffer
-	var w io.Writer = &out
+	return runApp(ctx, nil, stdout, nil, args...)
+}
+
+// runApp runs a command line in-process with stdin, the client's
+// commands and, for the streams, exec, attach and port-forward over the
+// protocol of streams. What the command prints goes to stdout as well as
+// to the result.
+func runApp(ctx context.Context, stdin io.Reader, stdout io.Writer, streams *streamOptions, args ...string) result {
+	// Locked buffers: client-go's copiers may still write after a stream
+	// was cancelled.
+	out, errOut := apitest.NewOutput(), apitest.NewOutput()
+	var w io.Writer = out
 	if stdout != nil {
-		w = io.MultiWriter(&out, stdout)
+		w = io.MultiWriter(out, stdout)
 	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	commands := []*cli.Command{PodsCommand(), DescribeCommand(), LogsCommand(), EventsCommand(), ApplyCommand(), DeleteCommand(), PortForwardCommand()}
+	o := defaultStreams
+	if streams != nil {
+		o = *streams
+	}
+	commands = append(commands, execCommand(o), attachCommand(o))
 	app := &cli.App{
-		Name: "podsup", Writer: w, ErrWriter: &errOut,
+		Name: "podsup", Reader: stdin, Writer: w, ErrWriter: errOut,
 		ExitErrHandler: func(*cli.Context, error) {}, // the test reads the error
-		Commands:       []*cli.Command{PodsCommand(), DescribeCommand(), LogsCommand(), EventsCommand(), ApplyCommand(), DeleteCommand()},
+		Commands:       commands,
 	}
 	err := app.RunContext(ctx, append([]string{"podsup"}, args...))
 	return result{stdout: out.String(), stderr: errOut.String(), err: err}
