@@ -20,10 +20,10 @@ type streamFixture struct {
 	fake *fakeContainers
 }
 
-func newStreamFixture(t *testing.T, tcp bool) *streamFixture {
+func newStreamFixture(t *testing.T, on listenOn) *streamFixture {
 	t.Helper()
 	fake := newFakeContainers()
-	fx := &streamFixture{fixture: newFixtureWith(t, fake.handler(), tcp), fake: fake}
+	fx := &streamFixture{fixture: newFixtureWith(t, fake.handler(), on), fake: fake}
 	web := staticPod("default", "web", "main", "side")
 	web.Annotations[defaultContainerAnnotation] = "main"
 	term := staticPod("default", "term", "tty")
@@ -36,7 +36,7 @@ func newStreamFixture(t *testing.T, tcp bool) *streamFixture {
 
 // exec runs a command of the streams with stdin over the protocol o.
 func (fx *streamFixture) exec(o streamOptions, stdin io.Reader, args ...string) result {
-	return runApp(context.Background(), stdin, nil, &o, append([]string{args[0], "--server", fx.server}, args[1:]...)...)
+	return runApp(context.Background(), stdin, nil, &o, fx.args(args...)...)
 }
 
 var (
@@ -49,7 +49,7 @@ var (
 // TestExec: what a user checks of exec, over SPDY on a unix socket, the
 // way the command line reaches the admin socket.
 func TestExec(t *testing.T) {
-	fx := newStreamFixture(t, false)
+	fx := newStreamFixture(t, onUnix)
 	tests := []struct {
 		name               string
 		args               []string
@@ -112,13 +112,13 @@ func TestExec(t *testing.T) {
 }
 
 // TestExecProtocols: exec over each way of reaching podsup: SPDY and
-// kubectl's default (WebSocket, else SPDY) on a unix socket and on TCP,
-// and WebSocket forced on TCP.
+// kubectl's default (WebSocket, else SPDY) on a unix socket, on http and
+// on https with a CA and a token, and WebSocket forced on http and https.
 func TestExecProtocols(t *testing.T) {
 	auto := defaultStreams
 	tests := []struct {
 		name  string
-		tcp   bool
+		on    listenOn
 		o     streamOptions
 		stdin bool // stdin's end can be told
 		// wantRequests are the stream requests' method and Upgrade header.
@@ -126,15 +126,18 @@ func TestExecProtocols(t *testing.T) {
 	}{
 		{name: "SPDY, unix socket", o: forceSPDY, stdin: true, wantRequests: []string{"POST SPDY/3.1"}},
 		{name: "default, unix socket: SPDY only", o: auto, stdin: true, wantRequests: []string{"POST SPDY/3.1"}},
-		{name: "SPDY, TCP", tcp: true, o: forceSPDY, stdin: true, wantRequests: []string{"POST SPDY/3.1"}},
+		{name: "SPDY, http", on: onHTTP, o: forceSPDY, stdin: true, wantRequests: []string{"POST SPDY/3.1"}},
+		{name: "SPDY, https", on: onHTTPS, o: forceSPDY, stdin: true, wantRequests: []string{"POST SPDY/3.1"}},
 		// cri-streaming serves no v5.channel.k8s.io: the WebSocket upgrade
 		// is refused and SPDY takes over, as kubectl's does with a kubelet.
-		{name: "default, TCP: WebSocket refused, then SPDY", tcp: true, o: auto, stdin: true, wantRequests: []string{"GET websocket", "POST SPDY/3.1"}},
-		{name: "WebSocket v4, TCP", tcp: true, o: forceWebSocketV4, wantRequests: []string{"GET websocket"}},
+		{name: "default, http: WebSocket refused, then SPDY", on: onHTTP, o: auto, stdin: true, wantRequests: []string{"GET websocket", "POST SPDY/3.1"}},
+		{name: "default, https: WebSocket refused, then SPDY", on: onHTTPS, o: auto, stdin: true, wantRequests: []string{"GET websocket", "POST SPDY/3.1"}},
+		{name: "WebSocket v4, http", on: onHTTP, o: forceWebSocketV4, wantRequests: []string{"GET websocket"}},
+		{name: "WebSocket v4, https", on: onHTTPS, o: forceWebSocketV4, wantRequests: []string{"GET websocket"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fx := newStreamFixture(t, tc.tcp)
+			fx := newStreamFixture(t, tc.on)
 			check := func(args []string, stdin, wantOut, wantErr string, wantCode int) {
 				t.Helper()
 				r := fx.exec(tc.o, strings.NewReader(stdin), append([]string{"exec", "web"}, args...)...)
@@ -150,6 +153,11 @@ func TestExecProtocols(t *testing.T) {
 			var want []string
 			for range 2 + btoi(tc.stdin) {
 				want = append(want, tc.wantRequests...)
+			}
+			if tc.on == onHTTPS {
+				for i := range want {
+					want[i] += " Bearer " + fixtureToken
+				}
 			}
 			if got := fx.fake.requestLog(); !slices.Equal(got, want) {
 				t.Errorf("stream requests %q, want %q", got, want)
@@ -168,7 +176,7 @@ func btoi(b bool) int {
 // TestExecWebSocketOverUnixSocket: client-go's WebSocket transport dials
 // TCP only, so asked of the admin socket it says so.
 func TestExecWebSocketOverUnixSocket(t *testing.T) {
-	fx := newStreamFixture(t, false)
+	fx := newStreamFixture(t, onUnix)
 	r := fx.exec(forceWebSocketV4, nil, "exec", "web", "--", "both")
 	if r.code() != 1 || !strings.Contains(r.err.Error(), errWebSocketUnix.Error()) {
 		t.Errorf("exit %d (%v), want 1 saying %q", r.code(), r.err, errWebSocketUnix)
@@ -178,7 +186,7 @@ func TestExecWebSocketOverUnixSocket(t *testing.T) {
 // TestStreamsNotOnReadOnlyPort: the read-only port serves no streams; the
 // error says where they are served.
 func TestStreamsNotOnReadOnlyPort(t *testing.T) {
-	fx := newStreamFixture(t, true)
+	fx := newStreamFixture(t, onHTTP)
 	c, err := newClient(connOptions{defaultSocket: shortSocketPath(t), defaultRO: fx.server})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +203,7 @@ func TestStreamsNotOnReadOnlyPort(t *testing.T) {
 
 // TestAttach: attach without a terminal, and the TTY rules of kubectl.
 func TestAttach(t *testing.T) {
-	fx := newStreamFixture(t, false)
+	fx := newStreamFixture(t, onUnix)
 	const prompt = "If you don't see a command prompt, try pressing enter.\n"
 	tests := []struct {
 		name             string

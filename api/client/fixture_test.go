@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -43,8 +44,11 @@ type fixture struct {
 	push   *manifest.PushSource
 	logDir string
 	socket string
-	server string // --server: unix://SOCKET, or http://127.0.0.1:PORT
-	srv    *httptest.Server
+	server string // --server: unix://SOCKET, or http(s)://127.0.0.1:PORT
+	// serverArgs are the flags a client needs besides --server: a CA and
+	// a token for https.
+	serverArgs []string
+	srv        *httptest.Server
 }
 
 // eventsAge is how long ago the fixture's events happened: far enough
@@ -52,12 +56,23 @@ type fixture struct {
 // takes on a busy machine.
 const eventsAge = 10*time.Hour + 30*time.Minute
 
-func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil, false) }
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil, onUnix) }
+
+// Where a fixture listens.
+type listenOn int
+
+const (
+	onUnix  listenOn = iota // a unix socket, as the admin socket
+	onHTTP                  // http://127.0.0.1:PORT
+	onHTTPS                 // https://127.0.0.1:PORT, and the client gives its CA and a token
+)
+
+// fixtureToken is the token a client gives an https fixture.
+const fixtureToken = "fixture-token"
 
 // newFixtureWith is newFixture with streams serving /exec/, /attach/ and
-// /portForward/ beside the API, and, with tcp, listening on 127.0.0.1
-// rather than a unix socket.
-func newFixtureWith(t *testing.T, streams http.Handler, tcp bool) *fixture {
+// /portForward/ beside the API, listening as on says.
+func newFixtureWith(t *testing.T, streams http.Handler, on listenOn) *fixture {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	push, err := manifest.NewPushSource(t.TempDir(), manifest.Static{NodeName: "node1", Source: manifest.SourceAPI}, quiet)
@@ -77,18 +92,28 @@ func newFixtureWith(t *testing.T, streams http.Handler, tcp bool) *fixture {
 		handler = mux
 	}
 	srv := httptest.NewUnstartedServer(handler)
-	if tcp {
-		fx.server = "http://" + srv.Listener.Addr().String()
-	} else {
+	switch on {
+	case onUnix:
 		ln, err := net.Listen("unix", fx.socket)
 		if err != nil {
 			t.Fatal(err)
 		}
 		srv.Listener.Close()
 		srv.Listener = ln
+		srv.Start()
 		fx.server = "unix://" + fx.socket
+	case onHTTP:
+		srv.Start()
+		fx.server = srv.URL
+	case onHTTPS:
+		srv.StartTLS()
+		fx.server = srv.URL
+		ca := filepath.Join(t.TempDir(), "ca.crt")
+		if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fx.serverArgs = []string{"--certificate-authority", ca, "--token", fixtureToken}
 	}
-	srv.Start()
 	t.Cleanup(srv.Close)
 	fx.srv = srv
 	return fx
@@ -160,7 +185,14 @@ func (r result) code() int {
 
 // run runs a podsup command against the fixture's socket.
 func (fx *fixture) run(args ...string) result {
-	return runCLI(context.Background(), nil, append([]string{args[0], "--server", fx.server}, args[1:]...)...)
+	return runCLI(context.Background(), nil, fx.args(args...)...)
+}
+
+// args is a command line against the fixture: the command, the flags
+// that reach the fixture, then args[1:].
+func (fx *fixture) args(args ...string) []string {
+	out := append([]string{args[0], "--server", fx.server}, fx.serverArgs...)
+	return append(out, args[1:]...)
 }
 
 // runCLI runs a command line of the client's commands in-process.

@@ -16,10 +16,19 @@ import (
 )
 
 // TestPortForward: bytes move both ways through a local port chosen at
-// random and through a named one, over the unix socket, and Ctrl-C ends
-// the forward with status 0.
+// random and through a named one, over the unix socket and over https with
+// a token, and Ctrl-C ends the forward with status 0.
 func TestPortForward(t *testing.T) {
-	fx := newStreamFixture(t, false)
+	for _, tc := range []struct {
+		name string
+		on   listenOn
+	}{{"unix socket", onUnix}, {"https", onHTTPS}} {
+		t.Run(tc.name, func(t *testing.T) { testPortForward(t, tc.on) })
+	}
+}
+
+func testPortForward(t *testing.T, on listenOn) {
+	fx := newStreamFixture(t, on)
 	web := staticPod("default", "web", "main")
 	web.Spec.Containers[0].Ports = []v1.ContainerPort{{Name: "http", ContainerPort: 8080}}
 	fx.pods.Set(web)
@@ -29,7 +38,7 @@ func TestPortForward(t *testing.T) {
 	out := apitest.NewOutput()
 	done := make(chan result, 1) // buffered: the command never blocks on exit
 	go func() {
-		done <- runApp(ctx, nil, out, nil, "port-forward", "--server", fx.server, "web", ":80", "0:http")
+		done <- runApp(ctx, nil, out, nil, fx.args("port-forward", "web", ":80", "0:http")...)
 	}()
 	out.WaitFor(t, "-> 8080\n")
 	// kubectl's words: Forwarding from 127.0.0.1:PORT -> REMOTE
@@ -69,10 +78,17 @@ func TestPortForward(t *testing.T) {
 	if !slices.Equal(ports, []int32{80, 8080}) {
 		t.Errorf("the pod's ports reached: %v, want [80 8080]", ports)
 	}
+	want := "POST SPDY/3.1"
+	if on == onHTTPS {
+		want += " Bearer " + fixtureToken
+	}
+	if got := fx.fake.requestLog(); !slices.Equal(got, []string{want}) {
+		t.Errorf("stream requests %q, want one %q", got, want)
+	}
 }
 
 func TestPortForwardErrors(t *testing.T) {
-	fx := newStreamFixture(t, false)
+	fx := newStreamFixture(t, onUnix)
 	tests := []struct {
 		name     string
 		args     []string

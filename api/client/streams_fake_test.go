@@ -90,7 +90,7 @@ func (f *fakeContainers) handler() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
-		f.requests = append(f.requests, r.Method+" "+r.Header.Get("Upgrade"))
+		f.requests = append(f.requests, strings.TrimSpace(r.Method+" "+r.Header.Get("Upgrade")+" "+r.Header.Get("Authorization")))
 		f.mu.Unlock()
 		mux.ServeHTTP(w, r)
 	})

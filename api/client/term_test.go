@@ -153,13 +153,13 @@ type interactive struct {
 // startInteractive runs args against a stream fixture on a
 // pseudo-terminal, and returns once the session has started.
 func startInteractive(t *testing.T, args ...string) (*streamFixture, *interactive) {
-	fx := newStreamFixture(t, false)
+	fx := newStreamFixture(t, onUnix)
 	main, replica := openPTY(t, 24, 80)
 	tt := &interactive{main: main, replica: replica, before: termios(t, replica), screen: readScreen(t, main), done: make(chan result, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel) // ends a session the test left running
 	go func() {
-		tt.done <- runApp(ctx, replica, replica, &forceSPDY, append([]string{args[0], "--server", fx.server}, args[1:]...)...)
+		tt.done <- runApp(ctx, replica, replica, &forceSPDY, fx.args(args...)...)
 	}()
 	apitest.Await(t, fx.fake.started, "the session to start")
 	return fx, tt
