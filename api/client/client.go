@@ -6,6 +6,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,8 +36,11 @@ type endpoint struct {
 	// readOnly is the read-only port tried by default: it serves only pods
 	// and their status, so requests for the rest skip it.
 	readOnly bool
-	// dial connects to the admin socket; nil for a server reached over TCP.
+	// dial connects to podsup: to the admin socket when unix, else over
+	// TCP, TLS being the caller's (with tls) for https.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	unix bool
+	tls  *tls.Config
 }
 
 // Client talks to podsup's API. Its endpoints are tried in order until one

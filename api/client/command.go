@@ -46,6 +46,9 @@ func action(name string, run func(*command) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		// The first Ctrl-C ends the command cleanly; a second one kills it,
+		// should a wait not heed the first (gorilla/websocket's handshake).
+		context.AfterFunc(ctx, func() { stop() })
 		err := func() error {
 			args, dash, err := positional(c)
 			if err != nil {

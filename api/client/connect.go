@@ -144,12 +144,12 @@ func parseServer(server string, tlsCfg *tls.Config) (endpoint, error) {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return dialer.DialContext(ctx, "unix", path)
 		}
-		return endpoint{display: "unix://" + path, base: "http://podsup", http: &http.Client{Transport: tr}, dial: tr.DialContext}, nil
+		return endpoint{display: "unix://" + path, base: "http://podsup", http: &http.Client{Transport: tr}, dial: tr.DialContext, unix: true}, nil
 	case "http", "https":
 		if u.Host == "" {
 			return endpoint{}, fmt.Errorf("--server %q: no host", server)
 		}
-		return endpoint{display: server, base: strings.TrimRight(server, "/"), http: &http.Client{Transport: tr}}, nil
+		return endpoint{display: server, base: strings.TrimRight(server, "/"), http: &http.Client{Transport: tr}, dial: tr.DialContext, tls: tlsCfg}, nil
 	}
 	return endpoint{}, fmt.Errorf("--server %q: want unix:///PATH, https://HOST:PORT or http://HOST:PORT", server)
 }

@@ -208,7 +208,7 @@ func (r *remote) query() url.Values {
 // run streams the session at path until it ends, with the terminal in raw
 // mode and restored whatever ends it.
 func (r *remote) run(cmd *command, o streamOptions, path string, query url.Values) (retErr error) {
-	target, err := cmd.client.streamTarget(path)
+	target, err := cmd.client.streamTarget(cmd.ctx, path)
 	if err != nil {
 		return err
 	}
@@ -236,5 +236,8 @@ func (r *remote) run(cmd *command, o streamOptions, path string, query url.Value
 		}()
 		opts.Tty, opts.Stderr, opts.TerminalSizeQueue = true, nil, sess.sizes
 	}
-	return exec.StreamWithContext(cmd.ctx, opts)
+	if err := exec.StreamWithContext(cmd.ctx, opts); err != nil && cmd.ctx.Err() == nil {
+		return err
+	}
+	return cmd.ctx.Err() // Ctrl-C, maybe while the stream was set up
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/podsup/podsup/api/apitest"
 )
 
 // streamFixture is a podsup API whose exec, attach and port-forward are
@@ -195,7 +198,7 @@ func TestStreamsNotOnReadOnlyPort(t *testing.T) {
 	if _, err := cmd.lookupPod(cmd.ctx, "web"); err != nil {
 		t.Fatalf("the read-only port lists pods: %v", err)
 	}
-	_, err = c.streamTarget("/exec/default/web-node1/main")
+	_, err = c.streamTarget(context.Background(), "/exec/default/web-node1/main")
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "served by the admin socket") {
 		t.Errorf("error %v, want it to say where exec is served", err)
 	}
@@ -239,5 +242,46 @@ func TestAttach(t *testing.T) {
 	r := fx.exec(forceSPDY, nil, "attach", "nope")
 	if r.code() != 1 || !strings.Contains(r.err.Error(), "pod default/nope not found") {
 		t.Errorf("unknown pod: exit %d (%v), want 1, not found", r.code(), r.err)
+	}
+}
+
+// TestStreamsEndOnCtrlC: a podsup that never answers a stream's upgrade
+// does not keep exec or port-forward from ending on Ctrl-C, with status 0.
+// Not WebSocket: gorilla/websocket reads the answer to its handshake
+// whatever the context says, so the first Ctrl-C cannot end that wait (the
+// second one kills podsup).
+func TestStreamsEndOnCtrlC(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		on   listenOn
+		o    streamOptions
+		args []string
+	}{
+		{name: "exec, unix socket", on: onUnix, o: defaultStreams, args: []string{"exec", "web", "--", "both"}},
+		{name: "exec, https, SPDY", on: onHTTPS, o: forceSPDY, args: []string{"exec", "web", "--", "both"}},
+		{name: "port-forward, unix socket", on: onUnix, o: defaultStreams, args: []string{"port-forward", "web", ":80"}},
+		{name: "port-forward, https", on: onHTTPS, o: defaultStreams, args: []string{"port-forward", "web", ":80"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			entered := make(chan struct{}, 1)
+			silent := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				<-r.Context().Done() // the client went away
+			})
+			fx := newFixtureWith(t, silent, tc.on)
+			fx.pods.Set(staticPod("default", "web", "main"))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan result, 1) // buffered: the command never blocks on exit
+			go func() { done <- runApp(ctx, nil, nil, &tc.o, fx.args(tc.args...)...) }()
+			apitest.Await(t, entered, "the stream request")
+			cancel()
+			if r := apitest.Await(t, done, "the command to end"); r.err != nil {
+				t.Errorf("Ctrl-C: %v, want status 0", r.err)
+			}
+		})
 	}
 }

@@ -41,7 +41,7 @@ func runPortForward(cmd *command) error {
 		return err
 	}
 	path := "/portForward/" + podPath(pod)
-	target, err := cmd.client.streamTarget(path)
+	target, err := cmd.client.streamTarget(cmd.ctx, path)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,10 @@ func runPortForward(cmd *command) error {
 	if err != nil {
 		return err
 	}
-	return fw.ForwardPorts()
+	if err := fw.ForwardPorts(); err != nil && cmd.ctx.Err() == nil {
+		return err
+	}
+	return cmd.ctx.Err() // Ctrl-C, maybe while the stream was set up
 }
 
 // podPorts turns REMOTE port names into numbers, as kubectl does with the

@@ -1,8 +1,10 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -38,6 +40,7 @@ var errWebSocketUnix = errors.New("client-go's WebSocket transport dials TCP onl
 // to: the endpoint that answered the pod lookup, in the shapes client-go's
 // streaming packages take.
 type streamTarget struct {
+	ctx context.Context // the command's: ends the stream's connections
 	ep  endpoint
 	cfg *rest.Config // host, token and TLS files
 }
@@ -45,13 +48,13 @@ type streamTarget struct {
 // streamTarget is where the stream of path goes: the endpoint that
 // answered so far, unless it is the read-only port, which serves no
 // streams.
-func (c *Client) streamTarget(path string) (streamTarget, error) {
+func (c *Client) streamTarget(ctx context.Context, path string) (streamTarget, error) {
 	for _, ep := range c.endpoints {
 		if ep.readOnly {
 			continue
 		}
 		cfg := &rest.Config{Host: ep.base, BearerToken: c.token, TLSClientConfig: c.tlsFiles}
-		return streamTarget{ep: ep, cfg: cfg}, nil
+		return streamTarget{ctx: ctx, ep: ep, cfg: cfg}, nil
 	}
 	return streamTarget{}, c.unreachable(request{path: path}, true)
 }
@@ -67,28 +70,53 @@ func (t streamTarget) url(path string, query url.Values) (*url.URL, error) {
 }
 
 // spdy is the round tripper and upgrader of a SPDY stream. client-go's
-// spdy.RoundTripperFor dials TCP whatever rest.Config.Dial says, so the
-// admin socket gets an upgrade transport that dials it instead.
+// spdy.RoundTripperFor dials TCP whatever rest.Config.Dial says, and its
+// dial and handshake take no context (a port-forward's none at all). So
+// SPDY gets an upgrade transport that dials podsup as the other commands
+// do, the admin socket included, and closes the connection when the
+// command's context ends: Ctrl-C ends a stream even while it is being set
+// up. Unlike kubectl's, this transport goes through no HTTPS_PROXY.
 func (t streamTarget) spdy() (http.RoundTripper, spdy.Upgrader, error) {
-	if t.ep.dial == nil {
-		rt, up, err := spdy.RoundTripperFor(t.cfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("SPDY transport for %s: %w", t.ep.display, err)
-		}
-		return rt, up, nil
-	}
 	up, err := spdystream.NewRoundTripperWithConfig(spdystream.RoundTripperConfig{
 		PingPeriod:       spdyPingPeriod,
-		UpgradeTransport: &http.Transport{DialContext: t.ep.dial},
+		UpgradeTransport: &http.Transport{DialContext: dialUntil(t.ctx, t.ep.dial), TLSClientConfig: t.ep.tls},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("SPDY transport for %s: %w", t.ep.display, err)
 	}
-	rt, err := rest.HTTPWrappersForConfig(t.cfg, up)
+	rt, err := rest.HTTPWrappersForConfig(t.cfg, up) // the token
 	if err != nil {
 		return nil, nil, fmt.Errorf("SPDY transport for %s: %w", t.ep.display, err)
 	}
 	return rt, up, nil
+}
+
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// dialUntil is dial with its connections, and the dial itself, ended when
+// ctx ends.
+func dialUntil(ctx context.Context, dial dialFunc) dialFunc {
+	return func(dctx context.Context, network, addr string) (net.Conn, error) {
+		dctx, cancel := context.WithCancel(dctx)
+		defer cancel()
+		defer context.AfterFunc(ctx, cancel)()
+		conn, err := dial(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &closeOnDone{Conn: conn, stop: context.AfterFunc(ctx, func() { conn.Close() })}, nil
+	}
+}
+
+// closeOnDone is a connection closed when a context ends, or before.
+type closeOnDone struct {
+	net.Conn
+	stop func() bool // the close on the context's end, no longer needed once closed
+}
+
+func (c *closeOnDone) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
 
 // executor runs an exec or attach at path with query over proto.
@@ -109,13 +137,13 @@ func (t streamTarget) executor(path string, query url.Values, proto streamProtoc
 	}
 	// WebSocket's handshake is a GET (RFC 6455 4.1), as kubectl sends it.
 	newWebSocket := func() (remotecommand.Executor, error) {
-		if t.ep.dial != nil {
+		if t.ep.unix {
 			return nil, fmt.Errorf("%s: %w", t.ep.display, errWebSocketUnix)
 		}
 		return remotecommand.NewWebSocketExecutorForProtocols(t.cfg, http.MethodGet, u.String(), wsProtocols...)
 	}
 	switch {
-	case proto == protocolSPDY, proto == protocolAuto && t.ep.dial != nil:
+	case proto == protocolSPDY, proto == protocolAuto && t.ep.unix:
 		return newSPDY()
 	case proto == protocolWebSocket:
 		return newWebSocket()
