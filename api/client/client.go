@@ -6,14 +6,18 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // Limits on what the client reads from a server: a JSON answer (a long pod
@@ -32,6 +36,11 @@ type endpoint struct {
 	// readOnly is the read-only port tried by default: it serves only pods
 	// and their status, so requests for the rest skip it.
 	readOnly bool
+	// dial connects to podsup: to the admin socket when unix, else over
+	// TCP, TLS being the caller's (with tls) for https.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	unix bool
+	tls  *tls.Config
 }
 
 // Client talks to podsup's API. Its endpoints are tried in order until one
@@ -42,6 +51,8 @@ type Client struct {
 	token     string
 	// timeout bounds a request that is not a stream (a follow or a watch).
 	timeout time.Duration
+	// tlsFiles are the TLS flags, for exec, attach and port-forward.
+	tlsFiles rest.TLSClientConfig
 	// failures are why endpoints did not answer, the latest one each.
 	failures []failure
 }

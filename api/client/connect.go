@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/rest"
 
 	"github.com/podsup/podsup/api"
 )
@@ -75,7 +76,7 @@ func connOptionsFrom(c *cli.Context) connOptions {
 
 // newClient builds a client from the connection flags.
 func newClient(o connOptions) (*Client, error) {
-	c := &Client{token: o.token, timeout: o.timeout}
+	c := &Client{token: o.token, timeout: o.timeout, tlsFiles: restTLS(o)}
 	if c.timeout <= 0 {
 		c.timeout = defaultTimeout
 	}
@@ -143,14 +144,26 @@ func parseServer(server string, tlsCfg *tls.Config) (endpoint, error) {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return dialer.DialContext(ctx, "unix", path)
 		}
-		return endpoint{display: "unix://" + path, base: "http://podsup", http: &http.Client{Transport: tr}}, nil
+		return endpoint{display: "unix://" + path, base: "http://podsup", http: &http.Client{Transport: tr}, dial: tr.DialContext, unix: true}, nil
 	case "http", "https":
 		if u.Host == "" {
 			return endpoint{}, fmt.Errorf("--server %q: no host", server)
 		}
-		return endpoint{display: server, base: strings.TrimRight(server, "/"), http: &http.Client{Transport: tr}}, nil
+		return endpoint{display: server, base: strings.TrimRight(server, "/"), http: &http.Client{Transport: tr}, dial: tr.DialContext, tls: tlsCfg}, nil
 	}
 	return endpoint{}, fmt.Errorf("--server %q: want unix:///PATH, https://HOST:PORT or http://HOST:PORT", server)
+}
+
+// restTLS is the TLS part of the connection flags as client-go's streaming
+// packages take it: they build their own TLS configuration from files.
+func restTLS(o connOptions) rest.TLSClientConfig {
+	cfg := rest.TLSClientConfig{CertFile: o.certFile, KeyFile: o.keyFile, Insecure: o.insecureSkipVerify}
+	if !o.insecureSkipVerify {
+		// client-go refuses a CA with the insecure flag; clientTLS lets the
+		// flag win, and so does this.
+		cfg.CAFile = o.caFile
+	}
+	return cfg
 }
 
 // clientTLS is the TLS configuration for https servers.

@@ -1,15 +1,17 @@
 package client
 
 import (
-	"bytes"
 	"context"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +44,11 @@ type fixture struct {
 	push   *manifest.PushSource
 	logDir string
 	socket string
-	srv    *httptest.Server
+	server string // --server: unix://SOCKET, or http(s)://127.0.0.1:PORT
+	// serverArgs are the flags a client needs besides --server: a CA and
+	// a token for https.
+	serverArgs []string
+	srv        *httptest.Server
 }
 
 // eventsAge is how long ago the fixture's events happened: far enough
@@ -50,7 +56,23 @@ type fixture struct {
 // takes on a busy machine.
 const eventsAge = 10*time.Hour + 30*time.Minute
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil, onUnix) }
+
+// Where a fixture listens.
+type listenOn int
+
+const (
+	onUnix  listenOn = iota // a unix socket, as the admin socket
+	onHTTP                  // http://127.0.0.1:PORT
+	onHTTPS                 // https://127.0.0.1:PORT, and the client gives its CA and a token
+)
+
+// fixtureToken is the token a client gives an https fixture.
+const fixtureToken = "fixture-token"
+
+// newFixtureWith is newFixture with streams serving /exec/, /attach/ and
+// /portForward/ beside the API, listening as on says.
+func newFixtureWith(t *testing.T, streams http.Handler, on listenOn) *fixture {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	push, err := manifest.NewPushSource(t.TempDir(), manifest.Static{NodeName: "node1", Source: manifest.SourceAPI}, quiet)
@@ -60,14 +82,38 @@ func newFixture(t *testing.T) *fixture {
 	rec := events.NewRecorder(100, quiet, clocktesting.NewFakePassiveClock(time.Now().Add(-eventsAge)))
 	fx := &fixture{t: t, pods: &apitest.Pods{}, probes: apitest.Probes{}, events: rec,
 		push: push, logDir: t.TempDir(), socket: shortSocketPath(t)}
-	ln, err := net.Listen("unix", fx.socket)
-	if err != nil {
-		t.Fatal(err)
+	var handler http.Handler = api.FullHandler(api.Deps{Pods: fx.pods, Probes: fx.probes, Events: fx.events, Push: push, LogDir: fx.logDir})
+	if streams != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		for _, p := range []string{"/exec/", "/attach/", "/portForward/"} {
+			mux.Handle(p, streams)
+		}
+		handler = mux
 	}
-	srv := httptest.NewUnstartedServer(api.FullHandler(api.Deps{Pods: fx.pods, Probes: fx.probes, Events: fx.events, Push: push, LogDir: fx.logDir}))
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
+	srv := httptest.NewUnstartedServer(handler)
+	switch on {
+	case onUnix:
+		ln, err := net.Listen("unix", fx.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Listener.Close()
+		srv.Listener = ln
+		srv.Start()
+		fx.server = "unix://" + fx.socket
+	case onHTTP:
+		srv.Start()
+		fx.server = srv.URL
+	case onHTTPS:
+		srv.StartTLS()
+		fx.server = srv.URL
+		ca := filepath.Join(t.TempDir(), "ca.crt")
+		if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fx.serverArgs = []string{"--certificate-authority", ca, "--token", fixtureToken}
+	}
 	t.Cleanup(srv.Close)
 	fx.srv = srv
 	return fx
@@ -139,20 +185,46 @@ func (r result) code() int {
 
 // run runs a podsup command against the fixture's socket.
 func (fx *fixture) run(args ...string) result {
-	return runCLI(context.Background(), nil, append([]string{args[0], "--server", "unix://" + fx.socket}, args[1:]...)...)
+	return runCLI(context.Background(), nil, fx.args(args...)...)
+}
+
+// args is a command line against the fixture: the command, the flags
+// that reach the fixture, then args[1:].
+func (fx *fixture) args(args ...string) []string {
+	out := append([]string{args[0], "--server", fx.server}, fx.serverArgs...)
+	return append(out, args[1:]...)
 }
 
 // runCLI runs a command line of the client's commands in-process.
 func runCLI(ctx context.Context, stdout io.Writer, args ...string) result {
-	var out, errOut bytes.Buffer
-	var w io.Writer = &out
+	return runApp(ctx, nil, stdout, nil, args...)
+}
+
+// runApp runs a command line in-process with stdin, the client's
+// commands and, for the streams, exec, attach and port-forward over the
+// protocol of streams. What the command prints goes to stdout as well as
+// to the result.
+func runApp(ctx context.Context, stdin io.Reader, stdout io.Writer, streams *streamOptions, args ...string) result {
+	// Locked buffers: client-go's copiers may still write after a stream
+	// was cancelled.
+	out, errOut := apitest.NewOutput(), apitest.NewOutput()
+	var w io.Writer = out
 	if stdout != nil {
-		w = io.MultiWriter(&out, stdout)
+		w = io.MultiWriter(out, stdout)
 	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	commands := []*cli.Command{PodsCommand(), DescribeCommand(), LogsCommand(), EventsCommand(), ApplyCommand(), DeleteCommand(), PortForwardCommand()}
+	o := defaultStreams
+	if streams != nil {
+		o = *streams
+	}
+	commands = append(commands, execCommand(o), attachCommand(o))
 	app := &cli.App{
-		Name: "podsup", Writer: w, ErrWriter: &errOut,
+		Name: "podsup", Reader: stdin, Writer: w, ErrWriter: errOut,
 		ExitErrHandler: func(*cli.Context, error) {}, // the test reads the error
-		Commands:       []*cli.Command{PodsCommand(), DescribeCommand(), LogsCommand(), EventsCommand(), ApplyCommand(), DeleteCommand()},
+		Commands:       commands,
 	}
 	err := app.RunContext(ctx, append([]string{"podsup"}, args...))
 	return result{stdout: out.String(), stderr: errOut.String(), err: err}

@@ -91,6 +91,7 @@ func TestPositional(t *testing.T) {
 		args      []string
 		wantArgs  []string
 		wantFlags map[string]string
+		wantDash  int // where the arguments after -- begin; 0 for no -- (none here comes first)
 		wantErr   string
 	}{
 		{name: "none", args: []string{"web"}, wantArgs: []string{"web"}},
@@ -99,8 +100,11 @@ func TestPositional(t *testing.T) {
 		{name: "value with =", args: []string{"web", "--tail=3"}, wantArgs: []string{"web"}, wantFlags: map[string]string{"tail": "3"}},
 		{name: "bool with =", args: []string{"web", "--follow=false"}, wantArgs: []string{"web"}, wantFlags: map[string]string{"follow": "false"}},
 		{name: "dash is an argument", args: []string{"-"}, wantArgs: []string{"-"}},
-		{name: "double dash", args: []string{"web", "--", "-f"}, wantArgs: []string{"web", "-f"}},
+		{name: "double dash", args: []string{"web", "--", "-f"}, wantArgs: []string{"web", "-f"}, wantDash: 1},
+		{name: "double dash after a flag", args: []string{"web", "-c", "main", "--", "ls", "-l"}, wantArgs: []string{"web", "ls", "-l"}, wantFlags: map[string]string{"container": "main"}, wantDash: 1},
 		{name: "unknown", args: []string{"web", "--nope"}, wantErr: "unknown flag --nope"},
+		{name: "short bools together", args: []string{"web", "-fp"}, wantArgs: []string{"web"}, wantFlags: map[string]string{"follow": "true", "previous": "true"}},
+		{name: "short bool and value together", args: []string{"web", "-fc"}, wantErr: "unknown flag -fc"},
 		{name: "no value", args: []string{"web", "-c"}, wantErr: "flag -c needs a value"},
 		{name: "bad value", args: []string{"web", "--tail", "x"}, wantErr: "--tail x"},
 	}
@@ -108,9 +112,10 @@ func TestPositional(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
 			var gotErr error
+			gotDash := -1
 			cmd := LogsCommand()
 			cmd.Action = func(c *cli.Context) error {
-				got, gotErr = positional(c)
+				got, gotDash, gotErr = positional(c)
 				for name, want := range tc.wantFlags {
 					if v := c.Value(name); gotErr == nil && fmt.Sprint(v) != want {
 						t.Errorf("flag %s = %v, want %s", name, v, want)
@@ -128,8 +133,11 @@ func TestPositional(t *testing.T) {
 				}
 				return
 			}
-			if gotErr != nil || !slices.Equal(got, tc.wantArgs) {
-				t.Errorf("got %q, %v; want %q", got, gotErr, tc.wantArgs)
+			if tc.wantDash == 0 {
+				tc.wantDash = -1
+			}
+			if gotErr != nil || !slices.Equal(got, tc.wantArgs) || gotDash != tc.wantDash {
+				t.Errorf("got %q, -- at %d, %v; want %q, -- at %d", got, gotDash, gotErr, tc.wantArgs, tc.wantDash)
 			}
 		})
 	}
