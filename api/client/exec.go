@@ -140,9 +140,12 @@ func (cmd *command) streamPod(verb string) (*v1.Pod, string, error) {
 	if pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
 		return nil, "", fmt.Errorf("cannot %s a container in a completed pod; current phase is %s", verb, pod.Status.Phase)
 	}
-	container, err := pickContainer(pod, cmd.cli.String("container"))
+	container, note, err := pickContainer(pod, cmd.cli.String("container"))
 	if err != nil {
 		return nil, "", err
+	}
+	if note != "" && !cmd.cli.Bool("quiet") {
+		fmt.Fprintln(cmd.errOut, note)
 	}
 	return pod, container, nil
 }

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -51,9 +50,12 @@ func runLogs(cmd *command) error {
 	if err != nil {
 		return err
 	}
-	container, err := pickContainer(pod, cmd.cli.String("container"))
+	container, note, err := pickContainer(pod, cmd.cli.String("container"))
 	if err != nil {
 		return err
+	}
+	if note != "" {
+		fmt.Fprintln(cmd.errOut, note)
 	}
 	path := "/containerLogs/" + url.PathEscape(pod.Namespace) + "/" + url.PathEscape(pod.Name) + "/" + url.PathEscape(container)
 	resp, err := cmd.client.stream(cmd.ctx, path, query)
@@ -104,9 +106,11 @@ func logQuery(c *cli.Context) (url.Values, error) {
 	return q, nil
 }
 
-// pickContainer is the container -c names, or the pod's default one, as
-// kubectl picks it: the annotated default, else the only container.
-func pickContainer(p *v1.Pod, name string) (string, error) {
+// pickContainer is the container a command acts on: the named one, else
+// the kubectl.kubernetes.io/default-container, else the only one, else the
+// first, as kubectl picks it; note then says so, in kubectl's words, for
+// stderr.
+func pickContainer(p *v1.Pod, name string) (container, note string, err error) {
 	var names, inits []string
 	for _, c := range p.Spec.Containers {
 		names = append(names, c.Name)
@@ -117,19 +121,22 @@ func pickContainer(p *v1.Pod, name string) (string, error) {
 	has := func(n string) bool { return slices.Contains(names, n) || slices.Contains(inits, n) }
 	if name != "" {
 		if !has(name) {
-			return "", fmt.Errorf("container %s is not valid for pod %s", name, p.Name)
+			return "", "", fmt.Errorf("container %s is not valid for pod %s", name, p.Name)
 		}
-		return name, nil
+		return name, "", nil
 	}
 	if d := p.Annotations[defaultContainerAnnotation]; d != "" && has(d) {
-		return d, nil
+		return d, "", nil
+	}
+	if len(names) == 0 {
+		return "", "", fmt.Errorf("pod %s has no containers", p.Name)
 	}
 	if len(names) == 1 {
-		return names[0], nil
+		return names[0], "", nil
 	}
-	msg := fmt.Sprintf("a container name must be specified for pod %s, choose one of: [%s]", p.Name, strings.Join(names, " "))
-	if len(inits) > 0 {
-		msg += fmt.Sprintf(" or one of the init containers: [%s]", strings.Join(inits, " "))
+	all := slices.Clone(names)
+	for _, n := range inits {
+		all = append(all, n+" (init)")
 	}
-	return "", errors.New(msg)
+	return names[0], fmt.Sprintf("Defaulted container %q out of: %s", names[0], strings.Join(all, ", ")), nil
 }

@@ -34,7 +34,7 @@ func TestLogs(t *testing.T) {
 		{name: "previous", args: []string{"-p", "web"}, want: "first one\nfirst two\n"},
 		{name: "previous of a first instance", args: []string{"two", "-c", "side", "--previous"}, wantErr: `previous terminated container "side" of pod default/two-node1 not found`, wantCode: 1},
 		{name: "container", args: []string{"two", "-c", "side"}, want: "side line\n"},
-		{name: "several containers", args: []string{"two"}, wantErr: "a container name must be specified for pod two-node1, choose one of: [app side]", wantCode: 1},
+		{name: "several containers: the first", args: []string{"two"}, wantErr: `no logs for container "app" of pod default/two-node1`, wantCode: 1},
 		{name: "unknown container", args: []string{"two", "-c", "nope"}, wantErr: "container nope is not valid for pod two-node1", wantCode: 1},
 		{name: "no logs yet", args: []string{"two", "-c", "app"}, wantErr: `no logs for container "app" of pod default/two-node1`, wantCode: 1},
 		{name: "unknown pod", args: []string{"nope"}, wantErr: "pod default/nope not found", wantCode: 1},
@@ -111,25 +111,25 @@ func TestPickContainer(t *testing.T) {
 	annotated := staticPod("default", "y", "a", "b")
 	annotated.Annotations[defaultContainerAnnotation] = "b"
 	tests := []struct {
-		name, flag, want, wantErr string
-		pod                       *v1.Pod
+		name, flag, want, wantErr, note string
+		pod                             *v1.Pod
 	}{
 		{name: "only", pod: staticPod("default", "z", "a"), want: "a"},
 		{name: "annotated default", pod: annotated, want: "b"},
 		{name: "init by name", pod: withInit, flag: "init", want: "init"},
-		{name: "several", pod: withInit, wantErr: "choose one of: [a b] or one of the init containers: [init]"},
+		{name: "several: the first, said as kubectl says it", pod: withInit, want: "a", note: `Defaulted container "a" out of: a, b, init (init)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := pickContainer(tc.pod, tc.flag)
+			got, note, err := pickContainer(tc.pod, tc.flag)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
 				}
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Errorf("got %q, %v; want %q", got, err, tc.want)
+			if err != nil || got != tc.want || note != tc.note {
+				t.Errorf("got %q, %q, %v; want %q, %q", got, note, err, tc.want, tc.note)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -386,4 +387,76 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 		w.once.Do(func() { close(w.seen) })
 	}
 	return n, err
+}
+
+// TestCLIStreams runs podsup's own exec and port-forward against a real
+// podsup, as a user at a shell would: exit status, both outputs, piped
+// stdin, an interactive terminal (through script(1), which gives the
+// command a pseudo-terminal), and a forwarded port.
+func TestCLIStreams(t *testing.T) {
+	t.Parallel()
+	se := newStreamEnv(t)
+	e := &env{se.Env, t}
+	run := func(stdin string, args ...string) (string, string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), harness.Patience)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, harness.Binary(), append([]string{args[0], "--server", "unix://" + e.Socket}, args[1:]...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatalf("podsup %v: %v", args, err)
+		}
+		return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+	}
+
+	out, errOut, code := run("", "exec", "shell", "-c", "main", "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+	if code != 4 || out != "out\n" || !strings.Contains(errOut, "err\n") {
+		t.Errorf("exec: exit %d, stdout %q, stderr %q; want exit 4, out, err", code, out, errOut)
+	}
+	if out, _, code := run("abc\n", "exec", "-i", "shell", "--", "cat"); code != 0 || out != "abc\n" {
+		t.Errorf("exec -i cat: exit %d, stdout %q; want the input back and exit 0", code, out)
+	}
+	if _, errOut, code := run("", "exec", "shell", "-c", "nope", "--", "true"); code != 1 || !strings.Contains(errOut, "container nope is not valid") {
+		t.Errorf("exec in an unknown container: exit %d, stderr %q; want 1 naming it", code, errOut)
+	}
+
+	t.Run("exec -it under a terminal", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), harness.Patience)
+		defer cancel()
+		line := fmt.Sprintf("%s exec -it --server unix://%s shell -- sh", harness.Binary(), e.Socket)
+		cmd := exec.CommandContext(ctx, "script", "-qefc", line, "/dev/null")
+		cmd.Stdin = strings.NewReader("echo typed-$((6*7))\nexit 7\n")
+		var out testenv.SyncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 7 || !strings.Contains(out.String(), "typed-42") {
+			t.Errorf("exec -it: %v, exit %d, output %q; want the typed command's output and exit 7", err, code, out.String())
+		}
+	})
+
+	t.Run("port-forward", func(t *testing.T) {
+		lines, stop := e.cliStream("port-forward", "shell", ":8080")
+		seen := waitLine(t, lines, "Forwarding from 127.0.0.1:")
+		var port int
+		if _, err := fmt.Sscanf(seen[len(seen)-1], "Forwarding from 127.0.0.1:%d -> 8080", &port); err != nil {
+			t.Fatalf("port-forward printed %q: %v", seen, err)
+		}
+		client := &http.Client{Timeout: harness.Patience}
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err != nil {
+			t.Fatalf("through podsup port-forward: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "hello-pf\n" {
+			t.Errorf("through podsup port-forward: %q, want the pod's page", body)
+		}
+		if err := stop(); err != nil {
+			t.Errorf("Ctrl-C on port-forward: %v", err)
+		}
+	})
 }
