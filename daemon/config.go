@@ -39,6 +39,9 @@ func applyConfigFile(c *cli.Context) error {
 	if err := yaml.UnmarshalStrict(data, &settings); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if isKubeletConfig(settings) {
+		return applyKubeletConfig(c, path, data, settings)
+	}
 	known := map[string]bool{}
 	for _, fl := range c.Command.Flags {
 		for _, n := range fl.Names() {
@@ -104,4 +107,50 @@ func scalar(v any) (string, error) {
 		return "", nil
 	}
 	return "", fmt.Errorf("want a string, number, boolean or list of them, not %T", v)
+}
+
+// applyKubeletConfig sets the flags a KubeletConfiguration's fields map to,
+// unless set on the command line or by their environment variables, and
+// keeps the names of the fields podsup ignores, for Run to warn about.
+func applyKubeletConfig(c *cli.Context, path string, data []byte, present map[string]any) error {
+	settings, ignored, err := kubeletConfigSettings(path, data, present)
+	if err != nil {
+		return err
+	}
+	flags := make([]string, 0, len(settings))
+	for flag := range settings {
+		flags = append(flags, flag)
+	}
+	sort.Strings(flags)
+	for _, flag := range flags {
+		if c.IsSet(flag) {
+			continue
+		}
+		for _, v := range settings[flag] {
+			if err := c.Set(flag, v); err != nil {
+				return fmt.Errorf("%s: the setting of --%s: %w", path, flag, err)
+			}
+		}
+		if len(settings[flag]) == 0 {
+			if err := c.Set(flag, ""); err != nil {
+				return fmt.Errorf("%s: the setting of --%s: %w", path, flag, err)
+			}
+		}
+	}
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
+	}
+	c.App.Metadata[ignoredConfigKey] = ignored
+	return nil
+}
+
+// ignoredConfigKey is where applyKubeletConfig leaves the fields it
+// ignored, in the app's metadata.
+const ignoredConfigKey = "podsup/ignored-kubelet-config-fields"
+
+// ignoredConfigFields are the fields of a KubeletConfiguration that podsup
+// read and ignored.
+func ignoredConfigFields(c *cli.Context) []string {
+	fields, _ := c.App.Metadata[ignoredConfigKey].([]string)
+	return fields
 }

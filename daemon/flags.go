@@ -23,36 +23,39 @@ import (
 // Config is everything `podsup run` was told, checked. Bad values are refused
 // at start, each with a message naming its flag.
 type Config struct {
-	Manifests          string
-	ManifestURL        string
-	ManifestURLHeaders http.Header
-	ManifestURLCA      string
-	FileCheckFrequency time.Duration
-	HTTPCheckFrequency time.Duration
-	NodeName           string
-	RootDir            string
-	LogDir             string
-	SeccompDir         string
-	ContainerdAddress  string
-	ContainerdNS       string
-	ReadOnlyAddress    string
-	HealthzAddress     string
-	Verbosity          int
-	PauseImage         string
-	CgroupDriver       string
-	LogMaxSize         int64
-	LogMaxFiles        int
-	BackoffInitial     time.Duration
-	BackoffMax         time.Duration
-	NodeIP             string
-	ResolvConf         string
-	ClusterDNS         []string
-	ClusterDomain      string
-	Profiling          bool
-	CNIConfDir         string
-	CNIBinDirs         []string
-	PodCIDR            string
-	SyncFrequency      time.Duration
+	// IgnoredConfigFields are the fields of a --config KubeletConfiguration
+	// that podsup does not implement, warned about at start.
+	IgnoredConfigFields []string
+	Manifests           string
+	ManifestURL         string
+	ManifestURLHeaders  http.Header
+	ManifestURLCA       string
+	FileCheckFrequency  time.Duration
+	HTTPCheckFrequency  time.Duration
+	NodeName            string
+	RootDir             string
+	LogDir              string
+	SeccompDir          string
+	ContainerdAddress   string
+	ContainerdNS        string
+	ReadOnlyAddress     string
+	HealthzAddress      string
+	Verbosity           int
+	PauseImage          string
+	CgroupDriver        string
+	LogMaxSize          int64
+	LogMaxFiles         int
+	BackoffInitial      time.Duration
+	BackoffMax          time.Duration
+	NodeIP              string
+	ResolvConf          string
+	ClusterDNS          []string
+	ClusterDomain       string
+	Profiling           bool
+	CNIConfDir          string
+	CNIBinDirs          []string
+	PodCIDR             string
+	SyncFrequency       time.Duration
 	// Sysctls are the sysctls pods may set: the kubelet's safe ones and
 	// --allowed-unsafe-sysctls.
 	Sysctls  *podspec.SysctlAllowlist
@@ -79,11 +82,11 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "manifest-url-ca", Usage: "PEM `FILE` of CAs to trust for the manifest URL instead of the system roots", EnvVars: envVar("manifest-url-ca")},
 		&cli.DurationFlag{Name: "file-check-frequency", Value: 20 * time.Second, Usage: "how often the manifest directory is re-listed in full", EnvVars: envVar("file-check-frequency")},
 		&cli.DurationFlag{Name: "http-check-frequency", Value: 20 * time.Second, Usage: "how often the manifest URL is polled", EnvVars: envVar("http-check-frequency")},
-		&cli.StringFlag{Name: "node-name", Value: manifest.DefaultNodeName(), Usage: "this node's name, appended to static pod names", EnvVars: envVar("node-name")},
+		&cli.StringFlag{Name: "node-name", Aliases: []string{"hostname-override"}, Value: manifest.DefaultNodeName(), Usage: "this node's name, appended to static pod names", EnvVars: envVar("node-name")},
 		&cli.StringFlag{Name: "root-dir", Value: "/var/lib/podsup", Usage: "`DIR` for pod directories and podsup's state", EnvVars: envVar("root-dir")},
 		&cli.StringFlag{Name: "seccomp-profile-root", Value: runtime.DefaultSeccompDir, Usage: "`DIR` of Localhost seccomp profiles (localhostProfile is a path under it); the kubelet's by default, so profiles of a migrated node are found", EnvVars: envVar("seccomp-profile-root")},
 		&cli.StringFlag{Name: "log-dir", Value: "/var/log/pods", Usage: "`DIR` for container logs", EnvVars: envVar("log-dir")},
-		&cli.StringFlag{Name: "containerd-address", Value: "/run/containerd/containerd.sock", Usage: "containerd's socket", EnvVars: envVar("containerd-address")},
+		&cli.StringFlag{Name: "containerd-address", Aliases: []string{"container-runtime-endpoint"}, Value: "/run/containerd/containerd.sock", Usage: "containerd's socket (a unix:// prefix, as kubeadm writes it, is allowed)", EnvVars: envVar("containerd-address")},
 		&cli.StringFlag{Name: "containerd-namespace", Value: "podsup", Usage: "containerd namespace for podsup's containers and images", EnvVars: envVar("containerd-namespace")},
 		&cli.StringFlag{Name: "read-only-address", Value: "127.0.0.1:10255", Usage: "address of the unauthenticated read-only API; empty disables", EnvVars: envVar("read-only-address")},
 		&cli.StringFlag{Name: "healthz-address", Value: "127.0.0.1:10248", Usage: "address of /healthz; empty disables", EnvVars: envVar("healthz-address")},
@@ -110,35 +113,36 @@ func runFlags() []cli.Flag {
 // configFrom reads and checks the flags.
 func configFrom(c *cli.Context) (*Config, error) {
 	cfg := &Config{
-		Manifests:          c.String("manifests"),
-		ManifestURL:        c.String("manifest-url"),
-		ManifestURLHeaders: http.Header{},
-		ManifestURLCA:      c.String("manifest-url-ca"),
-		FileCheckFrequency: c.Duration("file-check-frequency"),
-		HTTPCheckFrequency: c.Duration("http-check-frequency"),
-		NodeName:           c.String("node-name"),
-		RootDir:            c.String("root-dir"),
-		LogDir:             c.String("log-dir"),
-		SeccompDir:         c.String("seccomp-profile-root"),
-		ContainerdAddress:  c.String("containerd-address"),
-		ContainerdNS:       c.String("containerd-namespace"),
-		ReadOnlyAddress:    c.String("read-only-address"),
-		HealthzAddress:     c.String("healthz-address"),
-		Verbosity:          c.Int("verbosity"),
-		PauseImage:         c.String("pod-infra-container-image"),
-		CgroupDriver:       c.String("cgroup-driver"),
-		LogMaxFiles:        c.Int("container-log-max-files"),
-		BackoffInitial:     c.Duration("restart-backoff-initial"),
-		BackoffMax:         c.Duration("restart-backoff-max"),
-		NodeIP:             c.String("node-ip"),
-		ResolvConf:         c.String("resolv-conf"),
-		ClusterDNS:         c.StringSlice("cluster-dns"),
-		ClusterDomain:      c.String("cluster-domain"),
-		Profiling:          c.Bool("profiling"),
-		CNIConfDir:         c.String("cni-conf-dir"),
-		CNIBinDirs:         filepath.SplitList(c.String("cni-bin-dir")),
-		PodCIDR:            c.String("pod-cidr"),
-		SyncFrequency:      c.Duration("sync-frequency"),
+		IgnoredConfigFields: ignoredConfigFields(c),
+		Manifests:           c.String("manifests"),
+		ManifestURL:         c.String("manifest-url"),
+		ManifestURLHeaders:  http.Header{},
+		ManifestURLCA:       c.String("manifest-url-ca"),
+		FileCheckFrequency:  c.Duration("file-check-frequency"),
+		HTTPCheckFrequency:  c.Duration("http-check-frequency"),
+		NodeName:            c.String("node-name"),
+		RootDir:             c.String("root-dir"),
+		LogDir:              c.String("log-dir"),
+		SeccompDir:          c.String("seccomp-profile-root"),
+		ContainerdAddress:   strings.TrimPrefix(c.String("containerd-address"), "unix://"),
+		ContainerdNS:        c.String("containerd-namespace"),
+		ReadOnlyAddress:     c.String("read-only-address"),
+		HealthzAddress:      c.String("healthz-address"),
+		Verbosity:           c.Int("verbosity"),
+		PauseImage:          c.String("pod-infra-container-image"),
+		CgroupDriver:        c.String("cgroup-driver"),
+		LogMaxFiles:         c.Int("container-log-max-files"),
+		BackoffInitial:      c.Duration("restart-backoff-initial"),
+		BackoffMax:          c.Duration("restart-backoff-max"),
+		NodeIP:              c.String("node-ip"),
+		ResolvConf:          c.String("resolv-conf"),
+		ClusterDNS:          c.StringSlice("cluster-dns"),
+		ClusterDomain:       c.String("cluster-domain"),
+		Profiling:           c.Bool("profiling"),
+		CNIConfDir:          c.String("cni-conf-dir"),
+		CNIBinDirs:          filepath.SplitList(c.String("cni-bin-dir")),
+		PodCIDR:             c.String("pod-cidr"),
+		SyncFrequency:       c.Duration("sync-frequency"),
 	}
 	if cfg.SyncFrequency < time.Second {
 		return nil, fmt.Errorf("--sync-frequency %s: must be at least 1s", cfg.SyncFrequency)

@@ -68,6 +68,9 @@ func newLogger(verbosity int) *slog.Logger {
 func Run(ctx context.Context, cfg *Config) error {
 	log := newLogger(cfg.Verbosity)
 	slog.SetDefault(log)
+	if len(cfg.IgnoredConfigFields) > 0 {
+		log.Warn("the KubeletConfiguration of --config sets fields podsup does not implement: they are ignored", "fields", cfg.IgnoredConfigFields)
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
