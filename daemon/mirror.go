@@ -147,7 +147,7 @@ func newMirrors(cfg *Config, kube *kubeClient, d mirrorDeps) (*mirrors, error) {
 		mirror.WithReady(d.ready), mirror.WithSourcesReady(d.sourcesReady), mirror.WithPressure(d.pressure),
 		mirror.WithAddresses([]v1.NodeAddress{{Type: v1.NodeInternalIP, Address: d.hostIP}}),
 		mirror.WithResources(resources, resources),
-		mirror.WithRuntimeVersion(d.runtimeVersion), mirror.WithVersion(version.Version))
+		mirror.WithRuntimeVersion(d.runtimeVersion), mirror.WithVersion(version.Kubernetes()), mirror.WithAgentVersion(version.Version))
 	if err != nil {
 		return nil, err
 	}

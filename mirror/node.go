@@ -74,6 +74,9 @@ func (r *Reporter) registerNode(ctx context.Context) error {
 		return fmt.Errorf("get node %s: %w", r.nodeName, err)
 	default:
 		r.o.log.Info("node exists; adopting it", "node", r.nodeName, "uid", node.UID)
+		if node, err = r.annotateVersion(ctx, node); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	r.node = node
@@ -89,11 +92,38 @@ func (r *Reporter) initialNode(ctx context.Context) *v1.Node {
 		labels[k] = v
 	}
 	node := &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: r.nodeName, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: r.nodeName, Labels: labels, Annotations: r.versionAnnotation()},
 		Spec:       v1.NodeSpec{Taints: r.o.taints},
 	}
 	node.Status = r.nodeStatus(ctx, nil)
 	return node
+}
+
+// versionAnnotation is the annotation naming podsup's version, if known.
+func (r *Reporter) versionAnnotation() map[string]string {
+	if r.o.agentVersion == "" {
+		return nil
+	}
+	return map[string]string{AnnotationVersion: r.o.agentVersion}
+}
+
+// annotateVersion brings an adopted Node's version annotation up to date,
+// after podsup was upgraded.
+func (r *Reporter) annotateVersion(ctx context.Context, node *v1.Node) (*v1.Node, error) {
+	if r.o.agentVersion == "" || node.Annotations[AnnotationVersion] == r.o.agentVersion {
+		return node, nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": r.versionAnnotation()}})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := requestContext(ctx)
+	defer cancel()
+	node, err = r.client.CoreV1().Nodes().Patch(rctx, r.nodeName, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("annotate node %s with podsup's version: %w", r.nodeName, err)
+	}
+	return node, nil
 }
 
 // syncNodeStatus sends the Node's status when it changed, or when it was

@@ -117,6 +117,7 @@ type options struct {
 	allocatable     v1.ResourceList
 	runtimeVersion  func(ctx context.Context) (string, error)
 	version         string
+	agentVersion    string
 	hostname        string
 	hostInfo        func() v1.NodeSystemInfo
 	staleGrace      time.Duration
@@ -204,8 +205,20 @@ func WithRuntimeVersion(f func(ctx context.Context) (string, error)) Option {
 	return func(o *options) error { o.runtimeVersion = f; return nil }
 }
 
-// WithVersion sets the version reported as the kubelet's.
+// WithVersion sets the version reported as the kubelet's: the Kubernetes
+// release whose node behaviour podsup implements.
 func WithVersion(v string) Option { return func(o *options) error { o.version = v; return nil } }
+
+// WithAgentVersion sets podsup's own version, which the Node carries in
+// the AnnotationVersion annotation.
+func WithAgentVersion(v string) Option {
+	return func(o *options) error { o.agentVersion = v; return nil }
+}
+
+// AnnotationVersion is the Node's annotation that names the podsup version
+// that runs it: its kubeletVersion is the Kubernetes release podsup
+// implements.
+const AnnotationVersion = "podsup.io/version"
 
 // WithHostname sets the kubernetes.io/hostname label and Hostname address;
 // by default the lowercased host name.

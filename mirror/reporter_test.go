@@ -54,7 +54,7 @@ func newHarness(t *testing.T, opts ...Option) *harness {
 			}
 			return nil
 		}),
-		WithResources(capacity, capacity), WithVersion("v1.2.3"),
+		WithResources(capacity, capacity), WithVersion("v1.2.3"), WithAgentVersion("v0.9.0"),
 		WithRuntimeVersion(func(context.Context) (string, error) { return "containerd://1.6.20", nil }),
 		withHostInfo(func() v1.NodeSystemInfo { return v1.NodeSystemInfo{KernelVersion: "6.1.0", OSImage: "Debian"} }),
 	}, opts...)
@@ -169,6 +169,9 @@ func testRegistersNodeAndKeepsItAlive(t *testing.T) {
 	}
 	if len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "example.com/edge" {
 		t.Errorf("taints %v", n.Spec.Taints)
+	}
+	if v := n.Annotations[AnnotationVersion]; v != "v0.9.0" {
+		t.Errorf("annotation %s = %q, want podsup's version", AnnotationVersion, v)
 	}
 	info := n.Status.NodeInfo
 	if info.KubeletVersion != "v1.2.3" || info.ContainerRuntimeVersion != "containerd://1.6.20" || info.KernelVersion != "6.1.0" {
@@ -352,4 +355,27 @@ func TestUpdateNeverBlocks(t *testing.T) {
 		t.Fatal("Update blocked on a hung apiserver")
 	}
 	once.Do(func() { close(hang) })
+}
+
+// TestAdoptedNodeGetsTheVersion: a Node registered by an older podsup is
+// adopted, and its version annotation brought up to date.
+func TestAdoptedNodeGetsTheVersion(t *testing.T) { synctest.Test(t, testAdoptedNodeGetsTheVersion) }
+
+func testAdoptedNodeGetsTheVersion(t *testing.T) {
+	h := newHarness(t)
+	old := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1", Annotations: map[string]string{AnnotationVersion: "v0.1.0", "keep": "me"}}}
+	if _, err := h.client.CoreV1().Nodes().Create(context.Background(), old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.run()
+	eventually(t, "the adopted node's annotation updated", func() error {
+		n, err := h.node()
+		if err != nil {
+			return err
+		}
+		if n.Annotations[AnnotationVersion] != "v0.9.0" || n.Annotations["keep"] != "me" {
+			return fmt.Errorf("annotations %v", n.Annotations)
+		}
+		return nil
+	})
 }
