@@ -35,6 +35,9 @@ type ContainerConfig struct {
 	Sandbox   *Sandbox
 	Hash      string
 	Attempt   int // restart count
+	// RestartBase is the attempt at which this version of the pod first
+	// started the container.
+	RestartBase int
 	// Retry counts the failed starts of this attempt before this one. Each
 	// try has an ID of its own: a create that failed half way can leave
 	// state under its ID that containerd keeps until it restarts (a shim's
@@ -101,7 +104,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *ContainerConfig) (_ *
 	}
 	labels := map[string]string{
 		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindContainer, LabelSandboxID: sb.ID,
-		LabelName: c.Name, LabelHash: cfg.Hash, LabelAttempt: strconv.Itoa(cfg.Attempt), LabelBackoff: cfg.Backoff.String(),
+		LabelName: c.Name, LabelHash: cfg.Hash, LabelAttempt: strconv.Itoa(cfg.Attempt), LabelRestartBase: strconv.Itoa(cfg.RestartBase), LabelBackoff: cfg.Backoff.String(),
 		LabelLogPath: logPath, LabelImage: c.Image, LabelStopSignal: stopSignal,
 		LabelCgroupsPath: cgroupsPath, LabelImageID: imageID(img.Name(), img.Target().Digest.String()),
 	}

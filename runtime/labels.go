@@ -18,6 +18,7 @@ const (
 	LabelInit        = labelPrefix + "init"          // "true" for init containers
 	LabelHash        = labelPrefix + "hash"          // spec hash (pod-level for sandboxes)
 	LabelAttempt     = labelPrefix + "attempt"       // restart count, or sandbox attempt
+	LabelRestartBase = labelPrefix + "restart-base"  // the attempt this version of the pod started the container at
 	LabelBackoff     = labelPrefix + "backoff"       // delay before this start, as a Go duration
 	LabelStartedAt   = labelPrefix + "started-at"    // set once the task started
 	LabelLogPath     = labelPrefix + "log"           // the CRI log file

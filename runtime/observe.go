@@ -140,7 +140,7 @@ func (r *Runtime) containerFrom(rec containers.Container, proc *tasktypes.Proces
 	backoff, _ := time.ParseDuration(l[LabelBackoff])
 	c := &Container{
 		ID: rec.ID, SandboxID: l[LabelSandboxID], Name: l[LabelName], Init: l[LabelInit] == "true",
-		Hash: l[LabelHash], Attempt: atoi(l[LabelAttempt]), Backoff: backoff,
+		Hash: l[LabelHash], Attempt: atoi(l[LabelAttempt]), Backoff: backoff, PodUID: l[LabelPodUID], RestartBase: atoi(l[LabelRestartBase]),
 		CreatedAt: rec.CreatedAt, StartedAt: parseTime(l[LabelStartedAt]),
 		Image: l[LabelImage], ImageRef: cmp.Or(l[LabelImageID], rec.Image), LogPath: l[LabelLogPath], StopSignal: l[LabelStopSignal],
 		Last: parseLast(l), User: parseUser(l[LabelUser]),

@@ -94,8 +94,13 @@ type Container struct {
 	Hash      string // hash of the spec it was created from
 	// Attempt is the restart count: 0 for the first instance in a sandbox.
 	Attempt int
-	State   ContainerState
-	Pid     uint32
+	// PodUID is the UID of the version of the pod it was made for.
+	PodUID string
+	// RestartBase is the attempt at which that version of the pod first
+	// started the container (0 for a container made by an older podsup).
+	RestartBase int
+	State       ContainerState
+	Pid         uint32
 	// Backoff is the delay that preceded this instance's start.
 	Backoff    time.Duration
 	CreatedAt  time.Time

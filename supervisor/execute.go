@@ -412,7 +412,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 	if err == nil {
 		started, err = s.rt.StartContainer(ctx, &runtime.ContainerConfig{
 			Pod: pod, Container: c, Init: start.init, Sandbox: sb, Hash: ContainerHash(c),
-			Attempt: start.attempt, Retry: retry, Backoff: start.backoff, Last: start.last, Env: env, Mounts: mounts,
+			Attempt: start.attempt, RestartBase: start.restartBase, Retry: retry, Backoff: start.backoff, Last: start.last, Env: env, Mounts: mounts,
 			PullSecrets: w.pullSecrets(pod), PullProgress: w.pullEvents(c),
 		})
 	}

@@ -43,8 +43,11 @@ type startAction struct {
 	container *v1.Container
 	init      bool
 	attempt   int
-	backoff   time.Duration
-	last      *runtime.Termination
+	// restartBase is the attempt at which this version of the pod first
+	// started the container: its restart count is attempt - restartBase.
+	restartBase int
+	backoff     time.Duration
+	last        *runtime.Termination
 	// replaces is the instance this start follows (killed first when it
 	// runs); its termination becomes the new instance's last state. It is
 	// removed only once the new instance started: if the start fails, it
@@ -211,13 +214,7 @@ func ran(st *runtime.PodState, sandboxID string) bool {
 // than its newest instance in any sandbox, so counts carry over a sandbox
 // that is re-created, as the kubelet's do.
 func nextAttempt(st *runtime.PodState, name string) (int, *runtime.Termination) {
-	var newest *runtime.Container
-	for _, c := range st.Containers {
-		if c.Name == name && (newest == nil || sandboxAttemptOf(c.SandboxID) > sandboxAttemptOf(newest.SandboxID) ||
-			(c.SandboxID == newest.SandboxID && c.Attempt > newest.Attempt)) {
-			newest = c
-		}
-	}
+	newest := newestInstance(st, name)
 	if newest == nil {
 		return 0, nil
 	}
@@ -227,6 +224,17 @@ func nextAttempt(st *runtime.PodState, name string) (int, *runtime.Termination) 
 // computePodActions decides what one sync does. It is a pure function of
 // its input, so every decision is tested with tables.
 func computePodActions(in planInput) podActions {
+	a := planActions(in)
+	if in.pod != nil {
+		for i := range a.start {
+			a.start[i].restartBase = restartBase(in.state, a.start[i].container.Name, a.start[i].attempt, string(in.pod.UID))
+		}
+	}
+	return a
+}
+
+// planActions is computePodActions without the restart bases.
+func planActions(in planInput) podActions {
 	a := podActions{backingOff: map[string]time.Time{}}
 	st := in.state
 	if in.pod == nil {

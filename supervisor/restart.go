@@ -81,3 +81,37 @@ func neverRestarts(pod *v1.Pod) bool {
 	}
 	return true
 }
+
+// newestInstance is a container's newest instance in any sandbox, or nil.
+func newestInstance(st *runtime.PodState, name string) *runtime.Container {
+	var newest *runtime.Container
+	for _, c := range st.Containers {
+		if c.Name == name && (newest == nil || sandboxAttemptOf(c.SandboxID) > sandboxAttemptOf(newest.SandboxID) ||
+			(c.SandboxID == newest.SandboxID && c.Attempt > newest.Attempt)) {
+			newest = c
+		}
+	}
+	return newest
+}
+
+// restartBase is the attempt from which a container's restarts count in
+// this version of its pod (podUID). podsup replaces only the containers a
+// changed manifest changes, and keeps counting attempts for its back-off
+// and names; but it reports restarts as the kubelet does, which starts a
+// changed static pod as a new pod, at 0.
+func restartBase(st *runtime.PodState, name string, attempt int, podUID string) int {
+	if prev := newestInstance(st, name); prev != nil && prev.PodUID == podUID {
+		return prev.RestartBase
+	}
+	return attempt
+}
+
+// restartCount is how often an instance's container restarted in this
+// version of its pod; 0 for an instance of an older version, still running
+// because the change left it alone.
+func restartCount(c *runtime.Container, attempt int, podUID string) int32 {
+	if c == nil || c.PodUID != podUID {
+		return 0
+	}
+	return int32(max(attempt-c.RestartBase, 0))
+}

@@ -133,3 +133,43 @@ func TestActiveDeadline(t *testing.T) {
 		}
 	})
 }
+
+// TestRestartCountOfAChangedPod: podsup replaces only the edited container,
+// but counts restarts as the kubelet does for a changed static pod, a new
+// pod: from 0, while crashes within one version still count.
+func TestRestartCountOfAChangedPod(t *testing.T) {
+	sb := "h_pause.0"
+	inst := func(attempt, base int, uid string) *runtime.Container {
+		return &runtime.Container{ID: "c", SandboxID: sb, Name: "app", Attempt: attempt, RestartBase: base, PodUID: uid}
+	}
+	tests := []struct {
+		name      string
+		prev      *runtime.Container // the newest instance so far
+		attempt   int                // of the next instance
+		wantBase  int
+		wantCount int32
+	}{
+		{"first instance", nil, 0, 0, 0},
+		{"a crash in the same version (or a container from before restart bases: base 0)", inst(2, 0, "v2"), 3, 0, 3},
+		{"the first start of an edited version", inst(3, 0, "v1"), 4, 4, 0},
+		{"a crash after the edit", inst(4, 4, "v2"), 5, 4, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &runtime.PodState{}
+			if tc.prev != nil {
+				st.Containers = []*runtime.Container{tc.prev}
+			}
+			base := restartBase(st, "app", tc.attempt, "v2")
+			if base != tc.wantBase {
+				t.Errorf("restartBase = %d, want %d", base, tc.wantBase)
+			}
+			if got := restartCount(inst(tc.attempt, base, "v2"), tc.attempt, "v2"); got != tc.wantCount {
+				t.Errorf("restartCount = %d, want %d", got, tc.wantCount)
+			}
+		})
+	}
+	if got := restartCount(inst(5, 0, "v1"), 5, "v2"); got != 0 {
+		t.Errorf("an instance left running from the old version counts %d restarts, want 0", got)
+	}
+}

@@ -157,9 +157,9 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 	cs := v1.ContainerStatus{Name: c.Name, Image: c.Image}
 	latest := in.state.Latest(sbID, c.Name)
 	if latest == nil {
-		if attempt, last := nextAttempt(in.state, c.Name); last != nil {
-			cs.RestartCount = int32(attempt)
-			cs.LastTerminationState.Terminated = terminated(last)
+		if newest := newestInstance(in.state, c.Name); newest != nil && newest.Exit != nil {
+			cs.RestartCount = restartCount(newest, newest.Attempt+1, string(in.pod.UID))
+			cs.LastTerminationState.Terminated = terminated(newest.Exit)
 		}
 		reason, msg := "ContainerCreating", ""
 		if !init && initPending {
@@ -171,7 +171,7 @@ func containerStatus(in statusInput, c *v1.Container, sbID string, init, initPen
 		}
 		return cs
 	}
-	cs.RestartCount = int32(latest.Attempt)
+	cs.RestartCount = restartCount(latest, latest.Attempt, string(in.pod.UID))
 	cs.ContainerID = "containerd://" + latest.ID
 	cs.ImageID = latest.ImageRef
 	if latest.StopSignal != "" {

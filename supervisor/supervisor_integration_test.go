@@ -44,9 +44,12 @@ func TestPodLifecycle(t *testing.T) {
 	before := ids(h.state(key))
 
 	h.declare(podYAML("life", "", "a: echo edited; "+sleeper, "b: "+sleeper))
-	h.waitPod(key, "restarted a", func(p *v1.Pod) bool {
-		return running(p, "a", "b") && containerStatusOf(p, "a").RestartCount == 1
+	h.waitPod(key, "replaced a", func(p *v1.Pod) bool {
+		return running(p, "a", "b") && !strings.HasPrefix(before["a"], strings.TrimPrefix(containerStatusOf(p, "a").ContainerID, "containerd://")+" ")
 	})
+	if p := h.sup.Pod(key); containerStatusOf(p, "a").RestartCount != 0 || containerStatusOf(p, "b").RestartCount != 0 {
+		t.Errorf("restart counts a %d, b %d after an edit; want 0, as for a new pod", containerStatusOf(p, "a").RestartCount, containerStatusOf(p, "b").RestartCount)
+	}
 	after := ids(h.state(key))
 	if after["b"] != before["b"] || after["sandbox"] != before["sandbox"] {
 		t.Errorf("editing a touched b or the sandbox:\nbefore %v\nafter  %v", before, after)

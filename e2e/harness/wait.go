@@ -114,6 +114,18 @@ func (e *Env) WaitRestarts(pod, container string, n int32) {
 	})
 }
 
+// WaitReplaced waits until a container runs as an instance other than
+// oldID (a ContainerID of its status): an edit of its spec was applied. The
+// restart count says nothing of edits: a changed static pod counts from 0,
+// as the kubelet's.
+func (e *Env) WaitReplaced(pod, container, oldID string) v1.Pod {
+	e.t.Helper()
+	return e.WaitPod(pod, fmt.Sprintf("%s replaced (was %s) and running", container, oldID), func(p v1.Pod) bool {
+		cs := ContainerStatus(p, container)
+		return cs.ContainerID != "" && cs.ContainerID != oldID && cs.State.Running != nil
+	})
+}
+
 // WaitPod waits until cond holds for the named pod (without the node
 // suffix), and returns the pod as it was then.
 func (e *Env) WaitPod(name, what string, cond func(v1.Pod) bool) v1.Pod {

@@ -22,6 +22,7 @@ func TestContainerdRestart(t *testing.T) {
 	_, ctrdLog := ctrd.DroppedByShimSplit(0)
 	for cycle := 0; cycle < 2; cycle++ {
 		before := e.Tasks()
+		bID := harness.ContainerStatus(e.Pod("b"), "main").ContainerID
 		ctrd.Stop()
 		harness.WaitFor(t, fmt.Sprintf("cycle %d: /healthz fails with containerd down", cycle), func() bool { return !e.Healthy() })
 		e.Write("b.yaml", harness.SleeperPod("b", fmt.Sprintf("echo edited while containerd was down, cycle %d; %s", cycle, harness.IdleCmd)))
@@ -29,7 +30,7 @@ func TestContainerdRestart(t *testing.T) {
 		ctrd.Start()
 		e.Client = ctrd.Client()
 		took := e.WaitConverged(names)
-		e.WaitRestarts("b", "main", int32(cycle+1))
+		e.WaitReplaced("b", "main", bID)
 		harness.WaitFor(t, fmt.Sprintf("cycle %d: /healthz ok after containerd returned", cycle), e.Healthy)
 		after := e.Tasks()
 		// A pod whose shim group containerd split under load loses its
@@ -101,8 +102,9 @@ func TestContainerdUpgrade(t *testing.T) {
 	}
 	t.Logf("%d of %d tasks kept across the upgrade to containerd 2", kept, len(before))
 
+	bID := harness.ContainerStatus(e.Pod("b"), "main").ContainerID
 	e.Write("b.yaml", harness.SleeperPod("b", "echo edited after the upgrade; "+harness.IdleCmd))
-	e.WaitRestarts("b", "main", 1)
+	e.WaitReplaced("b", "main", bID)
 	e.WaitConverged(names)
 	e.CheckNoLeaks(names)
 	harness.Record(t, "tasks kept across the upgrade from 1.6 to 2.3", "%d of %d", kept, len(before))

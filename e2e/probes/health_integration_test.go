@@ -226,7 +226,9 @@ func TestLifecycleHooks(t *testing.T) {
 	// A changed spec stops the container (running its preStop hook) and
 	// starts a new one; the stopped instance's log stays.
 	e.Write("prestop.yaml", prestop+"    env: [{name: EDITED, value: \"1\"}]\n")
-	e.WaitPod("prestop", "restarted", func(p v1.Pod) bool { return harness.ContainerStatus(p, "app").RestartCount == 1 })
+	if edited := e.WaitReplaced("prestop", "app", harness.ContainerStatus(p, "app").ContainerID); harness.ContainerStatus(edited, "app").RestartCount != 0 {
+		t.Errorf("the edited pod's container has %d restarts, want 0: a changed static pod is a new pod", harness.ContainerStatus(edited, "app").RestartCount)
+	}
 	logFile := filepath.Join(e.Logs, fmt.Sprintf("default_prestop-node1_%s", p.UID), "app", "0.log")
 	var data []byte
 	harness.WaitFor(t, "the container saw its preStop hook and SIGTERM", func() bool {

@@ -49,7 +49,7 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 		before := e.Tasks()
 		crashes := e.restarts("crasher", "main")
 		edited := fmt.Sprintf("r%d", cycle%len(stable))
-		edits := e.restarts(edited, "main")
+		editedID := harness.ContainerStatus(e.Pod(edited), "main").ContainerID
 
 		ctrd.Stop()
 		down := time.Now()
@@ -74,7 +74,7 @@ func TestReliabilityContainerdRestarts(t *testing.T) {
 		e.Client = ctrd.Client()
 		// /pods shows the last status while containerd is away: converged
 		// means the edit made during the outage has been applied.
-		e.WaitRestarts(edited, "main", edits+1)
+		e.WaitReplaced(edited, "main", editedID)
 		e.waitConvergedWith(stable, "crasher")
 		took = append(took, time.Since(back))
 		harness.WaitFor(t, fmt.Sprintf("cycle %d: /healthz ok after containerd returned", cycle), e.Healthy)
