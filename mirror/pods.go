@@ -207,7 +207,7 @@ func (r *Reporter) syncPod(ctx context.Context, key string) (time.Duration, erro
 	case actCreate:
 		return r.createMirror(ctx, key, in.static, in.status)
 	case actStatus:
-		return 0, r.patchStatus(ctx, key, in.mirror, in.status)
+		return 0, r.patchStatus(ctx, key, in.mirror, patchBase(in), in.status)
 	}
 	return 0, nil
 }
@@ -264,7 +264,7 @@ func (r *Reporter) createMirror(ctx context.Context, key string, static *v1.Pod,
 	default:
 		r.o.log.Info("mirror pod created", "pod", key, "uid", created.UID, "hash", configHash(static))
 	}
-	return 0, r.patchStatus(ctx, key, created, mirrorStatus(static, created))
+	return 0, r.patchStatus(ctx, key, created, created.Status, mirrorStatus(static, created))
 }
 
 // deleteMirror deletes a mirror pod at once (grace period 0, as the kubelet
@@ -287,11 +287,23 @@ func (r *Reporter) deleteMirror(ctx context.Context, mirror *v1.Pod, reason stri
 	return nil
 }
 
+// patchBase is the status a mirror pod has, which a patch goes from: the
+// one podsup last wrote to it, else the informer's. The informer's copy
+// may not have caught up with the last write: after a podsup restart, a
+// status written NotReady and then Ready made an empty patch from the
+// informer's old Ready, and the mirror pod stayed NotReady.
+func patchBase(in planInput) v1.PodStatus {
+	if in.sent != nil && in.mirror != nil && in.sentUID == in.mirror.UID {
+		return *in.sent
+	}
+	return in.mirror.Status
+}
+
 // patchStatus writes the status to the mirror pod, as a strategic merge
-// patch from the status it has, with its UID as precondition, as the
+// patch from base, the status it has, with its UID as precondition, as the
 // kubelet's status manager does.
-func (r *Reporter) patchStatus(ctx context.Context, key string, mirror *v1.Pod, status v1.PodStatus) error {
-	oldData, err := json.Marshal(v1.Pod{Status: mirror.Status})
+func (r *Reporter) patchStatus(ctx context.Context, key string, mirror *v1.Pod, base, status v1.PodStatus) error {
+	oldData, err := json.Marshal(v1.Pod{Status: base})
 	if err != nil {
 		return err
 	}

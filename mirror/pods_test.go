@@ -119,3 +119,22 @@ func TestNewMirrorPod(t *testing.T) {
 		t.Error("the static pod was modified")
 	}
 }
+
+// TestPatchBase: a status patch goes from what podsup last wrote to that
+// mirror pod, not from the informer's copy, which may lag: after a podsup
+// restart, NotReady then Ready written in quick succession made an empty
+// patch from the informer's old Ready, and the mirror pod stayed NotReady.
+func TestPatchBase(t *testing.T) {
+	ready := v1.PodStatus{Conditions: []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue}}}
+	notReady := v1.PodStatus{Conditions: []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionFalse}}}
+	stale := &v1.Pod{ObjectMeta: metav1.ObjectMeta{UID: "m1"}, Status: ready}
+	if got := patchBase(planInput{mirror: stale, sentUID: "m1", sent: &notReady, status: ready}); got.Conditions[0].Status != v1.ConditionFalse {
+		t.Errorf("base %v, want the NotReady last written", got.Conditions)
+	}
+	if got := patchBase(planInput{mirror: stale, sentUID: "m0", sent: &notReady, status: ready}); got.Conditions[0].Status != v1.ConditionTrue {
+		t.Errorf("base %v, want the informer's for a mirror pod written to before it was recreated", got.Conditions)
+	}
+	if got := patchBase(planInput{mirror: stale, status: notReady}); got.Conditions[0].Status != v1.ConditionTrue {
+		t.Errorf("base %v, want the informer's when nothing was written yet", got.Conditions)
+	}
+}
