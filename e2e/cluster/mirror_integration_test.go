@@ -208,3 +208,40 @@ func TestMirrorPodsWithAPIServerDown(t *testing.T) {
 	})
 	t.Logf("the mirror pod caught up %s after the apiserver was started", time.Since(start).Round(10*time.Millisecond))
 }
+
+// TestMirrorReadyAfterRestart: after podsup restarts, a pod whose readiness
+// probe must pass again is NotReady, then Ready; its mirror pod follows to
+// Ready every time, as podsup's own /pods does. (A status patch computed
+// from the informer's lagging copy once left it NotReady.)
+func TestMirrorReadyAfterRestart(t *testing.T) {
+	t.Parallel()
+	c := kube.Start(t)
+	admin := c.Client()
+	e := newEnv(t)
+	e.Write("web.yaml", harness.PodManifest("web", fmt.Sprintf(`  containers:
+  - name: main
+    image: %s
+    command: [sh, -c, 'touch /tmp/ready; while true; do sleep 1; done']
+    readinessProbe:
+      exec: {command: [cat, /tmp/ready]}
+      initialDelaySeconds: 2
+      periodSeconds: 1
+`, testenv.BusyboxRef)))
+	e.joinCluster(c)
+	ready := func(m *v1.Pod) error {
+		for _, cond := range m.Status.Conditions {
+			if cond.Type == v1.PodReady && cond.Status == v1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("not Ready: %v", m.Status.Conditions)
+	}
+	waitMirror(t, admin, "default", "web-node1", ready)
+	for cycle := range 3 {
+		e.Stop()
+		e.joinCluster(c)
+		e.WaitReady("web")
+		t.Logf("restart %d: podsup says Ready", cycle)
+		waitMirror(t, admin, "default", "web-node1", ready)
+	}
+}
