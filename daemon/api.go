@@ -44,6 +44,20 @@ type APIConfig struct {
 	Streams           api.StreamLimits
 }
 
+// kubeletPort is the port of Address, the one the Node reports as its
+// kubelet endpoint; 0 without an authenticated API.
+func (c APIConfig) kubeletPort() int32 {
+	_, p, err := net.SplitHostPort(c.Address)
+	if err != nil {
+		return 0
+	}
+	port, err := net.LookupPort("tcp", p)
+	if err != nil {
+		return 0
+	}
+	return int32(port)
+}
+
 // The modes of --authorization-mode, named as the kubelet's.
 const (
 	// AuthorizationAlwaysAllow lets an authenticated user do anything, and

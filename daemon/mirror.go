@@ -145,7 +145,7 @@ func newMirrors(cfg *Config, kube *kubeClient, d mirrorDeps) (*mirrors, error) {
 		mirror.WithRegister(mc.RegisterNode), mirror.WithLabels(mc.NodeLabels), mirror.WithTaints(mc.Taints),
 		mirror.WithStatusUpdateFrequency(mc.StatusUpdateFrequency),
 		mirror.WithReady(d.ready), mirror.WithSourcesReady(d.sourcesReady), mirror.WithPressure(d.pressure),
-		mirror.WithAddresses([]v1.NodeAddress{{Type: v1.NodeInternalIP, Address: d.hostIP}}),
+		mirror.WithAddresses([]v1.NodeAddress{{Type: v1.NodeInternalIP, Address: d.hostIP}}), mirror.WithKubeletPort(cfg.API.kubeletPort()),
 		mirror.WithResources(resources, resources),
 		mirror.WithRuntimeVersion(d.runtimeVersion), mirror.WithVersion(version.Kubernetes()), mirror.WithAgentVersion(version.Version))
 	if err != nil {

@@ -50,3 +50,29 @@ func TestMirrorFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeletPort: the Node reports the port of --address, so that the
+// apiserver reaches podsup on any port, and 0 without an authenticated API.
+func TestKubeletPort(t *testing.T) {
+	base := []string{"--manifests", "/m", "--node-name", "n1", "--kubeconfig", "/k"}
+	for _, tt := range []struct {
+		name    string
+		address []string
+		want    int32
+	}{
+		{"default", nil, 10250},
+		{"another port", []string{"--address", "127.0.0.1:42123"}, 42123},
+		{"IPv6", []string{"--address", "[::1]:10260"}, 10260},
+		{"disabled", []string{"--address", ""}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseRun(t, append(base, tt.address...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.API.kubeletPort(); got != tt.want {
+				t.Errorf("kubelet port %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -185,6 +185,9 @@ func (r *Reporter) nodeStatus(ctx context.Context, old *v1.Node) v1.NodeStatus {
 		Allocatable: r.o.allocatable,
 		Addresses:   r.addresses(),
 		NodeInfo:    info,
+		DaemonEndpoints: v1.NodeDaemonEndpoints{
+			KubeletEndpoint: v1.DaemonEndpoint{Port: r.o.kubeletPort},
+		},
 	}
 	now := metav1.NewTime(r.o.clock.Now())
 	var previous []v1.NodeCondition

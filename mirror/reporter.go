@@ -113,6 +113,7 @@ type options struct {
 	pressure        func() []v1.NodeCondition
 	sourcesReady    func() bool
 	addresses       []v1.NodeAddress
+	kubeletPort     int32
 	capacity        v1.ResourceList
 	allocatable     v1.ResourceList
 	runtimeVersion  func(ctx context.Context) (string, error)
@@ -192,6 +193,20 @@ func WithSourcesReady(f func() bool) Option {
 // WithAddresses sets the Node's addresses.
 func WithAddresses(addrs []v1.NodeAddress) Option {
 	return func(o *options) error { o.addresses = addrs; return nil }
+}
+
+// WithKubeletPort sets the port the Node reports as its kubelet endpoint,
+// that of podsup's authenticated API (--address): the apiserver reaches it
+// there for logs, exec, attach and port-forward, and tries the kubelet's
+// 10250 when it is 0.
+func WithKubeletPort(port int32) Option {
+	return func(o *options) error {
+		if port < 0 || port > 65535 {
+			return fmt.Errorf("kubelet port %d: want 0 to 65535", port)
+		}
+		o.kubeletPort = port
+		return nil
+	}
 }
 
 // WithResources sets the Node's capacity and allocatable resources.

@@ -147,6 +147,7 @@ func TestRegistersNodeAndKeepsItAlive(t *testing.T) {
 func testRegistersNodeAndKeepsItAlive(t *testing.T) {
 	h := newHarness(t, WithLabels(map[string]string{"example.com/rack": "r1"}),
 		WithTaints([]v1.Taint{{Key: "example.com/edge", Effect: v1.TaintEffectNoSchedule}}),
+		WithKubeletPort(10260),
 		WithPressure(func() []v1.NodeCondition {
 			return []v1.NodeCondition{{Type: v1.NodeDiskPressure, Status: v1.ConditionTrue, Reason: "KubeletHasDiskPressure"}}
 		}))
@@ -190,6 +191,9 @@ func testRegistersNodeAndKeepsItAlive(t *testing.T) {
 	}
 	if a := n.Status.Addresses; len(a) != 1 || a[0].Type != v1.NodeHostName || a[0].Address != "host1" {
 		t.Errorf("addresses %v", a)
+	}
+	if p := n.Status.DaemonEndpoints.KubeletEndpoint.Port; p != 10260 {
+		t.Errorf("kubelet endpoint port %d, want 10260, that of --address", p)
 	}
 
 	renewed := func(at time.Time) func() error {

@@ -41,20 +41,28 @@ func serviceAccountUser(t *testing.T, admin kubernetes.Interface, name, verb, su
 	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	user := "system:serviceaccount:default:" + name
-	harness.WaitFor(t, fmt.Sprintf("RBAC allows %s to %s nodes/%s", user, verb, subresource), func() bool {
-		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
-			Spec: authorizationv1.SubjectAccessReviewSpec{User: user, Groups: []string{"system:serviceaccounts", "system:authenticated"},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "nodes", Subresource: subresource, Name: "node1"}},
-		}, metav1.CreateOptions{})
-		return err == nil && sar.Status.Allowed
-	})
+	waitRBAC(t, admin, authorizationv1.SubjectAccessReviewSpec{User: "system:serviceaccount:default:" + name,
+		Groups:             []string{"system:serviceaccounts", "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "nodes", Subresource: subresource, Name: "node1"}}, true)
 	tr, err := admin.CoreV1().ServiceAccounts("default").CreateToken(ctx, name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr.Status.Token
+}
+
+// waitRBAC waits until the apiserver answers a SubjectAccessReview of
+// spec with allowed: RBAC reads bindings through an informer, so a change
+// shows some time after it is made.
+func waitRBAC(t *testing.T, admin kubernetes.Interface, spec authorizationv1.SubjectAccessReviewSpec, allowed bool) {
+	t.Helper()
+	a := spec.ResourceAttributes
+	harness.WaitFor(t, fmt.Sprintf("RBAC answers %v to %s for %s %s/%s", allowed, spec.User, a.Verb, a.Resource, a.Subresource), func() bool {
+		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(context.Background(),
+			&authorizationv1.SubjectAccessReview{Spec: spec}, metav1.CreateOptions{})
+		return err == nil && sar.Status.Allowed == allowed
+	})
 }
 
 // mustRefuse checks that a request is refused with want and a message

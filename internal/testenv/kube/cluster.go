@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -71,7 +73,40 @@ func Start(t testing.TB) *Cluster {
 	})
 	c.etcd = c.run("etcd", c.Bin.Etcd, EtcdArgs(filepath.Join(c.Dir, "etcd"), c.Ports)...)
 	c.StartAPIServer()
+	if err := BindKubeletClient(context.Background(), c.Client()); err != nil {
+		t.Fatal(err)
+	}
 	return c
+}
+
+// The apiserver's identity toward kubelets, as kubeadm names it.
+const (
+	// KubeletClientUser is the common name of the apiserver's client
+	// certificate for kubelets (--kubelet-client-certificate).
+	KubeletClientUser = "kube-apiserver-kubelet-client"
+	// KubeletClientBinding binds KubeletClientUser to the ClusterRole
+	// system:kubelet-api-admin.
+	KubeletClientBinding = "kubeadm:apiserver-kubelet-client"
+)
+
+// BindKubeletClient lets the apiserver's client certificate use the
+// kubelet API, as kubeadm does: a kubelet (or podsup) authorizing with
+// SubjectAccessReviews then lets the apiserver through for logs, exec,
+// attach and port-forward.
+func BindKubeletClient(ctx context.Context, admin kubernetes.Interface) error {
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: KubeletClientBinding},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: KubeletClientUser}}}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bind %s to system:kubelet-api-admin: %w", KubeletClientUser, err)
+	}
+	return nil
 }
 
 // StartAPIServer starts the apiserver again after StopAPIServer, and waits
@@ -108,7 +143,8 @@ func EtcdArgs(dataDir string, p Ports) []string {
 
 // APIServerArgs are the arguments of a kube-apiserver on 127.0.0.1 with
 // the certificates of pkiDir, as kubeadm configures it: client certificates,
-// the Node and RBAC authorizers, and NodeRestriction.
+// the Node and RBAC authorizers, NodeRestriction, and a client certificate
+// to reach kubelets at their InternalIP first (podsup's --node-ip).
 func APIServerArgs(pkiDir string, p Ports) []string {
 	pki := func(name string) string { return filepath.Join(pkiDir, name) }
 	return []string{
@@ -116,6 +152,8 @@ func APIServerArgs(pkiDir string, p Ports) []string {
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", p.EtcdClient),
 		"--tls-cert-file=" + pki("apiserver.crt"), "--tls-private-key-file=" + pki("apiserver.key"),
 		"--client-ca-file=" + pki("ca.crt"),
+		"--kubelet-client-certificate=" + pki("apiserver-kubelet-client.crt"), "--kubelet-client-key=" + pki("apiserver-kubelet-client.key"),
+		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
 		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + pki("sa.pub"), "--service-account-signing-key-file=" + pki("sa.key"),
@@ -160,6 +198,13 @@ func (c *Cluster) Kubectl(args ...string) (string, error) {
 		return out.String(), fmt.Errorf("kubectl %v: %v: %s", args, err, errOut.String())
 	}
 	return out.String(), nil
+}
+
+// KubectlCommand is kubectl as the admin, for a test to wire its input and
+// output; ctx kills it. It has no --request-timeout: that would end the
+// streams of exec, attach, logs -f and port-forward.
+func (c *Cluster) KubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, c.Bin.Kubectl, append([]string{"--kubeconfig", c.Admin}, args...)...)
 }
 
 // WaitReady waits until the apiserver answers /readyz and has made the

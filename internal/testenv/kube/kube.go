@@ -1,9 +1,10 @@
 // Package kube gives integration tests a real control plane: Debian's etcd
 // and a kube-apiserver built from the k8s.io/kubernetes module, with the Node
-// authorizer and NodeRestriction, certificates made on the spot, and Debian's
-// kubectl to look at it as a user would.
+// authorizer and NodeRestriction, certificates made on the spot, and a
+// kubectl of the same version, built from the same module, to use it as a
+// user would.
 //
-// The kube-apiserver is built once per machine into
+// kube-apiserver and kubectl are built once per machine into
 // $PODSUP_TEST_CACHE/kube-<version> (default /var/cache/podsup-test), under
 // a file lock so that test packages running in parallel build it once; the
 // build module is ./build, whose go.mod pins the version. Nothing built is
@@ -18,9 +19,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +39,7 @@ const Version = "v1.37.2"
 type Binaries struct {
 	APIServer string // kube-apiserver, static (CGO_ENABLED=0)
 	Etcd      string // Debian's etcd
-	Kubectl   string // Debian's kubectl
+	Kubectl   string // kubectl of Version, static
 }
 
 // CacheDir is where built programs are kept across runs.
@@ -58,8 +57,17 @@ func Build(t testing.TB) Binaries {
 	if os.Geteuid() != 0 {
 		testenv.Unavailable(t, "the control plane harness needs root")
 	}
+	mod := buildModule()
+	stamp, err := moduleStamp(mod)
+	if err != nil {
+		testenv.Unavailable(t, "build module: %v", err)
+	}
 	dir := filepath.Join(CacheDir(), "kube-"+Version)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// One directory per go.sum of the build module: worktrees of branches
+	// that build different commands from it do not rebuild over each
+	// other's programs.
+	bins := filepath.Join(dir, stamp)
+	if err := os.MkdirAll(bins, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	unlock, err := lock(filepath.Join(dir, ".lock"))
@@ -68,20 +76,29 @@ func Build(t testing.TB) Binaries {
 	}
 	defer unlock()
 	b := Binaries{
-		APIServer: filepath.Join(dir, "kube-apiserver"),
+		APIServer: filepath.Join(bins, "kube-apiserver"),
 		Etcd:      "/usr/bin/etcd",
-		Kubectl:   filepath.Join(dir, "kubectl-root", "usr", "bin", "kubectl"),
+		Kubectl:   filepath.Join(bins, "kubectl"),
 	}
-	if err := buildAPIServer(t, b.APIServer); err != nil {
-		testenv.Unavailable(t, "build kube-apiserver %s: %v", Version, err)
+	for _, bin := range []string{b.APIServer, b.Kubectl} {
+		if err := buildCommand(t, mod, bin); err != nil {
+			testenv.Unavailable(t, "build %s %s: %v", filepath.Base(bin), Version, err)
+		}
 	}
 	if err := aptInstall("etcd-server", b.Etcd); err != nil {
 		testenv.Unavailable(t, "etcd: %v", err)
 	}
-	if err := fetchKubectl(dir, b.Kubectl); err != nil {
-		testenv.Unavailable(t, "kubectl: %v", err)
-	}
 	return b
+}
+
+// moduleStamp names a go.sum of the build module: a hash of it.
+func moduleStamp(mod string) (string, error) {
+	sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(sum)
+	return hex.EncodeToString(h[:8]), nil
 }
 
 // lock takes an exclusive lock on path, waiting for it.
@@ -112,23 +129,16 @@ func buildModule() string {
 	}
 }
 
-// buildAPIServer builds kube-apiserver into out unless the binary there was
-// built from the same go.sum. It builds into a temporary file and renames
-// it into place, so a build that dies leaves nothing half-written.
-func buildAPIServer(t testing.TB, out string) error {
-	mod := buildModule()
-	sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
-	if err != nil {
-		return err
+// buildCommand builds the command of k8s.io/kubernetes/cmd named as out's
+// base name (kube-apiserver, kubectl) with the build module mod into out,
+// unless it is there. It builds into a temporary file and renames it into
+// place, so a build that dies leaves nothing half-written.
+func buildCommand(t testing.TB, mod, out string) error {
+	name := filepath.Base(out)
+	if _, err := os.Stat(out); err == nil {
+		return nil
 	}
-	h := sha256.Sum256(sum)
-	stamp := hex.EncodeToString(h[:8])
-	if got, err := os.ReadFile(out + ".stamp"); err == nil && string(got) == stamp {
-		if _, err := os.Stat(out); err == nil {
-			return nil
-		}
-	}
-	t.Logf("building kube-apiserver %s into %s (once per machine; takes minutes)", Version, out)
+	t.Logf("building %s %s into %s (once per machine; takes minutes)", name, Version, out)
 	start := time.Now()
 	major, minor, _ := strings.Cut(strings.TrimPrefix(Version, "v"), ".")
 	minor, _, _ = strings.Cut(minor, ".")
@@ -159,7 +169,7 @@ func buildAPIServer(t testing.TB, out string) error {
 			defer cancel()
 		}
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "k8s.io/kubernetes/cmd/kube-apiserver")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "k8s.io/kubernetes/cmd/"+name)
 	cmd.Dir = mod
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test
@@ -170,10 +180,10 @@ func buildAPIServer(t testing.TB, out string) error {
 		return fmt.Errorf("%v\n%s", err, output)
 	}
 	if err := os.Rename(tmp, out); err != nil {
-		return err
+		return fmt.Errorf("install %s: %w", name, err)
 	}
-	t.Logf("built kube-apiserver in %s", time.Since(start).Round(time.Second))
-	return os.WriteFile(out+".stamp", []byte(stamp), 0o644)
+	t.Logf("built %s in %s", name, time.Since(start).Round(time.Second))
+	return nil
 }
 
 // aptInstall installs a Debian package unless path, one of its files, is
@@ -195,47 +205,6 @@ func aptInstall(pkg, path string) error {
 	}
 	if out, err := install(); err != nil {
 		return fmt.Errorf("apt-get install %s: %v\n%s", pkg, err, out)
-	}
-	return nil
-}
-
-// fetchKubectl unpacks Debian's kubernetes-client into the cache without
-// installing it: on hosts with another kubectl package (Google Cloud SDK's),
-// the two conflict over /usr/bin/kubectl.
-func fetchKubectl(dir, path string) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	tmp, err := os.MkdirTemp(dir, "apt-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	os.Chmod(tmp, 0o755) // apt downloads as _apt where it can
-	download := func() ([]byte, error) {
-		cmd := exec.Command("apt-get", "download", "-qq", "kubernetes-client")
-		cmd.Dir = tmp
-		return cmd.CombinedOutput()
-	}
-	if _, err := download(); err != nil {
-		if out, err := exec.Command("apt-get", "update", "-qq").CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get update: %v\n%s", err, out)
-		}
-		if out, err := download(); err != nil {
-			return fmt.Errorf("apt-get download kubernetes-client: %v\n%s", err, out)
-		}
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "kubernetes-client_*.deb"))
-	if len(debs) != 1 {
-		return errors.New("apt-get download kubernetes-client left no package")
-	}
-	root := filepath.Join(dir, "kubectl-root")
-	os.RemoveAll(root)
-	if out, err := exec.Command("dpkg", "-x", debs[0], root).CombinedOutput(); err != nil {
-		return fmt.Errorf("dpkg -x: %v\n%s", err, out)
-	}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("kubernetes-client has no %s", strings.TrimPrefix(path, root))
 	}
 	return nil
 }

@@ -17,8 +17,10 @@ import (
 )
 
 // PKI is a cluster's certificates, in one directory: a CA (ca.crt), the
-// apiserver's serving certificate (apiserver.crt, .key), the service account
-// signing key (sa.key, sa.pub), and client certificates made on demand.
+// apiserver's serving certificate (apiserver.crt, .key), its client
+// certificate for kubelets (apiserver-kubelet-client.crt, .key), the service
+// account signing key (sa.key, sa.pub), and client certificates made on
+// demand.
 type PKI struct {
 	Dir    string
 	caCert *x509.Certificate
@@ -26,7 +28,8 @@ type PKI struct {
 }
 
 // NewPKI makes a CA, the apiserver's certificate for 127.0.0.1 and
-// localhost, and the service account key pair, in dir.
+// localhost, its client certificate for kubelets, and the service account
+// key pair, in dir.
 func NewPKI(dir string) (*PKI, error) {
 	p := &PKI{Dir: dir}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -60,6 +63,11 @@ func NewPKI(dir string) (*PKI, error) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	if _, _, err := p.issue("apiserver", serving); err != nil {
+		return nil, err
+	}
+	// As kubeadm's: the user alone, no group; what it may do on a node is
+	// what RBAC grants it (BindKubeletClient).
+	if _, _, err := p.Client("apiserver-kubelet-client", KubeletClientUser); err != nil {
 		return nil, err
 	}
 	sa, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
