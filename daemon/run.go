@@ -19,6 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/podsup/podsup/api"
@@ -68,6 +69,10 @@ func newLogger(verbosity int) *slog.Logger {
 func Run(ctx context.Context, cfg *Config) error {
 	log := newLogger(cfg.Verbosity)
 	slog.SetDefault(log)
+	// The Kubernetes libraries (client-go, the streaming packages) log
+	// through klog: into podsup's log, structured, instead of klog's own
+	// lines on stderr.
+	klog.SetSlogLogger(log.With("component", "k8s"))
 	if len(cfg.IgnoredConfigFields) > 0 {
 		log.Warn("the KubeletConfiguration of --config sets fields podsup does not implement: they are ignored", "fields", cfg.IgnoredConfigFields)
 	}
