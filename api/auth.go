@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/pem"
 	"errors"
@@ -172,12 +173,10 @@ func (a *Authenticator) authenticate(r *http.Request) (User, error) {
 		cert := r.TLS.VerifiedChains[0][0]
 		return User{Name: cert.Subject.CommonName, Groups: cert.Subject.Organization}.authenticated(), nil
 	}
-	if h := r.Header.Get("Authorization"); h != "" {
-		token, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok {
+	if token, given, err := bearerToken(r); given {
+		if err != nil {
 			return User{}, errUnauthorized
 		}
-		token = strings.TrimSpace(token)
 		for _, e := range a.tokens {
 			if subtle.ConstantTimeCompare(e.token, []byte(token)) == 1 {
 				return e.user.authenticated(), nil
@@ -200,6 +199,45 @@ func (a *Authenticator) authenticate(r *http.Request) (User, error) {
 		return User{Name: "system:anonymous", Groups: []string{"system:unauthenticated"}, Anonymous: true}, nil
 	}
 	return User{}, errUnauthorized
+}
+
+// webSocketTokenPrefix marks a bearer token in a WebSocket's subprotocols,
+// where a browser, which cannot set headers on a WebSocket, puts it: as the
+// kubelet and the apiserver accept it.
+const webSocketTokenPrefix = "base64url.bearer.authorization.k8s.io."
+
+// bearerToken is the request's bearer token, from its Authorization header
+// or, for a WebSocket, from its subprotocols, which then no longer name it
+// (so the server never echoes it back). given says whether there was one.
+func bearerToken(r *http.Request) (token string, given bool, err error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			return "", true, errUnauthorized
+		}
+		return strings.TrimSpace(token), true, nil
+	}
+	var kept []string
+	for _, h := range r.Header.Values("Sec-Websocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			p = strings.TrimSpace(p)
+			if encoded, ok := strings.CutPrefix(p, webSocketTokenPrefix); ok && !given {
+				data, derr := base64.RawURLEncoding.DecodeString(encoded)
+				token, given, err = string(data), true, derr
+				continue
+			}
+			if p != "" {
+				kept = append(kept, p)
+			}
+		}
+	}
+	if given {
+		r.Header.Del("Sec-Websocket-Protocol")
+		if len(kept) > 0 {
+			r.Header.Set("Sec-Websocket-Protocol", strings.Join(kept, ", "))
+		}
+	}
+	return token, given, err
 }
 
 // Middleware authenticates every request, then authorizes it with the

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -204,5 +205,38 @@ func TestServingTLSErrors(t *testing.T) {
 	}
 	if _, err := ServingTLS(junk, junk, "", dir, "node1", nil); err == nil || !strings.Contains(err.Error(), "serving certificate") {
 		t.Errorf("junk serving certificate: %v", err)
+	}
+}
+
+// TestWebSocketBearerToken: a WebSocket's bearer token may come in its
+// subprotocols, as a browser sends it; the protocol is then taken off the
+// request, so the answer never echoes the token.
+func TestWebSocketBearerToken(t *testing.T) {
+	tokens := []Token{{token: []byte("s3cret"), user: User{Name: "alice"}}}
+	var seenProtocols string
+	h := NewAuthenticator(tokens, false).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenProtocols = r.Header.Get("Sec-Websocket-Protocol")
+		serveUser.ServeHTTP(w, r)
+	}))
+	for _, tc := range []struct {
+		name, protocols string
+		code            int
+	}{
+		{"good token", "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io." + base64.RawURLEncoding.EncodeToString([]byte("s3cret")), 200},
+		{"wrong token", "base64url.bearer.authorization.k8s.io." + base64.RawURLEncoding.EncodeToString([]byte("guess")) + ", v5.channel.k8s.io", 401},
+		{"not base64", "base64url.bearer.authorization.k8s.io.!!!", 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/pods", nil)
+			req.Header.Set("Sec-Websocket-Protocol", tc.protocols)
+			rr := httptest.NewRecorder()
+			h.ServeHTTP(rr, req)
+			if rr.Code != tc.code {
+				t.Fatalf("%d %q, want %d", rr.Code, rr.Body, tc.code)
+			}
+			if tc.code == 200 && (rr.Body.String() != "alice" || seenProtocols != "v5.channel.k8s.io") {
+				t.Errorf("user %q, protocols left %q; want alice and v5.channel.k8s.io alone", rr.Body, seenProtocols)
+			}
+		})
 	}
 }
