@@ -6,7 +6,8 @@
 // The kube-apiserver is built once per machine into
 // $PODSUP_TEST_CACHE/kube-<version> (default /var/cache/podsup-test), under
 // a file lock so that test packages running in parallel build it once; the
-// build module is ./build, whose go.mod pins the version. Nothing built is
+// build module is ./build, whose go.mod pins the version. hack/bench builds
+// the kubelet of the same release the same way (Kubelet). Nothing built is
 // committed.
 //
 // Version v1.37.2 is the newest k8s.io/kubernetes release whose apiserver
@@ -72,7 +73,18 @@ func Build(t testing.TB) Binaries {
 		Etcd:      "/usr/bin/etcd",
 		Kubectl:   filepath.Join(dir, "kubectl-root", "usr", "bin", "kubectl"),
 	}
-	if err := buildAPIServer(t, b.APIServer); err != nil {
+	// The build ends a minute before the test binary's -timeout would
+	// panic, with an error that says why; what it compiled stays in Go's
+	// build cache for the next run.
+	ctx := context.Background()
+	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := dl.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Minute))
+			defer cancel()
+		}
+	}
+	if err := build(ctx, t.Logf, "kube-apiserver", b.APIServer); err != nil {
 		testenv.Unavailable(t, "build kube-apiserver %s: %v", Version, err)
 	}
 	if err := aptInstall("etcd-server", b.Etcd); err != nil {
@@ -112,10 +124,31 @@ func buildModule() string {
 	}
 }
 
-// buildAPIServer builds kube-apiserver into out unless the binary there was
-// built from the same go.sum. It builds into a temporary file and renames
-// it into place, so a build that dies leaves nothing half-written.
-func buildAPIServer(t testing.TB, out string) error {
+// Kubelet returns the kubelet of the same release, built from the same
+// module into the same cache, under the same lock, unless it is there;
+// logf says when a build starts and ends.
+func Kubelet(logf func(format string, args ...any)) (string, error) {
+	dir := filepath.Join(CacheDir(), "kube-"+Version)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lock(filepath.Join(dir, ".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	out := filepath.Join(dir, "kubelet")
+	if err := build(context.Background(), logf, "kubelet", out); err != nil {
+		return "", fmt.Errorf("build kubelet %s: %w", Version, err)
+	}
+	return out, nil
+}
+
+// build builds k8s.io/kubernetes/cmd/<command> into out, static, unless
+// the binary there was built from the same go.sum. It builds into a
+// temporary file and renames it into place, so a build that dies leaves
+// nothing half-written. ctx bounds the build.
+func build(ctx context.Context, logf func(format string, args ...any), command, out string) error {
 	mod := buildModule()
 	sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
 	if err != nil {
@@ -128,7 +161,7 @@ func buildAPIServer(t testing.TB, out string) error {
 			return nil
 		}
 	}
-	t.Logf("building kube-apiserver %s into %s (once per machine; takes minutes)", Version, out)
+	logf("building %s %s into %s (once per machine; takes minutes)", command, Version, out)
 	start := time.Now()
 	major, minor, _ := strings.Cut(strings.TrimPrefix(Version, "v"), ".")
 	minor, _, _ = strings.Cut(minor, ".")
@@ -148,18 +181,7 @@ func buildAPIServer(t testing.TB, out string) error {
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, filepath.Base(out))
-	// The build ends a minute before the test binary's -timeout would
-	// panic, with an error that says why; what it compiled stays in Go's
-	// build cache for the next run.
-	ctx := context.Background()
-	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if d, ok := dl.Deadline(); ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Minute))
-			defer cancel()
-		}
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "k8s.io/kubernetes/cmd/kube-apiserver")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "k8s.io/kubernetes/cmd/"+command)
 	cmd.Dir = mod
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test
@@ -172,7 +194,7 @@ func buildAPIServer(t testing.TB, out string) error {
 	if err := os.Rename(tmp, out); err != nil {
 		return err
 	}
-	t.Logf("built kube-apiserver in %s", time.Since(start).Round(time.Second))
+	logf("built %s in %s", command, time.Since(start).Round(time.Second))
 	return os.WriteFile(out+".stamp", []byte(stamp), 0o644)
 }
 
