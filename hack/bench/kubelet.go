@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -114,15 +115,26 @@ func removeSandboxes(address string) error {
 	if err != nil {
 		return fmt.Errorf("list pod sandboxes: %w", err)
 	}
+	var errs []error
 	for _, sb := range list.Items {
-		if _, err := cri.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-			return fmt.Errorf("stop pod sandbox %s: %w", sb.Id, err)
+		// A kubelet stopped while it tore a pod's network down leaves the
+		// CRI finishing that teardown; a second one at the same time fails
+		// (the bridge plugin finds its chain gone). Try again.
+		var err error
+		for attempt := 0; attempt < 5; attempt++ {
+			if _, err = cri.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err == nil {
+				_, err = cri.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id})
+			}
+			if err == nil {
+				break
+			}
+			time.Sleep(time.Second)
 		}
-		if _, err := cri.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-			return fmt.Errorf("remove pod sandbox %s: %w", sb.Id, err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove pod sandbox %s: %w", sb.Id, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func freePort() int {

@@ -274,6 +274,15 @@ func runPeer(rounds int, batches []int, window time.Duration, profile string) er
 			return err
 		}
 	}
+	// Whatever a failed measure left running ends with the namespaces, so
+	// that no shim outlives the daemon.
+	defer func() {
+		for _, ns := range []string{"k8s.io", podsupNS} {
+			if err := testenv.Purge(client, ns); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+			}
+		}
+	}()
 	peers := []*peer{kubeletPeer(kubeletBin, ctrd.address), podsupPeer(podsupBin, ctrd.address, podsupNS, cniDir)}
 	fmt.Printf("%s, containerd %s (the benchmark's own, at %s), %d rounds\n", strings.TrimSpace(string(version)), v.Version, ctrd.address, rounds)
 
