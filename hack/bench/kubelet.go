@@ -81,6 +81,11 @@ func startKubelet(bin, address, manifests string) (*session, error) {
 		return nil, fmt.Errorf("start kubelet: %w", err)
 	}
 	s := &session{pid: cmd.Process.Pid, stop: func() {
+		// A kubelet stopped while it tears a pod's network down has its
+		// CNI call cancelled half-way, leaving masquerade rules behind.
+		if !wait(time.Minute, func() bool { n, err := readySandboxes(address); return err == nil && n == 0 }) {
+			fmt.Fprintln(os.Stderr, "bench: the kubelet's sandboxes still ready a minute after their pods were removed")
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		if err := removeSandboxes(address); err != nil {
@@ -97,6 +102,25 @@ func startKubelet(bin, address, manifests string) (*session, error) {
 		return nil, fmt.Errorf("kubelet: %w; see %s", err, logFile.Name())
 	}
 	return s, nil
+}
+
+// readySandboxes counts the CRI's ready sandboxes: those whose network
+// is not torn down yet.
+func readySandboxes(address string) (int, error) {
+	conn, err := grpc.NewClient("unix://"+address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 0, fmt.Errorf("connect to the CRI at %s: %w", address, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := runtimeapi.NewRuntimeServiceClient(conn).ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
+		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list pod sandboxes: %w", err)
+	}
+	return len(list.Items), nil
 }
 
 // removeSandboxes stops and removes every pod sandbox of the CRI at

@@ -237,12 +237,14 @@ func runPeer(rounds int, batches []int, window time.Duration, profile string) er
 	// --cni-conf-dir.
 	bridge := fmt.Sprintf("psp%06x", rand.IntN(1<<24))
 	defer exec.Command("ip", "link", "del", bridge).Run()
+	subnet := fmt.Sprintf("10.124.%d.0/24", rand.IntN(250)+1)
+	defer removeMasquerade(subnet)
 	cniDir := filepath.Join(dir, "cni")
 	os.MkdirAll(cniDir, 0o755)
 	conflist := fmt.Sprintf(`{"cniVersion": "0.4.0", "name": "bench", "plugins": [
   {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.124.%d.0/24"}]], "dataDir": %q}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}`, bridge, rand.IntN(250)+1, filepath.Join(dir, "ipam"))
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}`, bridge, subnet, filepath.Join(dir, "ipam"))
 	if err := os.WriteFile(filepath.Join(cniDir, "10-bench.conflist"), []byte(conflist), 0o644); err != nil {
 		return err
 	}
@@ -419,4 +421,35 @@ func measureCrash(client *containerd.Client, p *peer, t *table) error {
 	}
 	t.add("container crash → next start", p.name, next.Sub(exited).Seconds())
 	return nil
+}
+
+// removeMasquerade removes the bridge plugin's masquerade rules and chains
+// of the bench's subnet that a teardown cut short left behind.
+func removeMasquerade(subnet string) {
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		return
+	}
+	prefix := strings.TrimSuffix(subnet, "0/24")
+	chains := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] != "-A" || !strings.Contains(line, prefix) || !strings.Contains(line, `name: \"bench\"`) {
+			continue
+		}
+		if f[1] == "POSTROUTING" {
+			chain := f[len(f)-1]
+			_, rest, _ := strings.Cut(line, `--comment "`)
+			comment, _, _ := strings.Cut(rest, `" -j `)
+			exec.Command("iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", f[3], "-m", "comment", "--comment",
+				strings.ReplaceAll(comment, `\"`, `"`), "-j", chain).Run()
+			chains[chain] = true
+		} else {
+			chains[f[1]] = true
+		}
+	}
+	for c := range chains {
+		exec.Command("iptables", "-w", "-t", "nat", "-F", c).Run()
+		exec.Command("iptables", "-w", "-t", "nat", "-X", c).Run()
+	}
 }
