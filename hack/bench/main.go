@@ -11,6 +11,13 @@
 // With -probes it instead measures podsup's own CPU use over a minute with
 // 100 containers each probed every second: 50 pods of two containers, one
 // with an exec probe and one with an HTTP probe to its pod IP.
+//
+// With -peer kubelet it runs the same workload through podsup and through
+// the kubelet of internal/testenv/kube's release (standalone, static pods),
+// on a containerd 2 of its own whose CRI plugin the kubelet uses, and prints
+// both, their ratio and the floor (see peer.go):
+//
+//	go run ./hack/bench -peer kubelet [-pods 1,20,50] [-rounds 3] [-window 30s]
 package main
 
 import (
@@ -47,14 +54,33 @@ func main() {
 	podsFlag := flag.String("pods", "1,50", "pod counts to measure")
 	rounds := flag.Int("rounds", 3, "measurements per pod count; the median is printed")
 	probes := flag.Bool("probes", false, "measure podsup's CPU with 100 containers probed every second instead")
-	window := flag.Duration("window", time.Minute, "with -probes: how long to measure")
-	profile := flag.String("cpuprofile", "", "with -probes: save a 30s CPU profile of podsup to this file")
+	window := flag.Duration("window", time.Minute, "with -probes or -peer: how long to measure CPU")
+	profile := flag.String("cpuprofile", "", "with -probes or -peer: save a CPU profile of podsup (with -peer, during the first round's CPU measure) to this file")
 	kinds := flag.String("kinds", "exec,http", "with -probes: the probes of each pod's two containers")
+	peerFlag := flag.String("peer", "", "kubelet: measure podsup beside the kubelet instead (-pods defaults to 1,20,50, -window to 30s)")
 	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
-	if *probes {
+	switch {
+	case *peerFlag != "":
+		if *peerFlag != "kubelet" {
+			err = fmt.Errorf("-peer %q: the only peer is kubelet", *peerFlag)
+			break
+		}
+		if !set["pods"] {
+			*podsFlag = "1,20,50"
+		}
+		if !set["window"] {
+			*window = 30 * time.Second
+		}
+		var batches []int
+		if batches, err = podCounts(*podsFlag); err == nil {
+			err = runPeer(*rounds, batches, *window, *profile)
+		}
+	case *probes:
 		err = runProbes(*window, *profile, strings.Split(*kinds, ","))
-	} else {
+	default:
 		err = run(*podsFlag, *rounds)
 	}
 	if err != nil {
@@ -79,12 +105,12 @@ func run(podsFlag string, rounds int) error {
 		return fmt.Errorf("containerd at %s: %w", testenv.Address(), err)
 	}
 	fmt.Printf("containerd %s at %s\n", v.Version, testenv.Address())
+	counts, err := podCounts(podsFlag)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("%-6s %-12s %-12s %-7s %s\n", "pods", "floor", "podsup", "ratio", "podsup RSS")
-	for _, f := range strings.Split(podsFlag, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return fmt.Errorf("-pods %q: want counts such as 1,50", podsFlag)
-		}
+	for _, n := range counts {
 		var floors, ups []time.Duration
 		var rss int64
 		for r := 0; r < rounds; r++ {
@@ -102,6 +128,19 @@ func run(podsFlag string, rounds int) error {
 		fmt.Printf("%-6d %-12s %-12s %-7.2f %.1f MiB\n", n, fl.Round(time.Millisecond), up.Round(time.Millisecond), float64(up)/float64(fl), float64(rss)/1024)
 	}
 	return nil
+}
+
+// podCounts parses -pods.
+func podCounts(podsFlag string) ([]int, error) {
+	var counts []int
+	for _, f := range strings.Split(podsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-pods %q: want counts such as 1,50", podsFlag)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -154,6 +193,9 @@ func measureFloor(client *containerd.Client, n int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The shim's runc root of the namespace, which it leaves; removed
+	// after the purge.
+	defer os.Remove(filepath.Join("/run/containerd/runc", ns))
 	defer testenv.Purge(client, ns)
 	fifos, err := os.MkdirTemp("", "bench-fifo-")
 	if err != nil {

@@ -80,8 +80,19 @@ func Build(t testing.TB) Binaries {
 		Etcd:      "/usr/bin/etcd",
 		Kubectl:   filepath.Join(bins, "kubectl"),
 	}
+	// The build ends a minute before the test binary's -timeout would
+	// panic, with an error that says why; what it compiled stays in Go's
+	// build cache for the next run.
+	ctx := context.Background()
+	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := dl.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Minute))
+			defer cancel()
+		}
+	}
 	for _, bin := range []string{b.APIServer, b.Kubectl} {
-		if err := buildCommand(t, mod, bin); err != nil {
+		if err := buildCommand(ctx, t.Logf, mod, bin); err != nil {
 			testenv.Unavailable(t, "build %s %s: %v", filepath.Base(bin), Version, err)
 		}
 	}
@@ -133,12 +144,12 @@ func buildModule() string {
 // base name (kube-apiserver, kubectl) with the build module mod into out,
 // unless it is there. It builds into a temporary file and renames it into
 // place, so a build that dies leaves nothing half-written.
-func buildCommand(t testing.TB, mod, out string) error {
+func buildCommand(ctx context.Context, logf func(format string, args ...any), mod, out string) error {
 	name := filepath.Base(out)
 	if _, err := os.Stat(out); err == nil {
 		return nil
 	}
-	t.Logf("building %s %s into %s (once per machine; takes minutes)", name, Version, out)
+	logf("building %s %s into %s (once per machine; takes minutes)", name, Version, out)
 	start := time.Now()
 	major, minor, _ := strings.Cut(strings.TrimPrefix(Version, "v"), ".")
 	minor, _, _ = strings.Cut(minor, ".")
@@ -158,17 +169,6 @@ func buildCommand(t testing.TB, mod, out string) error {
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, filepath.Base(out))
-	// The build ends a minute before the test binary's -timeout would
-	// panic, with an error that says why; what it compiled stays in Go's
-	// build cache for the next run.
-	ctx := context.Background()
-	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if d, ok := dl.Deadline(); ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Minute))
-			defer cancel()
-		}
-	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "k8s.io/kubernetes/cmd/"+name)
 	cmd.Dir = mod
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off")
@@ -182,8 +182,34 @@ func buildCommand(t testing.TB, mod, out string) error {
 	if err := os.Rename(tmp, out); err != nil {
 		return fmt.Errorf("install %s: %w", name, err)
 	}
-	t.Logf("built %s in %s", name, time.Since(start).Round(time.Second))
+	logf("built %s in %s", name, time.Since(start).Round(time.Second))
 	return nil
+}
+
+// Kubelet returns the kubelet of the same release, for hack/bench's
+// comparison: built from the same module into the same cache, under the
+// same lock, unless it is there; logf says when a build starts and ends.
+func Kubelet(logf func(format string, args ...any)) (string, error) {
+	mod := buildModule()
+	stamp, err := moduleStamp(mod)
+	if err != nil {
+		return "", fmt.Errorf("build module: %w", err)
+	}
+	dir := filepath.Join(CacheDir(), "kube-"+Version)
+	bins := filepath.Join(dir, stamp)
+	if err := os.MkdirAll(bins, 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lock(filepath.Join(dir, ".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	out := filepath.Join(bins, "kubelet")
+	if err := buildCommand(context.Background(), logf, mod, out); err != nil {
+		return "", fmt.Errorf("build kubelet %s: %w", Version, err)
+	}
+	return out, nil
 }
 
 // aptInstall installs a Debian package unless path, one of its files, is
