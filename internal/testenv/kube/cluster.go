@@ -107,15 +107,15 @@ func EtcdArgs(dataDir string, p Ports) []string {
 }
 
 // APIServerArgs are the arguments of a kube-apiserver on 127.0.0.1 with
-// the certificates of pkiDir, as kubeadm configures it: client certificates,
-// the Node and RBAC authorizers, and NodeRestriction.
+// the certificates of pkiDir, as kubeadm configures it: client certificates
+// and bootstrap tokens, the Node and RBAC authorizers, and NodeRestriction.
 func APIServerArgs(pkiDir string, p Ports) []string {
 	pki := func(name string) string { return filepath.Join(pkiDir, name) }
 	return []string{
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(p.APIServer),
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", p.EtcdClient),
 		"--tls-cert-file=" + pki("apiserver.crt"), "--tls-private-key-file=" + pki("apiserver.key"),
-		"--client-ca-file=" + pki("ca.crt"),
+		"--client-ca-file=" + pki("ca.crt"), "--enable-bootstrap-token-auth",
 		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + pki("sa.pub"), "--service-account-signing-key-file=" + pki("sa.key"),
