@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +69,7 @@ func (b certBootstrap) client(ctx context.Context) (*kubeClient, error) {
 		if current, err = b.writeKubeconfig(store.CurrentPath()); err != nil {
 			return nil, err
 		}
-	} else if certFile != store.CurrentPath() {
+	} else if !samePath(certFile, store.CurrentPath()) {
 		b.log.Info("--kubeconfig has a valid client certificate outside --cert-dir: podsup neither requests nor renews one",
 			"kubeconfig", b.kubeconfig, "cert-dir", b.certDir)
 		return plainKubeClient(b.kubeconfig, b.newClient)
@@ -116,6 +117,14 @@ func (b certBootstrap) client(ctx context.Context) (*kubeClient, error) {
 		return nil, fmt.Errorf("--cert-dir %s: %w", b.certDir, err)
 	}
 	return k, nil
+}
+
+// samePath says whether two paths name the same file name, relative ones
+// taken from the working directory, as --cert-dir may be.
+func samePath(a, b string) bool {
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	return a != "" && errA == nil && errB == nil && absA == absB
 }
 
 // validClientCert returns the configuration of kubeconfig and the file of
