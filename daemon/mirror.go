@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,7 +24,11 @@ import (
 // MirrorConfig is how podsup joins a cluster: the flags of the mirror
 // reporter. Without a kubeconfig it joins none.
 type MirrorConfig struct {
-	Kubeconfig            string
+	Kubeconfig string
+	// BootstrapKubeconfig, when set, gets podsup the client certificate
+	// of Kubeconfig from a CertificateSigningRequest; CertDir keeps it.
+	BootstrapKubeconfig   string
+	CertDir               string
 	RegisterNode          bool
 	NodeLabels            map[string]string
 	Taints                []v1.Taint
@@ -34,6 +39,8 @@ type MirrorConfig struct {
 func mirrorFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "kubeconfig", Usage: "kubeconfig `FILE` of the apiserver to register the node and publish mirror pods to; empty: no apiserver", EnvVars: envVar("kubeconfig")},
+		&cli.StringFlag{Name: "bootstrap-kubeconfig", Usage: "kubeconfig `FILE` to request a client certificate with when --kubeconfig has no valid one; podsup then writes --kubeconfig and renews the certificate", EnvVars: envVar("bootstrap-kubeconfig")},
+		&cli.StringFlag{Name: "cert-dir", Usage: "`DIR` of the client certificates of --bootstrap-kubeconfig (default: <root-dir>/pki)", EnvVars: envVar("cert-dir")},
 		&cli.BoolFlag{Name: "register-node", Value: true, Usage: "create the Node object when it does not exist (with --kubeconfig)", EnvVars: envVar("register-node")},
 		&cli.StringSliceFlag{Name: "node-labels", Usage: "labels the node registers with, `KEY=VALUE`, comma-separated or repeated", EnvVars: envVar("node-labels")},
 		&cli.StringSliceFlag{Name: "register-with-taints", Usage: "taints the node registers with, `KEY[=VALUE]:EFFECT`, comma-separated or repeated", EnvVars: envVar("register-with-taints")},
@@ -45,12 +52,17 @@ func mirrorFlags() []cli.Flag {
 func mirrorConfigFrom(c *cli.Context) (MirrorConfig, error) {
 	cfg := MirrorConfig{
 		Kubeconfig:            c.String("kubeconfig"),
+		BootstrapKubeconfig:   c.String("bootstrap-kubeconfig"),
+		CertDir:               c.String("cert-dir"),
 		RegisterNode:          c.Bool("register-node"),
 		NodeLabels:            map[string]string{},
 		StatusUpdateFrequency: c.Duration("node-status-update-frequency"),
 	}
+	if cfg.CertDir == "" {
+		cfg.CertDir = filepath.Join(c.String("root-dir"), "pki")
+	}
 	if cfg.Kubeconfig == "" {
-		for _, flag := range []string{"node-labels", "register-with-taints"} {
+		for _, flag := range []string{"node-labels", "register-with-taints", "bootstrap-kubeconfig", "cert-dir"} {
 			if c.IsSet(flag) {
 				return cfg, fmt.Errorf("--%s given without --kubeconfig", flag)
 			}
@@ -118,7 +130,10 @@ func parseTaint(spec string) (v1.Taint, error) {
 
 // mirrors is the mirror reporter of a podsup run with a kubeconfig; nil,
 // and doing nothing, without one.
-type mirrors struct{ r *mirror.Reporter }
+type mirrors struct {
+	r     *mirror.Reporter
+	ready <-chan struct{} // closed once the client has its credentials
+}
 
 // mirrorDeps are what the reporter reads from the rest of podsup.
 type mirrorDeps struct {
@@ -152,7 +167,7 @@ func newMirrors(cfg *Config, kube *kubeClient, d mirrorDeps) (*mirrors, error) {
 		return nil, err
 	}
 	d.log.Info("joining the cluster of the kubeconfig", "kubeconfig", mc.Kubeconfig, "apiserver", kube.host, "node", cfg.NodeName)
-	return &mirrors{r: r}, nil
+	return &mirrors{r: r, ready: kube.ready}, nil
 }
 
 // Update passes a static pod's status to the reporter; a supervisor status
@@ -163,7 +178,9 @@ func (m *mirrors) Update(key string, pod *v1.Pod) {
 	}
 }
 
-// Start runs the reporter in the background, owned by wg, until ctx ends.
+// Start runs the reporter in the background, owned by wg, until ctx ends,
+// from when the client has its credentials: a TLS bootstrap may wait for
+// an approval while the pods run.
 func (m *mirrors) Start(ctx context.Context, wg *sync.WaitGroup) {
 	if m == nil {
 		return
@@ -171,6 +188,11 @@ func (m *mirrors) Start(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		select {
+		case <-m.ready:
+		case <-ctx.Done():
+			return
+		}
 		m.r.Run(ctx)
 	}()
 }

@@ -122,10 +122,11 @@ func Run(ctx context.Context, cfg *Config) error {
 			sup.Evict(key, message, grace, readmit)
 		},
 		pods: func() []*v1.Pod { return sup.Pods() }, changed: func() { sup.WakeAll() }})
-	kube, err := newKubeClient(cfg.Mirror.Kubeconfig)
+	kube, err := newKubeClient(ctx, cfg.Mirror, cfg.NodeName, log, clk)
 	if err != nil {
 		return err
 	}
+	kube.start()
 	mirrors, err := newMirrors(cfg, kube, mirrorDeps{log: log, clock: clk, events: recorder, hostIP: hostIP, runtimeVersion: rt.Version,
 		ready: func() error { return sup.Healthy() }, sourcesReady: func() bool { return sup.SourcesReady() },
 		pressure: res.manager.Conditions})

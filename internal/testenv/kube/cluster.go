@@ -142,16 +142,17 @@ func EtcdArgs(dataDir string, p Ports) []string {
 }
 
 // APIServerArgs are the arguments of a kube-apiserver on 127.0.0.1 with
-// the certificates of pkiDir, as kubeadm configures it: client certificates,
-// the Node and RBAC authorizers, NodeRestriction, and a client certificate
-// to reach kubelets at their InternalIP first (podsup's --node-ip).
+// the certificates of pkiDir, as kubeadm configures it: client certificates
+// and bootstrap tokens, the Node and RBAC authorizers, NodeRestriction, and
+// a client certificate to reach kubelets at their InternalIP first
+// (podsup's --node-ip).
 func APIServerArgs(pkiDir string, p Ports) []string {
 	pki := func(name string) string { return filepath.Join(pkiDir, name) }
 	return []string{
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(p.APIServer),
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", p.EtcdClient),
 		"--tls-cert-file=" + pki("apiserver.crt"), "--tls-private-key-file=" + pki("apiserver.key"),
-		"--client-ca-file=" + pki("ca.crt"),
+		"--client-ca-file=" + pki("ca.crt"), "--enable-bootstrap-token-auth",
 		"--kubelet-client-certificate=" + pki("apiserver-kubelet-client.crt"), "--kubelet-client-key=" + pki("apiserver-kubelet-client.key"),
 		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
 		"--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
