@@ -287,17 +287,23 @@ func TestStreamIdleTimeout(t *testing.T) {
 				_, _, err := execute(t, context.Background(), ex, "")
 				done <- err
 			}()
-			// However slow the machine, the stream has no traffic: it is
-			// closed, and the command's context ends.
+			// The idle timer is the library's, on the wall clock: on a
+			// busy machine it may close the connection before the command
+			// starts. Whichever wins, the client's stream ends; a command
+			// that started was cancelled, never left running.
 			select {
-			case err := <-f.ended:
-				if !errors.Is(err, context.Canceled) {
-					t.Errorf("the command ended with %v, want its context cancelled by the idle close", err)
-				}
+			case <-done:
 			case <-time.After(time.Minute):
 				t.Fatal("an idle stream was not closed within a minute")
 			}
-			<-done
+			select {
+			case <-f.started:
+				if err := <-f.ended; !errors.Is(err, context.Canceled) {
+					t.Errorf("the command ended with %v, want its context cancelled by the idle close", err)
+				}
+			default:
+				t.Log("the connection closed before the command started")
+			}
 		})
 	}
 }
