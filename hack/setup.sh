@@ -15,7 +15,7 @@ fi
 
 packages=(
 	containerd runc containernetworking-plugins iptables iproute2
-	busybox-static procps psmisc e2fsprogs util-linux ca-certificates curl
+	busybox-static procps psmisc e2fsprogs util-linux bsdutils ca-certificates curl
 	docker-registry apache2-utils
 	chromium fonts-dejavu-core
 )
