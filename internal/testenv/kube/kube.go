@@ -4,8 +4,9 @@
 // kubectl of the same version, built from the same module, to use it as a
 // user would.
 //
-// kube-apiserver and kubectl are built once per machine into
-// $PODSUP_TEST_CACHE/kube-<version> (default /var/cache/podsup-test), under
+// kube-apiserver and kubectl (and, for hack/bench, the kubelet) are built
+// once per machine into $PODSUP_TEST_CACHE/kube-<version>/<go.sum hash>
+// (default /var/cache/podsup-test), under
 // a file lock so that test packages running in parallel build it once; the
 // build module is ./build, whose go.mod pins the version. Nothing built is
 // committed.
