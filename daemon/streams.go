@@ -8,6 +8,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/podsup/podsup/api"
+	"github.com/podsup/podsup/podspec"
 	"github.com/podsup/podsup/runtime"
 )
 
@@ -82,7 +83,7 @@ func (s streams) container(ctx context.Context, pod, name string) (string, *v1.C
 	if p == nil {
 		return "", nil, fmt.Errorf("pod %s: %w", pod, api.ErrNotFound)
 	}
-	spec := findContainer(p, name)
+	spec := podspec.ContainerNamed(p, name)
 	if spec == nil {
 		return "", nil, fmt.Errorf("container %q in pod %s: %w", name, pod, api.ErrNotFound)
 	}
@@ -96,16 +97,4 @@ func (s streams) container(ctx context.Context, pod, name string) (string, *v1.C
 		}
 	}
 	return "", nil, fmt.Errorf("container %q of pod %s is %w", name, pod, api.ErrNotRunning)
-}
-
-// findContainer is a pod's container or init container by name.
-func findContainer(p *v1.Pod, name string) *v1.Container {
-	for _, list := range [][]v1.Container{p.Spec.Containers, p.Spec.InitContainers} {
-		for i := range list {
-			if list[i].Name == name {
-				return &list[i]
-			}
-		}
-	}
-	return nil
 }

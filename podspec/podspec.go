@@ -192,6 +192,19 @@ func (n Node) SandboxSpec(in PauseContainer) []oci.SpecOpts {
 // clampOOM raises an OOM score adjustment to what the host allows.
 func (n Node) clampOOM(adj int) int { return max(adj, n.OOMFloor) }
 
+// ContainerNamed is the pod's container or init container of that name,
+// or nil.
+func ContainerNamed(pod *v1.Pod, name string) *v1.Container {
+	for _, list := range [][]v1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
 // IsSidecar reports whether a container is a native sidecar: an init
 // container with restartPolicy Always, which keeps running beside the app
 // containers (Kubernetes 1.33). Only meaningful for init containers.

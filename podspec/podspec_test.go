@@ -515,3 +515,13 @@ func TestUserNamespace(t *testing.T) {
 		t.Error("a pod in the host's user namespace got ID-mapped mounts")
 	}
 }
+
+func TestContainerNamed(t *testing.T) {
+	pod := &v1.Pod{Spec: v1.PodSpec{Containers: []v1.Container{{Name: "app"}}, InitContainers: []v1.Container{{Name: "init"}}}}
+	for name, want := range map[string]bool{"app": true, "init": true, "nope": false} {
+		c := ContainerNamed(pod, name)
+		if (c != nil) != want || (c != nil && c.Name != name) {
+			t.Errorf("ContainerNamed(%q) = %v", name, c)
+		}
+	}
+}

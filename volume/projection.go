@@ -91,7 +91,7 @@ func downwardPayload(pod *v1.Pod, items []v1.DownwardAPIVolumeFile, defMode *int
 		case it.FieldRef != nil:
 			v, err = podspec.FieldValue(pod, it.FieldRef.FieldPath, info)
 		case it.ResourceFieldRef != nil:
-			c := containerNamed(pod, it.ResourceFieldRef.ContainerName)
+			c := podspec.ContainerNamed(pod, it.ResourceFieldRef.ContainerName)
 			if c == nil {
 				return nil, fmt.Errorf("downward API item %q: no container %q", it.Path, it.ResourceFieldRef.ContainerName)
 			}
@@ -103,20 +103,6 @@ func downwardPayload(pod *v1.Pod, items []v1.DownwardAPIVolumeFile, defMode *int
 		payload[it.Path] = File{Data: []byte(v), Mode: mode(it.Mode, defMode)}
 	}
 	return payload, nil
-}
-
-func containerNamed(pod *v1.Pod, name string) *v1.Container {
-	for i := range pod.Spec.Containers {
-		if pod.Spec.Containers[i].Name == name {
-			return &pod.Spec.Containers[i]
-		}
-	}
-	for i := range pod.Spec.InitContainers {
-		if pod.Spec.InitContainers[i].Name == name {
-			return &pod.Spec.InitContainers[i]
-		}
-	}
-	return nil
 }
 
 func projectedPayload(pod *v1.Pod, src *v1.ProjectedVolumeSource, cfg podspec.Objects, info podspec.PodInfo) (map[string]File, error) {

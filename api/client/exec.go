@@ -10,6 +10,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/utils/exec"
+
+	"github.com/podsup/podsup/podspec"
 )
 
 // streamOptions say how exec and attach reach podsup; tests force each
@@ -103,7 +105,7 @@ func runAttach(cmd *command, o streamOptions) error {
 		return err
 	}
 	tty := cmd.cli.Bool("tty")
-	spec := findContainer(pod, container)
+	spec := podspec.ContainerNamed(pod, container)
 	quiet := cmd.cli.Bool("quiet")
 	switch {
 	case tty && spec != nil && !spec.TTY:
@@ -151,17 +153,6 @@ func (cmd *command) streamPod(verb string) (*v1.Pod, string, error) {
 }
 
 func podPath(p *v1.Pod) string { return url.PathEscape(p.Namespace) + "/" + url.PathEscape(p.Name) }
-
-func findContainer(p *v1.Pod, name string) *v1.Container {
-	for _, cs := range [][]v1.Container{p.Spec.Containers, p.Spec.InitContainers} {
-		for i := range cs {
-			if cs[i].Name == name {
-				return &cs[i]
-			}
-		}
-	}
-	return nil
-}
 
 // remote is one exec or attach session: which streams it has, and the
 // local terminal of an interactive one.
