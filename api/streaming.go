@@ -218,7 +218,7 @@ func (s *streamer) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.end(key)
-	out := &limitedBuffer{max: maxRunOutput}
+	out := runtime.NewHeadBuffer(maxRunOutput)
 	code, err := s.Streams.Exec(r.Context(), key, container, cmd, runtime.StreamIO{Stdout: out, Stderr: out})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("run in %s/%s: %v", key, container, err))
@@ -229,23 +229,7 @@ func (s *streamer) run(w http.ResponseWriter, r *http.Request) {
 	if code != 0 {
 		w.WriteHeader(http.StatusInternalServerError)
 	}
-	_, _ = w.Write(out.buf)
-}
-
-// limitedBuffer keeps the first max bytes written to it.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := b.max - len(b.buf); room > 0 {
-		b.buf = append(b.buf, p[:min(room, len(p))]...)
-	}
-	return len(p), nil
+	_, _ = w.Write(out.Bytes())
 }
 
 // streamFunc runs an exec or an attach on the streams the protocol opened.

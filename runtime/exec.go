@@ -32,7 +32,7 @@ var execSeq atomic.Uint64
 // the output of about one quick failing command in twelve on containerd
 // 1.6: a failed exec probe then had no message.)
 func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout time.Duration) (int, []byte, error) {
-	out := &headBuffer{max: maxExecOutput}
+	out := NewHeadBuffer(maxExecOutput)
 	e, err := r.startExec(ctx, id, cmd, false, cio.WithStreams(nil, out, out))
 	if err != nil {
 		return -1, nil, err
@@ -52,7 +52,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout tim
 		e.kill() // at the deadline, with every process it started
 	}
 	r.finishExec(e)
-	output := out.bytes()
+	output := out.Bytes()
 	if timedOut {
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return -1, output, ctx.Err()
@@ -131,15 +131,18 @@ func (r *Runtime) execTarget(ctx context.Context, id string) (containerd.Task, *
 	return task, spec.Process, nil
 }
 
-// headBuffer keeps the first max bytes written to it, from stdout and
+// HeadBuffer keeps the first max bytes written to it, from stdout and
 // stderr at once, and takes (and drops) the rest so the copies never stall.
-type headBuffer struct {
+type HeadBuffer struct {
 	mu  sync.Mutex
 	buf []byte
 	max int
 }
 
-func (b *headBuffer) Write(p []byte) (int, error) {
+// NewHeadBuffer keeps the first max bytes written to it.
+func NewHeadBuffer(max int) *HeadBuffer { return &HeadBuffer{max: max} }
+
+func (b *HeadBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if room := b.max - len(b.buf); room > 0 {
@@ -148,7 +151,8 @@ func (b *headBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (b *headBuffer) bytes() []byte {
+// Bytes are the bytes kept.
+func (b *HeadBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf

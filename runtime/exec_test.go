@@ -44,7 +44,7 @@ func openIn(t *testing.T, dir string) int {
 // FIFOs open and their copies running; deleteExec closes them.
 func TestDeleteExecClosesFIFOsWhenTheShimForgot(t *testing.T) {
 	dir := t.TempDir()
-	streams, err := cio.NewCreator(cio.WithStreams(nil, &headBuffer{max: 10}, &headBuffer{max: 10}), cio.WithFIFODir(dir))("exec-1")
+	streams, err := cio.NewCreator(cio.WithStreams(nil, NewHeadBuffer(10), NewHeadBuffer(10)), cio.WithFIFODir(dir))("exec-1")
 	if err != nil {
 		t.Fatal(err)
 	}
