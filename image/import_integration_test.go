@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,22 +180,9 @@ func TestImportArchives(t *testing.T) {
 }
 
 // logBuffer collects log lines, for tests that count what was done.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type logBuffer struct{ testenv.SyncBuffer }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
+func (b *logBuffer) count(s string) int { return strings.Count(b.String(), s) }
 
 // runPreloader runs a preloader on clk until the returned function stops
 // it.
@@ -249,7 +235,7 @@ func TestPreloadDir(t *testing.T) {
 	stop := runPreloader(t, ctx, client, dir, &logs, clk)
 	waitStarted(t, clk)
 	if _, err := client.GetImage(ctx, "podsup.test/first:1"); err != nil {
-		t.Fatalf("not preloaded at start-up: %v\n%s", err, logs.buf.String())
+		t.Fatalf("not preloaded at start-up: %v\n%s", err, logs.String())
 	}
 	// advance runs the preloader's clock, a quarter of a second at a time,
 	// until cond holds.
@@ -257,7 +243,7 @@ func TestPreloadDir(t *testing.T) {
 		t.Helper()
 		for deadline := time.Now().Add(preloadWait); !cond(); time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %s:\n%s", what, preloadWait, logs.buf.String())
+				t.Fatalf("%s: not within %s:\n%s", what, preloadWait, logs.String())
 			}
 			clk.Step(250 * time.Millisecond)
 		}
@@ -300,10 +286,10 @@ func TestPreloadDir(t *testing.T) {
 		}
 	}
 	if n := logs.count("preloaded images"); n != 3 {
-		t.Errorf("%d imports, want 3:\n%s", n, logs.buf.String())
+		t.Errorf("%d imports, want 3:\n%s", n, logs.String())
 	}
 	if n := logs.count("cannot preload an image archive"); n != 1 {
-		t.Errorf("broken archive reported %d times, want 1:\n%s", n, logs.buf.String())
+		t.Errorf("broken archive reported %d times, want 1:\n%s", n, logs.String())
 	}
 
 	var again logBuffer
@@ -312,7 +298,7 @@ func TestPreloadDir(t *testing.T) {
 	waitStarted(t, clk)
 	stop()
 	if n := again.count("preloaded images"); n != 0 {
-		t.Errorf("a restart imported %d unchanged archives again:\n%s", n, again.buf.String())
+		t.Errorf("a restart imported %d unchanged archives again:\n%s", n, again.String())
 	}
 }
 
@@ -346,7 +332,7 @@ func TestPreloadRescanWaitsForQuiet(t *testing.T) {
 		t.Helper()
 		for deadline := time.Now().Add(preloadWait); preloaded(name) == 0; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s not preloaded within %s:\n%s", name, preloadWait, logs.buf.String())
+				t.Fatalf("%s not preloaded within %s:\n%s", name, preloadWait, logs.String())
 			}
 			clk.Step(250 * time.Millisecond)
 		}
@@ -378,7 +364,7 @@ func TestPreloadRescanWaitsForQuiet(t *testing.T) {
 	}
 	advance("next.tar")
 	if n := preloaded("copied.tar.gz"); n != 1 || logs.count("cannot preload an image archive") != 0 {
-		t.Errorf("the archive copied while a rescan ran was read %d times, want once, when whole:\n%s", n, logs.buf.String())
+		t.Errorf("the archive copied while a rescan ran was read %d times, want once, when whole:\n%s", n, logs.String())
 	}
 }
 
