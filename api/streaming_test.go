@@ -108,25 +108,33 @@ func execURL(srv *httptest.Server, container string, stdin bool, cmd ...string) 
 	return u
 }
 
+// executors make a client of each protocol for an exec URL of srv.
+func executors(t *testing.T, srv *httptest.Server) map[string]func(url string) remotecommand.Executor {
+	cfg := &rest.Config{Host: srv.URL}
+	must := func(ex remotecommand.Executor, err error) remotecommand.Executor {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ex
+	}
+	return map[string]func(url string) remotecommand.Executor{
+		"spdy": func(url string) remotecommand.Executor {
+			return must(remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, url)))
+		},
+		"websocket v5": func(url string) remotecommand.Executor {
+			return must(remotecommand.NewWebSocketExecutor(cfg, "GET", url))
+		},
+	}
+}
+
 // TestExecProtocols: SPDY and v5 WebSockets carry stdin to its end, both
 // outputs, and the exit code.
 func TestExecProtocols(t *testing.T) {
 	srv := streamServer(t, newFakeStreams(), 0)
-	cfg := &rest.Config{Host: srv.URL}
-	protocols := map[string]func(url string) (remotecommand.Executor, error){
-		"spdy": func(url string) (remotecommand.Executor, error) {
-			return remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, url))
-		},
-		"websocket v5": func(url string) (remotecommand.Executor, error) {
-			return remotecommand.NewWebSocketExecutor(cfg, "GET", url)
-		},
-	}
-	for name, newExec := range protocols {
+	for name, newExec := range executors(t, srv) {
 		t.Run(name, func(t *testing.T) {
-			ex, err := newExec(execURL(srv, "main", true, "echo-exit", "3"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			ex := newExec(execURL(srv, "main", true, "echo-exit", "3"))
 			out, errOut, err := execute(t, context.Background(), ex, "hello\n")
 			var exit utilexec.ExitError
 			if !errors.As(err, &exit) || exit.ExitStatus() != 3 {
@@ -135,7 +143,7 @@ func TestExecProtocols(t *testing.T) {
 			if out != "hello\n" || errOut != "err" {
 				t.Errorf("stdout %q, stderr %q; want stdin echoed and err", out, errOut)
 			}
-			ex, _ = newExec(execURL(srv, "main", false, "echo-exit", "0"))
+			ex = newExec(execURL(srv, "main", false, "echo-exit", "0"))
 			if _, _, err := execute(t, context.Background(), ex, ""); err != nil {
 				t.Errorf("exit 0: %v", err)
 			}
@@ -223,20 +231,9 @@ func TestStreamRefusals(t *testing.T) {
 func TestExecClientGone(t *testing.T) {
 	f := newFakeStreams()
 	srv := streamServer(t, f, 0)
-	cfg := &rest.Config{Host: srv.URL}
-	for name, newExec := range map[string]func() (remotecommand.Executor, error){
-		"spdy": func() (remotecommand.Executor, error) {
-			return remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, execURL(srv, "main", false, "block")))
-		},
-		"websocket v5": func() (remotecommand.Executor, error) {
-			return remotecommand.NewWebSocketExecutor(cfg, "GET", execURL(srv, "main", false, "block"))
-		},
-	} {
+	for name, newExec := range executors(t, srv) {
 		t.Run(name, func(t *testing.T) {
-			ex, err := newExec()
-			if err != nil {
-				t.Fatal(err)
-			}
+			ex := newExec(execURL(srv, "main", false, "block"))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() {
@@ -268,20 +265,9 @@ func TestStreamIdleTimeout(t *testing.T) {
 	f := newFakeStreams()
 	srv := httptest.NewServer(FullHandler(Deps{Streams: f, StreamLimits: StreamLimits{IdleTimeout: 200 * time.Millisecond}}))
 	t.Cleanup(srv.Close)
-	cfg := &rest.Config{Host: srv.URL}
-	for name, newExec := range map[string]func() (remotecommand.Executor, error){
-		"spdy": func() (remotecommand.Executor, error) {
-			return remotecommand.NewSPDYExecutor(cfg, "POST", mustURL(t, execURL(srv, "main", false, "block")))
-		},
-		"websocket v5": func() (remotecommand.Executor, error) {
-			return remotecommand.NewWebSocketExecutor(cfg, "GET", execURL(srv, "main", false, "block"))
-		},
-	} {
+	for name, newExec := range executors(t, srv) {
 		t.Run(name, func(t *testing.T) {
-			ex, err := newExec()
-			if err != nil {
-				t.Fatal(err)
-			}
+			ex := newExec(execURL(srv, "main", false, "block"))
 			done := make(chan error, 1)
 			go func() {
 				_, _, err := execute(t, context.Background(), ex, "")
