@@ -150,10 +150,7 @@ func (r *Runtime) followResize(p resizer, sizes <-chan TerminalSize) (stop func(
 	if sizes == nil {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(r.Context(context.Background()))
-	done := make(chan struct{})
-	go func() { // owned by stop
-		defer close(done)
+	return r.goUntilStopped(func(ctx context.Context) {
 		for {
 			select {
 			case <-ctx.Done():
@@ -167,6 +164,17 @@ func (r *Runtime) followResize(p resizer, sizes <-chan TerminalSize) (stop func(
 				}
 			}
 		}
+	})
+}
+
+// goUntilStopped runs f in a goroutine with a context that stop cancels;
+// stop then waits for f to return.
+func (r *Runtime) goUntilStopped(f func(ctx context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(r.Context(context.Background()))
+	done := make(chan struct{})
+	go func() { // owned by stop
+		defer close(done)
+		f(ctx)
 	}()
 	return func() {
 		cancel()
@@ -277,10 +285,7 @@ func (r *Runtime) closeStdinAtEnd(p stdinCloser, stdin *endReader) (stop func())
 	if stdin == nil {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(r.Context(context.Background()))
-	done := make(chan struct{})
-	go func() { // owned by stop
-		defer close(done)
+	return r.goUntilStopped(func(ctx context.Context) {
 		select {
 		case <-stdin.end:
 			if err := p.CloseIO(ctx, containerd.WithStdinCloser); err != nil && ctx.Err() == nil {
@@ -288,9 +293,5 @@ func (r *Runtime) closeStdinAtEnd(p stdinCloser, stdin *endReader) (stop func())
 			}
 		case <-ctx.Done():
 		}
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
+	})
 }
