@@ -33,8 +33,9 @@ const (
 	// DefaultMaxWriterWait bounds how long a file still open for writing by
 	// another process is waited for before it is read anyway.
 	DefaultMaxWriterWait = 10 * time.Second
-	// removeGrace is how many quiet periods a vanished file has to return
-	// before its pods are removed.
+	// removeGrace is how many quiet periods a file renamed away has to
+	// return before its pods are removed. A file deleted is not waited
+	// for: no editor or tool saves by unlinking and writing later.
 	removeGrace = 4
 	// missingDirPoll is how often a missing directory is looked for.
 	missingDirPoll = time.Second
@@ -266,6 +267,7 @@ func (s *DirSource) Run(ctx context.Context, out chan<- Update) {
 				pending[name] = p
 			}
 			p.last, p.due = now, now.Add(s.settle)
+			p.unlinked = ev.Op == fsnotify.Remove
 			rearm()
 			continue
 		case err, ok := <-errs:
@@ -296,15 +298,22 @@ func (s *DirSource) Run(ctx context.Context, out chan<- Update) {
 }
 
 // pendingRead is a file waiting to be read: when its first and last events
-// came, and when to look at it next.
-type pendingRead struct{ first, last, due time.Time }
+// came, when to look at it next, and whether the last event was its
+// deletion.
+type pendingRead struct {
+	first, last, due time.Time
+	unlinked         bool
+}
 
 // readDue reads each pending file whose time has come, unless another
 // process still has it open for writing (a slow writer or an editor
-// mid-save), or it is empty or missing (truncated before being written, or
-// renamed away before the new one is written): then it waits until it has
-// been quiet for the quiet period (up to maxWait for a writer), so no pod is
-// ever built from, or removed because of, a half-written file.
+// mid-save), or it is empty or renamed away (truncated before being
+// written, or moved aside before the new one is written, as editors and
+// kubeadm's upgrade do): then it waits until it has been quiet for the
+// quiet period (up to maxWait for a writer, removeGrace quiet periods for
+// a file moved away), so no pod is ever built from, or removed because of,
+// a half-written file. A file deleted is removed at once: deleting is how
+// a person or a tool removes a pod, and no save unlinks and writes later.
 func (s *DirSource) readDue(pending map[string]*pendingRead) {
 	now := s.clock.Now()
 	for name, p := range pending {
@@ -317,12 +326,13 @@ func (s *DirSource) readDue(pending map[string]*pendingRead) {
 			p.due = now.Add(s.quiet)
 			continue
 		}
-		if quietFor < s.quiet && (isEmpty(path) || (missing(path) && s.files[name] != nil)) {
+		movedAway := !p.unlinked && missing(path) && s.files[name] != nil
+		if quietFor < s.quiet && (isEmpty(path) || movedAway) {
 			p.due = p.last.Add(s.quiet)
 			continue
 		}
-		// A vanished file gets a few quiet periods more to come back.
-		if missing(path) && s.files[name] != nil && now.Sub(p.first) < removeGrace*s.quiet {
+		// A file moved away gets a few quiet periods more to come back.
+		if movedAway && now.Sub(p.first) < removeGrace*s.quiet {
 			p.due = now.Add(s.quiet)
 			continue
 		}

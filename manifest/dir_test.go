@@ -338,6 +338,40 @@ func TestRemoveAndRecreateFile(t *testing.T) {
 	h.expect("a=a:1 b=b:2 c=c:1")
 }
 
+// TestDeletedAtOnceMovedAwayLater: a deleted manifest's pod goes at the
+// first look, one settle period after the deletion; a manifest moved away
+// keeps its pod through the grace a save by rename needs, then loses it.
+func TestDeletedAtOnceMovedAwayLater(t *testing.T) {
+	h := startDir(t, "")
+	h.expect("")
+	h.write("a.yaml", podYAML("a", "a:1"))
+	h.write("b.yaml", podYAML("b", "b:1"))
+	h.expect("a=a:1 b=b:1")
+	pending := func() string {
+		select {
+		case u := <-h.updates:
+			return describeUpdate(u)
+		default:
+			return "no update"
+		}
+	}
+	if err := os.Remove(h.path("a.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(DefaultSettle)
+	if got := pending(); got != "b=b:1" {
+		t.Fatalf("a settle period after a.yaml was deleted: %s, want b=b:1", got)
+	}
+	if err := os.Rename(h.path("b.yaml"), filepath.Join(t.TempDir(), "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(removeGrace*quietForTests - DefaultSettle)
+	if got := pending(); got != "no update" {
+		t.Fatalf("within the grace after b.yaml was moved away: %s, want no update", got)
+	}
+	h.expect("")
+}
+
 func TestInvalidEditKeepsLastGood(t *testing.T) {
 	h := startDir(t, "")
 	h.expect("")
