@@ -27,13 +27,14 @@ var execSeq atomic.Uint64
 
 // Exec runs cmd in a running container the way its own process runs (user,
 // environment, working directory), kills it at timeout, and returns its
-// exit code and up to 10 KiB of its output, read through FIFOs. (Letting
+// exit code and up to 10 KiB of its output, stdout and stderr together,
+// read through one FIFO (see execOutput). (Letting
 // the shim write the output to a file, which spared podsup the copy, lost
 // the output of about one quick failing command in twelve on containerd
 // 1.6: a failed exec probe then had no message.)
 func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout time.Duration) (int, []byte, error) {
 	out := NewHeadBuffer(maxExecOutput)
-	e, err := r.startExec(ctx, id, cmd, false, cio.WithStreams(nil, out, out))
+	e, err := r.startExec(ctx, id, cmd, false, r.execOutputCreator(out))
 	if err != nil {
 		return -1, nil, err
 	}
@@ -73,6 +74,9 @@ const drainTimeout = 5 * time.Second
 func (r *Runtime) drain(streams cio.IO) {
 	if streams == nil {
 		return
+	}
+	if _, ok := streams.(*execOutput); ok {
+		return // its end comes with the Delete (see execOutput)
 	}
 	done := make(chan struct{})
 	go func() { // ends with the copies: at the FIFOs' end, or when deleteExec closes them

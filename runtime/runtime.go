@@ -169,6 +169,7 @@ func New(address string, opts ...Option) (*Runtime, error) {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	removeExecOutputs(r.fifoDir(), r.log)
 	return r, nil
 }
 

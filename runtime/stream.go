@@ -47,7 +47,7 @@ func (r *Runtime) ExecStream(ctx context.Context, id string, cmd []string, s Str
 	if s.TTY {
 		opts = append(opts, cio.WithTerminal)
 	}
-	e, err := r.startExec(ctx, id, cmd, s.TTY, opts...)
+	e, err := r.startExec(ctx, id, cmd, s.TTY, cio.NewCreator(append(opts, cio.WithFIFODir(r.fifoDir()))...))
 	if err != nil {
 		return -1, err
 	}
@@ -76,9 +76,9 @@ type execProcess struct {
 	stopWait context.CancelFunc
 }
 
-// startExec starts cmd in container id with the IO the options make. The
+// startExec starts cmd in container id with the IO newIO makes. The
 // caller ends it with finishExec.
-func (r *Runtime) startExec(ctx context.Context, id string, cmd []string, tty bool, opts ...cio.Opt) (_ *execProcess, retErr error) {
+func (r *Runtime) startExec(ctx context.Context, id string, cmd []string, tty bool, newIO cio.Creator) (_ *execProcess, retErr error) {
 	ctx = r.Context(ctx)
 	task, proc, err := r.execTarget(ctx, id)
 	if err != nil {
@@ -87,7 +87,6 @@ func (r *Runtime) startExec(ctx context.Context, id string, cmd []string, tty bo
 	p := *proc
 	p.Args, p.Terminal, p.ConsoleSize = cmd, tty, nil
 	execID := fmt.Sprintf("exec-%d", execSeq.Add(1))
-	newIO := cio.NewCreator(append(opts, cio.WithFIFODir(r.fifoDir()))...)
 	e := &execProcess{r: r}
 	e.process, err = task.Exec(ctx, execID, &p, func(id string) (cio.IO, error) {
 		i, err := newIO(id)
