@@ -205,6 +205,15 @@ func (w *podWorker) killPod(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 	if err := w.stopAll(ctx, pod, st, running); err != nil {
 		return err
 	}
+	// The pause process goes as soon as the containers have stopped, as
+	// the kubelet's StopPodSandbox makes it go; removing the containers'
+	// records and snapshots (a few hundred milliseconds a container) comes
+	// after, with the sandbox's network.
+	for _, sb := range st.Sandboxes {
+		if err := s.rt.StopSandbox(ctx, sb); err != nil {
+			return fmt.Errorf("stop sandbox %s: %w", sb.ID, err)
+		}
+	}
 	for _, c := range st.Containers {
 		if err := s.rt.RemoveContainer(ctx, c); err != nil {
 			return fmt.Errorf("remove %s: %w", c.ID, err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,6 +33,9 @@ type fakeRuntime struct {
 	stops      []stopCall
 	starts     int // StartContainer calls
 	failStarts int // how many of the next StartContainer calls fail
+	// removals are the StopSandbox, RemoveContainer and RemoveSandbox
+	// calls, in order, by the container's name or "sandbox".
+	removals []string
 }
 
 // stopCall is one StopContainer: which container, with what grace period.
@@ -84,6 +88,7 @@ func (f *fakeRuntime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg runtime.S
 func (f *fakeRuntime) StopSandbox(ctx context.Context, sb *runtime.Sandbox) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.removals = append(f.removals, "stop sandbox")
 	for _, s := range f.sandboxes {
 		if s.ID == sb.ID {
 			s.Ready = false
@@ -95,6 +100,7 @@ func (f *fakeRuntime) StopSandbox(ctx context.Context, sb *runtime.Sandbox) erro
 func (f *fakeRuntime) RemoveSandbox(ctx context.Context, sb *runtime.Sandbox) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.removals = append(f.removals, "remove sandbox")
 	for i, s := range f.sandboxes {
 		if s.ID == sb.ID {
 			f.sandboxes = append(f.sandboxes[:i:i], f.sandboxes[i+1:]...)
@@ -189,6 +195,7 @@ func (f *fakeRuntime) StopContainer(ctx context.Context, c *runtime.Container, g
 func (f *fakeRuntime) RemoveContainer(ctx context.Context, c *runtime.Container) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.removals = append(f.removals, "remove "+c.Name)
 	f.removeLocked(c.ID)
 	return nil
 }
@@ -502,6 +509,27 @@ func (n *heldNetwork) TearDown(ctx context.Context, _ string) error {
 	default:
 	}
 	return ctx.Err()
+}
+
+// TestRemovalStopsThePauseFirst: a removed pod's pause process goes as
+// soon as its containers have stopped, before their records are removed,
+// as the kubelet's StopPodSandbox makes it go.
+func TestRemovalStopsThePauseFirst(t *testing.T) {
+	u := newUnit(t, clocktesting.NewFakeClock(t0))
+	pod := testPod(v1.RestartPolicyAlways, []string{"app", "helper"})
+	u.declare(pod)
+	u.waitUntil("the start", func() bool { return u.rt.started("app", 0) != nil && u.rt.started("helper", 0) != nil })
+	u.remove(pod)
+	u.waitUntil("the removal", func() bool {
+		st, _ := u.rt.PodState(context.Background(), testKey)
+		return len(st.Sandboxes)+len(st.Containers) == 0
+	})
+	u.rt.mu.Lock()
+	got := strings.Join(u.rt.removals, ", ")
+	u.rt.mu.Unlock()
+	if want := "stop sandbox, remove app, remove helper, remove sandbox"; got != want {
+		t.Errorf("removal steps %q, want %q", got, want)
+	}
 }
 
 // TestRemovalTearsDownTheWholeNetwork: a pod declared again while its
