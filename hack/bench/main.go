@@ -44,6 +44,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/runtime"
@@ -114,7 +115,7 @@ func run(podsFlag string, rounds int) error {
 		var floors, ups []time.Duration
 		var rss int64
 		for r := 0; r < rounds; r++ {
-			fl, err := measureFloor(client, n)
+			fl, err := measureFloor(client, n, nil)
 			if err != nil {
 				return fmt.Errorf("floor: %w", err)
 			}
@@ -187,8 +188,11 @@ func namespace(client *containerd.Client) (context.Context, string, containerd.I
 	return ctx, ns, pause, busybox, nil
 }
 
-// measureFloor starts n pods directly through the containerd client.
-func measureFloor(client *containerd.Client, n int) (time.Duration, error) {
+// measureFloor starts n pods directly through the containerd client,
+// each in a network namespace of its own set up through net first, as a
+// supervisor must; with a nil net, in the pause container's own namespace,
+// with no network.
+func measureFloor(client *containerd.Client, n int, net *cni.Manager) (time.Duration, error) {
 	ctx, ns, pause, busybox, err := namespace(client)
 	if err != nil {
 		return 0, err
@@ -209,11 +213,18 @@ func measureFloor(client *containerd.Client, n int) (time.Duration, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = floorPod(ctx, client, pause, busybox, fmt.Sprintf("pod%d", i), fifos)
+			errs[i] = floorPod(ctx, client, pause, busybox, fmt.Sprintf("pod%d", i), fifos, floorNetwork(ctx, net, ns))
 		}()
 	}
 	wg.Wait()
 	took := time.Since(start)
+	if net != nil {
+		for i := 0; i < n; i++ {
+			if err := net.TearDown(ctx, floorSandbox(ns, fmt.Sprintf("pod%d", i))); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	for _, err := range errs {
 		if err != nil {
 			return 0, err
@@ -222,11 +233,38 @@ func measureFloor(client *containerd.Client, n int) (time.Duration, error) {
 	return took, nil
 }
 
-func floorPod(ctx context.Context, client *containerd.Client, pause, busybox containerd.Image, name, fifos string) error {
+// floorSandbox is the CNI sandbox ID of a floor pod: unique across rounds,
+// which reuse pod names in fresh containerd namespaces.
+func floorSandbox(ns, name string) string { return ns + "-" + name }
+
+// floorNetwork returns what sets up a floor pod's network and gives the
+// path of its namespace; nil without net.
+func floorNetwork(ctx context.Context, net *cni.Manager, ns string) func(name string) (string, error) {
+	if net == nil {
+		return nil
+	}
+	return func(name string) (string, error) {
+		res, err := net.SetUp(ctx, cni.PodNetwork{Namespace: "bench", Name: name, UID: ns + name, SandboxID: floorSandbox(ns, name)})
+		if err != nil {
+			return "", err
+		}
+		return res.NetNS, nil
+	}
+}
+
+func floorPod(ctx context.Context, client *containerd.Client, pause, busybox containerd.Image, name, fifos string, network func(string) (string, error)) error {
 	sbID := name + "_pause"
+	specOpts := []oci.SpecOpts{oci.WithImageConfig(pause), oci.WithRootFSReadonly(), oci.WithHostname(name),
+		oci.WithAnnotations(map[string]string{"io.containerd.runc.v2.group": sbID})}
+	if network != nil {
+		netns, err := network(name)
+		if err != nil {
+			return fmt.Errorf("pod network: %w", err)
+		}
+		specOpts = append(specOpts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns}))
+	}
 	sb, err := client.NewContainer(ctx, sbID, containerd.WithImage(pause), containerd.WithNewSnapshotView(sbID, pause),
-		containerd.WithNewSpec(oci.WithImageConfig(pause), oci.WithRootFSReadonly(), oci.WithHostname(name),
-			oci.WithAnnotations(map[string]string{"io.containerd.runc.v2.group": sbID})))
+		containerd.WithNewSpec(specOpts...))
 	if err != nil {
 		return err
 	}
@@ -368,10 +406,18 @@ func started(ctx context.Context, client *containerd.Client, n int) (bool, time.
 	return count >= n, latest, nil
 }
 
-func rssKiB(pid int) int64 {
+func rssKiB(pid int) int64 { return statusKiB(pid, "VmRSS:") }
+
+// anonKiB is the process's anonymous resident memory: its heap, stacks and
+// other private pages, which only it uses and the kernel can only swap. The
+// rest of its RSS is pages of its executable, shared with the page cache.
+func anonKiB(pid int) int64 { return statusKiB(pid, "RssAnon:") }
+
+// statusKiB reads one "Field:  N kB" line of /proc/<pid>/status.
+func statusKiB(pid int, field string) int64 {
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 			return kb
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/podsup/podsup/cni"
 	"github.com/podsup/podsup/image"
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/internal/testenv/kube"
@@ -285,6 +288,14 @@ func runPeer(rounds int, batches []int, window time.Duration, profile string) er
 			}
 		}
 	}()
+	// The floor with the pod network sets it up through podsup's cni
+	// package (libcni, a network namespace bind-mounted per pod) from the
+	// same conflist.
+	floorNet, err := cni.New(cni.WithConfDir(cniDir), cni.WithRootDir(filepath.Join(dir, "floor")),
+		cni.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		return fmt.Errorf("floor network: %w", err)
+	}
 	peers := []*peer{kubeletPeer(kubeletBin, ctrd.address), podsupPeer(podsupBin, ctrd.address, podsupNS, cniDir)}
 	fmt.Printf("%s, containerd %s (the benchmark's own, at %s), %d rounds\n", strings.TrimSpace(string(version)), v.Version, ctrd.address, rounds)
 
@@ -296,11 +307,15 @@ func runPeer(rounds int, batches []int, window time.Duration, profile string) er
 			}
 		}
 		for _, n := range batches {
-			fl, err := measureFloor(client, n)
+			fl, err := measureFloor(client, n, nil)
 			if err != nil {
 				return fmt.Errorf("floor: %w", err)
 			}
 			t.add(startName(n), "floor", fl.Seconds())
+			if fl, err = measureFloor(client, n, floorNet); err != nil {
+				return fmt.Errorf("floor with the pod network: %w", err)
+			}
+			t.add(startName(n), "floor+net", fl.Seconds())
 		}
 		fmt.Fprintf(os.Stderr, "round %d done\n", round+1)
 	}
@@ -336,6 +351,7 @@ func measureRound(client *containerd.Client, p *peer, t *table, batches []int, w
 				t.add(startName(n), p.name, last.Sub(start).Seconds())
 				time.Sleep(2 * time.Second) // let it settle before reading its memory
 				t.add(fmt.Sprintf("RSS with %s (MiB)", pods(n)), p.name, float64(rssKiB(r.s.pid))/1024)
+				t.add(fmt.Sprintf("anonymous RSS (heap, stacks) with %s (MiB)", pods(n)), p.name, float64(anonKiB(r.s.pid))/1024)
 				var took time.Duration
 				if took, err = r.remove(); err == nil {
 					t.add(fmt.Sprintf("%s removed → tasks gone", pods(n)), p.name, took.Seconds())

@@ -28,8 +28,8 @@ func (t *table) add(measure, column string, v float64) {
 // podsup's over the kubelet's; the start-ups are in seconds.
 func (t *table) print() {
 	fmt.Println()
-	fmt.Println("| measure | kubelet | podsup | podsup / kubelet | floor |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| measure | kubelet | podsup | podsup / kubelet | floor (containerd client) | floor with the pod network (client + CNI) |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, m := range t.order {
 		col := t.values[m]
 		k, kok := medianOf(col["kubelet"])
@@ -48,11 +48,13 @@ func (t *table) print() {
 		if kok && pok && k > 0 {
 			ratio = fmt.Sprintf("%.2f", p/k)
 		}
-		floor := ""
-		if f, ok := medianOf(col["floor"]); ok {
-			floor = fmt.Sprintf("%s (podsup %.2f ×)", cell(f, true), p/f)
+		floor := func(column string) string {
+			if f, ok := medianOf(col[column]); ok {
+				return fmt.Sprintf("%s (podsup %.2f ×)", cell(f, true), p/f)
+			}
+			return ""
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s |\n", m, cell(k, kok), cell(p, pok), ratio, floor)
+		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", m, cell(k, kok), cell(p, pok), ratio, floor("floor"), floor("floor+net"))
 	}
 }
 
