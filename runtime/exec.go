@@ -43,7 +43,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, timeout tim
 	code, timedOut := -1, false
 	select {
 	case st := <-e.status:
-		code = int(st.ExitCode())
+		code, e.exited = int(st.ExitCode()), true
 	case <-timer.C():
 		timedOut = true
 	case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/fifo"
@@ -58,6 +59,7 @@ func (r *Runtime) ExecStream(ctx context.Context, id string, cmd []string, s Str
 	defer stopStdin()
 	select {
 	case st := <-e.status:
+		e.exited = true
 		return int(st.ExitCode()), nil
 	case <-ctx.Done():
 		e.kill()
@@ -67,10 +69,12 @@ func (r *Runtime) ExecStream(ctx context.Context, id string, cmd []string, s Str
 
 // execProcess is a started exec and its FIFOs.
 type execProcess struct {
-	r       *Runtime
-	process containerd.Process
-	streams cio.IO
-	status  <-chan containerd.ExitStatus
+	r           *Runtime
+	containerID string
+	process     containerd.Process
+	streams     cio.IO
+	status      <-chan containerd.ExitStatus
+	exited      bool // its exit status came
 	// stopWait ends the wait for the exit: waited for with a context of its
 	// own, so that the caller's ending shows as ctx.Done, never as an exit.
 	stopWait context.CancelFunc
@@ -87,7 +91,7 @@ func (r *Runtime) startExec(ctx context.Context, id string, cmd []string, tty bo
 	p := *proc
 	p.Args, p.Terminal, p.ConsoleSize = cmd, tty, nil
 	execID := fmt.Sprintf("exec-%d", execSeq.Add(1))
-	e := &execProcess{r: r}
+	e := &execProcess{r: r, containerID: id}
 	e.process, err = task.Exec(ctx, execID, &p, func(id string) (cio.IO, error) {
 		i, err := newIO(id)
 		e.streams = i
@@ -127,6 +131,7 @@ func (e *execProcess) kill() {
 	_ = e.process.Kill(e.r.Context(context.Background()), syscall.SIGKILL, containerd.WithKillAll)
 	select {
 	case <-e.status:
+		e.exited = true
 	case <-e.r.clock.After(killTimeout):
 	}
 }
@@ -134,8 +139,34 @@ func (e *execProcess) kill() {
 // finishExec waits for the command's output to be copied, then deletes it.
 func (r *Runtime) finishExec(e *execProcess) {
 	r.drain(e.streams)
-	deleteExec(r.Context(context.Background()), e.process, e.streams)
+	if e.exited {
+		r.deleteExited(e)
+	} else {
+		deleteExec(r.Context(context.Background()), e.process, e.streams)
+	}
 	e.stopWait()
+}
+
+// deleteExited deletes an exec process that has exited with one call to
+// the shim, then lets its IO end as Process.Delete does. Process.Delete
+// with WithProcessKill makes four calls (wait, kill, status, delete), each
+// a round trip through containerd, for a process known to be gone: with
+// the exec, wait and start, an exec probe made seven instead of four.
+func (r *Runtime) deleteExited(e *execProcess) {
+	ctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
+	defer cancel()
+	req := &tasks.DeleteProcessRequest{ContainerID: e.containerID, ExecID: e.process.ID()}
+	if _, err := r.client.TaskService().DeleteProcess(ctx, req); err != nil {
+		// The container went meanwhile, or containerd is away: the slow
+		// path closes the IO whatever the shim says.
+		deleteExec(ctx, e.process, e.streams)
+		return
+	}
+	if e.streams != nil {
+		e.streams.Cancel()
+		e.streams.Wait()
+		e.streams.Close()
+	}
 }
 
 // resizer is what has a terminal to resize: an exec process or a task.
