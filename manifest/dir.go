@@ -64,16 +64,16 @@ func IsManifestName(name string) bool {
 // process holds it open for writing, so every way of saving a file ends in
 // one update with its final content.
 type DirSource struct {
-	dir        string
-	static     Static
-	resync     time.Duration
-	settle     time.Duration
-	quiet      time.Duration
-	maxWait    time.Duration
-	clock      clock.WithTicker
-	log        *slog.Logger
-	openWriter func(path string) bool
-	syncs      chan chan syncState // nil but in tests; see withSync
+	dir         string
+	static      Static
+	resync      time.Duration
+	settle      time.Duration
+	quiet       time.Duration
+	maxWait     time.Duration
+	clock       clock.WithTicker
+	log         *slog.Logger
+	openWriters func(paths []string) map[string]bool
+	syncs       chan chan syncState // nil but in tests; see withSync
 
 	files    map[string]*fileState // by base name
 	ignored  map[string]bool       // names already logged as ignored
@@ -109,8 +109,8 @@ func WithClock(c clock.WithTicker) DirOption { return func(s *DirSource) { s.clo
 func WithLogger(l *slog.Logger) DirOption { return func(s *DirSource) { s.log = l } }
 
 // withWriterCheck replaces the check for processes writing a file, for tests.
-func withWriterCheck(f func(string) bool) DirOption {
-	return func(s *DirSource) { s.openWriter = f }
+func withWriterCheck(f func([]string) map[string]bool) DirOption {
+	return func(s *DirSource) { s.openWriters = f }
 }
 
 // syncState is what Run answers a test that syncs with it.
@@ -133,7 +133,7 @@ func NewDirSource(dir string, st Static, opts ...DirOption) *DirSource {
 	s := &DirSource{
 		dir: dir, static: st,
 		resync: 20 * time.Second, settle: DefaultSettle, quiet: DefaultQuiet, maxWait: DefaultMaxWriterWait,
-		clock: clock.RealClock{}, log: slog.Default(), openWriter: openForWriting,
+		clock: clock.RealClock{}, log: slog.Default(), openWriters: openForWriting,
 		files: map[string]*fileState{}, ignored: map[string]bool{},
 	}
 	for _, o := range opts {
@@ -316,13 +316,25 @@ type pendingRead struct {
 // a person or a tool removes a pod, and no save unlinks and writes later.
 func (s *DirSource) readDue(pending map[string]*pendingRead) {
 	now := s.clock.Now()
+	// One look through every process's open files for all the files due:
+	// a batch of manifests written at once costs one, not one each.
+	var check []string
+	for name, p := range pending {
+		if !p.due.After(now) && now.Sub(p.first) < s.maxWait {
+			check = append(check, filepath.Join(s.dir, name))
+		}
+	}
+	var writing map[string]bool
+	if len(check) > 0 {
+		writing = s.openWriters(check)
+	}
 	for name, p := range pending {
 		if p.due.After(now) {
 			continue
 		}
 		path := filepath.Join(s.dir, name)
 		quietFor := now.Sub(p.last)
-		if now.Sub(p.first) < s.maxWait && s.openWriter(path) {
+		if now.Sub(p.first) < s.maxWait && writing[path] {
 			p.due = now.Add(s.quiet)
 			continue
 		}

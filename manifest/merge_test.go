@@ -122,6 +122,7 @@ func TestWarningsOncePerPodVersion(t *testing.T) {
 		}
 		return strings.Join(parts, "\n")
 	}
+	h.expect("") // the empty directory, so the write below is an update of its own
 	pod := podYAML("web", "busybox:1") + "    imagePullPolcy: Always\n  schedulerName: elsewhere\n"
 	h.write("web.yaml", pod)
 	u := h.next()

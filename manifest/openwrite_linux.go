@@ -7,21 +7,28 @@ import (
 	"strings"
 )
 
-// openForWriting reports whether any process holds path open for writing,
-// by looking through /proc/*/fd. inotify's close-write event would say the
-// same more cheaply, but fsnotify does not expose it; this runs only when a
-// manifest file has just been quiet for a moment, so its cost is small.
-func openForWriting(path string) bool {
-	target, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return false
+// openForWriting reports which of paths some process holds open for
+// writing, by looking through /proc/*/fd once. inotify's close-write event
+// would say the same more cheaply, but fsnotify does not expose it; this
+// runs only when manifest files have just been quiet for a moment.
+func openForWriting(paths []string) map[string]bool {
+	byTarget := map[string][]string{} // resolved file -> paths as asked
+	for _, path := range paths {
+		target, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			continue
+		}
+		if target, err = filepath.Abs(target); err == nil {
+			byTarget[target] = append(byTarget[target], path)
+		}
 	}
-	if target, err = filepath.Abs(target); err != nil {
-		return false
+	writing := map[string]bool{}
+	if len(byTarget) == 0 {
+		return writing
 	}
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
-		return false
+		return writing
 	}
 	for _, p := range procs {
 		pid := p.Name()
@@ -35,15 +42,18 @@ func openForWriting(path string) bool {
 		}
 		for _, fd := range fds {
 			link, err := os.Readlink(filepath.Join(fdDir, fd.Name()))
-			if err != nil || link != target {
+			if err != nil {
 				continue
 			}
-			if writeMode(filepath.Join("/proc", pid, "fdinfo", fd.Name())) {
-				return true
+			asked := byTarget[link]
+			if len(asked) > 0 && !writing[asked[0]] && writeMode(filepath.Join("/proc", pid, "fdinfo", fd.Name())) {
+				for _, path := range asked {
+					writing[path] = true
+				}
 			}
 		}
 	}
-	return false
+	return writing
 }
 
 // writeMode reads an fdinfo file's flags and reports whether the descriptor
