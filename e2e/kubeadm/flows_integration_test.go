@@ -38,7 +38,7 @@ const upgradeMark = "podsup.test/upgraded"
 // each component in turn, until the mirror pod's kubernetes.io/config.hash
 // changes, which podsup publishes from the manifest it runs.
 func (c *cluster) upgradeApply(t *testing.T) {
-	before := hashes(c.waitControlPlane(nil))
+	before := hashes(c.waitControlPlane(nil, time.Time{}))
 	patches := filepath.Join(c.dir, "patches")
 	for _, comp := range controlPlane {
 		c.write(filepath.Join("patches", comp+"+strategic.yaml"), fmt.Sprintf("metadata:\n  annotations:\n    %s: %q\n", upgradeMark, "1"))
@@ -66,7 +66,7 @@ timeouts:
 			t.Errorf("kubeadm upgrade apply did not say %s", want)
 		}
 	}
-	after := c.waitControlPlane(before)
+	after := c.waitControlPlane(before, time.Time{})
 	for _, comp := range controlPlane {
 		p := after[comp]
 		if p.Annotations[upgradeMark] != "1" {
@@ -80,7 +80,8 @@ timeouts:
 // as kubeadm's documentation says: the manifests move out of
 // /etc/kubernetes/manifests until the kubelet (here podsup) stopped the
 // static pods, then back. The apiserver then serves the renewed
-// certificate.
+// certificate and every component runs a container started after the
+// renewal.
 func (c *cluster) certsRenew(t *testing.T) {
 	old, err := c.box.servingCert(advertiseAddress + ":6443")
 	if err != nil {
@@ -98,19 +99,16 @@ func (c *cluster) certsRenew(t *testing.T) {
 	if renewed.Equal(old) {
 		t.Fatal("kubeadm certs renew all left apiserver.crt as it was")
 	}
-	if serving, err := c.box.servingCert(advertiseAddress + ":6443"); err != nil || !serving.Equal(old) {
-		t.Fatalf("before the restart the apiserver serves another certificate than before the renewal (%v)", err)
-	}
+	// The apiserver reloads its serving certificate from the file by
+	// itself; etcd's, and the kubeconfigs of the controller manager and
+	// the scheduler, are read at start only: hence the restart.
 
-	manifests := filepath.Join(c.box.etc(), "kubernetes", "manifests")
-	aside := filepath.Join(c.dir, "manifests-aside")
-	if err := os.Rename(manifests, aside); err != nil {
-		t.Fatal(err)
+	// The moves run in the box, as a user runs them: /etc is an overlay
+	// there, whose upper directory must not change behind its back.
+	if out, err := c.box.run(context.Background(), "sh", "-ec", "mkdir -p /etc/kubernetes/manifests-off && mv /etc/kubernetes/manifests/*.yaml /etc/kubernetes/manifests-off/"); err != nil {
+		t.Fatalf("move the manifests out: %v\n%s", err, out)
 	}
-	if err := os.Mkdir(manifests, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	c.waitUntil(t, "podsup stopped the static pods whose manifests left "+manifests, func() string {
+	c.waitUntil(t, "podsup stopped the static pods whose manifests left /etc/kubernetes/manifests", func() string {
 		pods, err := c.cp.pods()
 		if err != nil {
 			return err.Error()
@@ -120,16 +118,10 @@ func (c *cluster) certsRenew(t *testing.T) {
 		}
 		return ""
 	})
-	entries, err := os.ReadDir(aside)
-	if err != nil {
-		t.Fatal(err)
+	if out, err := c.box.run(context.Background(), "sh", "-ec", "mv /etc/kubernetes/manifests-off/*.yaml /etc/kubernetes/manifests/"); err != nil {
+		t.Fatalf("move the manifests back: %v\n%s", err, out)
 	}
-	for _, e := range entries {
-		if err := os.Rename(filepath.Join(aside, e.Name()), filepath.Join(manifests, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.waitControlPlane(nil)
+	c.waitControlPlane(nil, renewStart.Truncate(time.Second))
 	var serving *x509.Certificate
 	c.waitUntil(t, "the apiserver serving the renewed certificate", func() string {
 		if serving, err = c.box.servingCert(advertiseAddress + ":6443"); err != nil {
@@ -180,14 +172,16 @@ func (b *box) servingCert(addr string) (*x509.Certificate, error) {
 }
 
 // dial connects to addr in the box's network namespace, from a thread
-// that enters it and ends with the goroutine (it is never unlocked), so no
-// other goroutine runs in the box's network.
+// that enters it for the dial and returns to the test's namespace before
+// it runs other goroutines again. The thread must not end in the box:
+// a thread that ends sends the Pdeathsig of the processes it started
+// (podsup, kubeadm) to them.
 func (b *box) dial(addr string) (net.Conn, error) {
-	ns, err := os.Open("/proc/" + b.pid + "/ns/net")
+	target, err := os.Open("/proc/" + b.pid + "/ns/net")
 	if err != nil {
 		return nil, err
 	}
-	defer ns.Close()
+	defer target.Close()
 	type result struct {
 		conn net.Conn
 		err  error
@@ -195,11 +189,26 @@ func (b *box) dial(addr string) (net.Conn, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, err}
+			return
+		}
+		defer self.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{nil, fmt.Errorf("enter the box's network: %w", err)}
 			return
 		}
 		conn, err := net.DialTimeout("tcp", addr, 30*time.Second)
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Stuck in the box: the thread stays locked and ends
+			// with the goroutine.
+			ch <- result{nil, fmt.Errorf("leave the box's network: %w", err)}
+			return
+		}
+		runtime.UnlockOSThread()
 		ch <- result{conn, err}
 	}()
 	r := <-ch

@@ -159,7 +159,7 @@ func (c *cluster) init() {
 	}
 	t.Logf("kubeadm init:\n%s", kubeadm.output())
 	c.waitNodeReady(c.cp.name)
-	c.waitControlPlane(nil)
+	c.waitControlPlane(nil, time.Time{})
 }
 
 // kubectl runs kubectl in the box as kubeadm's admin.
@@ -215,8 +215,11 @@ func (c *cluster) mirrorPods() (map[string]v1.Pod, error) {
 
 // waitControlPlane waits until the mirror pod of each component is
 // Running and Ready, on the control-plane node, with a config hash other
-// than the one in old (nil: any).
-func (c *cluster) waitControlPlane(old map[string]string) map[string]v1.Pod {
+// than the one in old (nil: any) and, unless since is zero, a container
+// started after since (a mirror pod's status is that of the pod podsup
+// runs, and the one of a pod podsup stopped while the apiserver was down
+// stays until podsup writes the next).
+func (c *cluster) waitControlPlane(old map[string]string, since time.Time) map[string]v1.Pod {
 	c.t.Helper()
 	var pods map[string]v1.Pod
 	c.waitUntil(c.t, "the control plane's mirror pods Running and Ready", func() string {
@@ -236,6 +239,8 @@ func (c *cluster) waitControlPlane(old map[string]string) map[string]v1.Pod {
 				missing = append(missing, fmt.Sprintf("%s: %s, conditions %v", comp, p.Status.Phase, p.Status.Conditions))
 			case old != nil && p.Annotations[configHash] == old[comp]:
 				missing = append(missing, fmt.Sprintf("%s: config hash still %s", comp, old[comp]))
+			case !since.IsZero() && !startedAfter(p, since):
+				missing = append(missing, fmt.Sprintf("%s: no container started after %s: %+v", comp, since.Format(time.RFC3339), p.Status.ContainerStatuses))
 			}
 		}
 		return strings.Join(missing, "; ")
@@ -246,6 +251,13 @@ func (c *cluster) waitControlPlane(old map[string]string) map[string]v1.Pod {
 // configHash is the annotation of a mirror pod that kubeadm upgrade apply
 // waits on: the hash of its static pod's manifest.
 const configHash = "kubernetes.io/config.hash"
+
+// startedAfter reports whether the pod's one container runs, started after
+// t (the status has whole seconds).
+func startedAfter(p v1.Pod, t time.Time) bool {
+	cs := p.Status.ContainerStatuses
+	return len(cs) == 1 && cs[0].State.Running != nil && cs[0].State.Running.StartedAt.After(t)
+}
 
 func ready(p v1.Pod) bool {
 	for _, cond := range p.Status.Conditions {
