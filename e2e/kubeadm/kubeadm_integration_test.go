@@ -3,6 +3,7 @@
 package kubeadm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/internal/testenv/kube"
@@ -153,6 +155,11 @@ func (c *cluster) init() {
 	// As systemd restarts the kubelet until kubeadm wrote its
 	// configuration; kubeadm-flags.env comes just before config.yaml.
 	waitFile(t, kubeadm, filepath.Join(c.box.kubelet(), "config.yaml"))
+	kubeletConf := filepath.Join(c.box.etc(), "kubernetes", "kubelet.conf")
+	embedded, err := clientcmd.LoadFromFile(kubeletConf)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.cp.start()
 	if err := kubeadm.wait(); err != nil {
 		t.Fatalf("kubeadm init: %v\n%s", err, kubeadm.output())
@@ -160,6 +167,37 @@ func (c *cluster) init() {
 	t.Logf("kubeadm init:\n%s", kubeadm.output())
 	c.waitNodeReady(c.cp.name)
 	c.waitControlPlane(nil, time.Time{})
+
+	// kubelet.conf had the node's certificate inline; podsup made it the
+	// first of /var/lib/kubelet/pki, so kubeadm's kubelet-finalize pointed
+	// kubelet.conf there, and rotated it with a request of the node's own.
+	const pem = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+	conf, err := clientcmd.LoadFromFile(kubeletConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := conf.AuthInfos[conf.Contexts[conf.CurrentContext].AuthInfo]
+	if auth.ClientCertificate != pem || auth.ClientKey != pem {
+		t.Errorf("kubeadm's kubelet-finalize left kubelet.conf with certificate %q, key %q", auth.ClientCertificate, auth.ClientKey)
+	}
+	first := embedded.AuthInfos[embedded.Contexts[embedded.CurrentContext].AuthInfo].ClientCertificateData
+	c.waitUntil(t, "podsup rotating the certificate kubeadm init gave the node", func() string {
+		// A symlink to /var/lib/kubelet/pki/kubelet-client-<time>.pem,
+		// a path of the box's.
+		pki := filepath.Join(c.box.kubelet(), "pki")
+		target, err := os.Readlink(filepath.Join(pki, "kubelet-client-current.pem"))
+		if err != nil {
+			return err.Error()
+		}
+		data, err := os.ReadFile(filepath.Join(pki, filepath.Base(target)))
+		if err != nil {
+			return err.Error()
+		}
+		if bytes.Contains(data, first) {
+			return "kubelet-client-current.pem still holds kubeadm's certificate"
+		}
+		return ""
+	})
 }
 
 // kubectl runs kubectl in the box as kubeadm's admin.
