@@ -76,28 +76,29 @@ func importImages(t *testing.T, ctrd *testenv.Containerd, bins kube.KubeadmBinar
 // kubeadm's systemd drop-in for the kubelet runs it, once kubeadm wrote
 // /var/lib/kubelet/config.yaml and kubeadm-flags.env.
 type node struct {
-	t      *testing.T
-	name   string
-	enter  []string // how to get into the node's namespaces
-	kubelt string   // its /var/lib/kubelet, on the host
-	ns     string   // its containerd namespace
-	root   string
-	logs   string
-	socket string
-	extra  []string // flags of its own beyond kubeadm's
-	proc   *exec.Cmd
-	log    *os.File
+	t          *testing.T
+	name       string
+	enter      []string // how to get into the node's namespaces
+	kubeletDir string   // its /var/lib/kubelet, on the host
+	ns         string   // its containerd namespace
+	root       string
+	logs       string
+	socket     string
+	proc       *exec.Cmd
+	log        *os.File
 }
 
-func newNode(t *testing.T, name string, enter []string, kubeletDir string, extra ...string) *node {
+// newNode is a node whose namespaces enter gets into and whose
+// /var/lib/kubelet is kubeletDir on the host; start runs its podsup.
+func newNode(t *testing.T, name string, enter []string, kubeletDir string) *node {
 	t.Helper()
 	sock, err := os.MkdirTemp("", "psk")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sock) })
-	n := &node{t: t, name: name, enter: enter, kubelt: kubeletDir, ns: "podsup-kubeadm-" + randomHex(4),
-		root: t.TempDir(), logs: t.TempDir(), socket: filepath.Join(sock, "podsup.sock"), extra: extra}
+	n := &node{t: t, name: name, enter: enter, kubeletDir: kubeletDir, ns: "podsup-kubeadm-" + randomHex(4),
+		root: t.TempDir(), logs: t.TempDir(), socket: filepath.Join(sock, "podsup.sock")}
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
@@ -112,7 +113,7 @@ func newNode(t *testing.T, name string, enter []string, kubeletDir string, extra
 // (KUBELET_KUBEADM_ARGS), which the kubelet's drop-in passes on.
 func (n *node) kubeadmArgs() []string {
 	n.t.Helper()
-	data, err := os.ReadFile(filepath.Join(n.kubelt, "kubeadm-flags.env"))
+	data, err := os.ReadFile(filepath.Join(n.kubeletDir, "kubeadm-flags.env"))
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func (n *node) start() {
 	args = append(args, n.kubeadmArgs()...)
 	args = append(args, "--root-dir", n.root, "--log-dir", n.logs, "--admin-socket", n.socket,
 		"--containerd-namespace", n.ns, "--cni-conf-dir", cni, "-v", "1")
-	args = append(append(slices.Clone(n.enter), args...), n.extra...)
+	args = append(slices.Clone(n.enter), args...)
 	var err error
 	if n.log, err = os.Create(filepath.Join(n.root, "podsup.log")); err != nil {
 		n.t.Fatal(err)
