@@ -42,8 +42,8 @@ func WithCommandPrefix(prefix ...string) ContainerdOption {
 	return func(c *Containerd) { c.prefix = prefix }
 }
 
-// WithCRI leaves the CRI plugin of containerd 2 on, for a client of the
-// CRI API such as kubeadm's preflight checks.
+// WithCRI leaves the CRI plugin on, for a client of the CRI API such as
+// kubeadm's preflight checks.
 func WithCRI() ContainerdOption {
 	return func(c *Containerd) { c.cri = true }
 }
@@ -341,6 +341,9 @@ state = %q
   address = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), address, address+".ttrpc")
 	if major < 2 {
+		if cri {
+			return "version = 2\n" + paths
+		}
 		return "version = 2\n" + `disabled_plugins = ["io.containerd.grpc.v1.cri"]` + "\n" + paths
 	}
 	// containerd 2 still loads version 2 configs (2.3 migrates 2 and 3 to
