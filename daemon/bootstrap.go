@@ -48,8 +48,10 @@ type certBootstrap struct {
 }
 
 // client is the apiserver's client. When --kubeconfig has a valid client
-// certificate of its own, not the one of --cert-dir, it is used as it is
-// and podsup requests nothing. Otherwise the client presents the newest
+// certificate in a file of its own, not the one of --cert-dir, it is used
+// as it is and podsup requests nothing; one inline (kubeadm init's
+// kubelet.conf) seeds --cert-dir and is rotated out at once, as the
+// kubelet does. Otherwise the client presents the newest
 // certificate of --cert-dir, which a certificate manager requests, with
 // the credentials of --bootstrap-kubeconfig while there is none, and
 // renews at 70 to 90% of its lifetime; --kubeconfig is written to point
@@ -63,13 +65,24 @@ func (b certBootstrap) client(ctx context.Context) (*kubeClient, error) {
 		return nil, fmt.Errorf("--cert-dir %s: %w", b.certDir, err)
 	}
 	current, certFile, err := validClientCert(b.kubeconfig, b.clock.Now())
-	if err != nil {
+	// seedCert and seedKey are a certificate of --kubeconfig's own, inline,
+	// as kubeadm init writes kubelet.conf: as the kubelet does, the
+	// certificate manager makes it the first of --cert-dir (when that has
+	// none) and rotates it out at once, and kubeadm's kubelet-finalize then
+	// points kubelet.conf at kubelet-client-current.pem.
+	var seedCert, seedKey []byte
+	switch {
+	case err != nil:
 		b.log.Info("--kubeconfig has no valid client certificate: requesting one with --bootstrap-kubeconfig",
 			"kubeconfig", b.kubeconfig, "bootstrap-kubeconfig", b.bootstrapKubeconfig, "reason", err.Error())
 		if current, err = b.writeKubeconfig(store.CurrentPath()); err != nil {
 			return nil, err
 		}
-	} else if !samePath(certFile, store.CurrentPath()) {
+	case certFile == "" && current.KeyFile == "":
+		b.log.Info("--kubeconfig has a client certificate inline: it becomes the first of --cert-dir, and is rotated",
+			"kubeconfig", b.kubeconfig, "cert-dir", b.certDir)
+		seedCert, seedKey = current.CertData, current.KeyData
+	case !samePath(certFile, store.CurrentPath()):
 		b.log.Info("--kubeconfig has a valid client certificate outside --cert-dir: podsup neither requests nor renews one",
 			"kubeconfig", b.kubeconfig, "cert-dir", b.certDir)
 		return plainKubeClient(b.kubeconfig, b.newClient)
@@ -108,7 +121,9 @@ func (b certBootstrap) client(ctx context.Context) (*kubeClient, error) {
 		},
 		Template: &x509.CertificateRequest{Subject: pkix.Name{
 			CommonName: "system:node:" + b.nodeName, Organization: []string{"system:nodes"}}},
-		SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
+		SignerName:              certificatesv1.KubeAPIServerClientKubeletSignerName,
+		BootstrapCertificatePEM: seedCert,
+		BootstrapKeyPEM:         seedKey,
 		Usages: []certificatesv1.KeyUsage{
 			certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 		CertificateStore: certs,

@@ -199,7 +199,12 @@ func TestBootstrapValidKubeconfigIsUsed(t *testing.T) {
 		t.Run(fmt.Sprintf("certificate in --cert-dir %t", ours), func(t *testing.T) {
 			f := newBootstrapFixture(t)
 			certPEM, keyPEM := f.ca.ClientPEM(t, "system:node:node1", "system:nodes", time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
-			auth := &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+			// A file of its own, outside --cert-dir.
+			own := filepath.Join(t.TempDir(), "node1.pem")
+			if err := os.WriteFile(own, append(certPEM, keyPEM...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			auth := &clientcmdapi.AuthInfo{ClientCertificate: own, ClientKey: own}
 			if ours {
 				if err := os.MkdirAll(f.certDir, 0o700); err != nil {
 					t.Fatal(err)
@@ -224,6 +229,64 @@ func TestBootstrapValidKubeconfigIsUsed(t *testing.T) {
 				t.Errorf("certificate manager %v: podsup renews only the certificates of --cert-dir", k.certs)
 			}
 		})
+	}
+}
+
+// TestBootstrapInlineKubeconfigRotated: kubeadm init's kubelet.conf has
+// the node's certificate inline. As the kubelet does, podsup makes it the
+// first certificate of --cert-dir, so kubeadm's kubelet-finalize finds
+// kubelet-client-current.pem, and rotates it out at once with a request
+// made with it.
+func TestBootstrapInlineKubeconfigRotated(t *testing.T) {
+	f := newBootstrapFixture(t)
+	certPEM, keyPEM := f.ca.ClientPEM(t, "system:node:node1", "system:nodes", time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	writeTestKubeconfig(t, f.kubeconfig, f.ca, &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM})
+	before, err := os.ReadFile(f.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := f.client(t)
+	select {
+	case <-k.ready:
+	default:
+		t.Fatal("the client waits for a certificate it has")
+	}
+	if k.certs == nil {
+		t.Fatal("no certificate manager: the inline certificate would never be rotated")
+	}
+	seeded, _ := pem.Decode(certPEM)
+	current := filepath.Join(f.certDir, "kubelet-client-current.pem")
+	var rotated bool
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		data, err := os.ReadFile(current)
+		if err != nil {
+			continue // not written yet
+		}
+		block, _ := pem.Decode(data)
+		if block != nil && string(block.Bytes) != string(seeded.Bytes) {
+			rotated = true
+			break
+		}
+	}
+	if !rotated {
+		t.Fatalf("%s still holds the certificate of --kubeconfig after a minute, or was never written", current)
+	}
+	csrs := f.cluster.created()
+	if len(csrs) != 1 {
+		t.Fatalf("%d CertificateSigningRequests, want 1", len(csrs))
+	}
+	f.mu.Lock()
+	configs := len(f.clientConfigs)
+	f.mu.Unlock()
+	if configs != 1 {
+		t.Errorf("%d clients made, want the node's own only: the bootstrap kubeconfig is not needed", configs)
+	}
+	after, err := os.ReadFile(f.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(after) != string(before) {
+		t.Errorf("%s was rewritten; kubeadm's kubelet-finalize does that", f.kubeconfig)
 	}
 }
 

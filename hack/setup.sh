@@ -62,7 +62,8 @@ esac
 bash "$(dirname "${BASH_SOURCE[0]}")/clean-cni.sh"
 
 # The control plane the integration tests start (etcd, kube-apiserver built
-# from the k8s.io/kubernetes module, kubectl), built or found in the cache
+# from the k8s.io/kubernetes module, kubectl; for e2e/kubeadm kubeadm,
+# kube-controller-manager, kube-scheduler and etcd 3.7), built or found in the cache
 # (/var/cache/podsup-test) before the suite: on a new machine the first
 # build takes many minutes, which must not count against the suite's
 # -timeout.

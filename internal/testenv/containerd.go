@@ -28,6 +28,24 @@ type Containerd struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once cmd has exited
 	log     *os.File
+	prefix  []string // runs the daemon under these (WithCommandPrefix)
+	cri     bool     // the CRI plugin is on (WithCRI)
+}
+
+// ContainerdOption changes how a private containerd runs.
+type ContainerdOption func(*Containerd)
+
+// WithCommandPrefix runs the daemon as an argument of another program,
+// such as nsenter into a test's mount and network namespaces: its shims
+// and their containers then live there too.
+func WithCommandPrefix(prefix ...string) ContainerdOption {
+	return func(c *Containerd) { c.prefix = prefix }
+}
+
+// WithCRI leaves the CRI plugin on, for a client of the CRI API such as
+// kubeadm's preflight checks.
+func WithCRI() ContainerdOption {
+	return func(c *Containerd) { c.cri = true }
 }
 
 // StartContainerd starts a private containerd (its own root, state and
@@ -40,8 +58,8 @@ func StartContainerd(t testing.TB) *Containerd {
 }
 
 // StartContainerdFrom is StartContainerd with the containerd, shim and runc
-// of binDir ("" for those on PATH).
-func StartContainerdFrom(t testing.TB, binDir string) *Containerd {
+// of binDir ("" for those on PATH), and options.
+func StartContainerdFrom(t testing.TB, binDir string, opts ...ContainerdOption) *Containerd {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		Unavailable(t, "a private containerd needs root")
@@ -52,6 +70,9 @@ func StartContainerdFrom(t testing.TB, binDir string) *Containerd {
 		t.Fatal(err)
 	}
 	c := &Containerd{t: t, dir: dir, Address: filepath.Join(dir, "c.sock")}
+	for _, o := range opts {
+		o(c)
+	}
 	c.configure(binDir)
 	if c.log, err = os.Create(filepath.Join(dir, "containerd.log")); err != nil {
 		t.Fatal(err)
@@ -92,7 +113,7 @@ func (c *Containerd) configure(binDir string) {
 		c.t.Fatal(err)
 	}
 	c.bin, c.binDir, c.Major = bin, binDir, major
-	if err := os.WriteFile(filepath.Join(c.dir, "config.toml"), []byte(privateConfig(major, c.dir, c.Address)), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(c.dir, "config.toml"), []byte(privateConfig(major, c.dir, c.Address, c.cri)), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -109,7 +130,8 @@ func (c *Containerd) Upgrade(binDir string) {
 // Start starts the daemon and waits until it answers.
 func (c *Containerd) Start() {
 	c.t.Helper()
-	c.cmd = exec.Command(c.bin, "--config", filepath.Join(c.dir, "config.toml"))
+	args := append(slices.Clone(c.prefix), c.bin, "--config", filepath.Join(c.dir, "config.toml"))
+	c.cmd = exec.Command(args[0], args[1:]...)
 	if c.binDir != "" {
 		// The daemon starts the shim it finds on PATH, and the shim the
 		// runc it finds there: those beside this containerd, not the
@@ -310,7 +332,7 @@ func parseMajor(version string) (int, error) {
 
 // privateConfig is the config of a private containerd of the given major
 // version in dir, serving address.
-func privateConfig(major int, dir, address string) string {
+func privateConfig(major int, dir, address string, cri bool) string {
 	paths := fmt.Sprintf(`root = %q
 state = %q
 [grpc]
@@ -319,6 +341,9 @@ state = %q
   address = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), address, address+".ttrpc")
 	if major < 2 {
+		if cri {
+			return "version = 2\n" + paths
+		}
 		return "version = 2\n" + `disabled_plugins = ["io.containerd.grpc.v1.cri"]` + "\n" + paths
 	}
 	// containerd 2 still loads version 2 configs (2.3 migrates 2 and 3 to
@@ -327,7 +352,11 @@ state = %q
 	// host unless set. Runtime options (runc's BinaryName and root) would
 	// apply to CRI's containers only; podsup's containers get the shim's
 	// defaults, runc from PATH.
-	return "version = 3\n" + `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.nri.v1.nri"]` + "\n" + paths +
+	disabled := `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.nri.v1.nri"]`
+	if cri {
+		disabled = `disabled_plugins = ["io.containerd.nri.v1.nri"]`
+	}
+	return "version = 3\n" + disabled + "\n" + paths +
 		fmt.Sprintf(`[plugins."io.containerd.shim.v1.manager"]
   socket_dir = %q
 [plugins."io.containerd.internal.v1.opt"]

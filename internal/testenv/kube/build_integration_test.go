@@ -15,6 +15,7 @@ import (
 // -timeout of the tests that start a control plane.
 func TestBuild(t *testing.T) {
 	b := Build(t)
+	k := BuildKubeadm(t)
 	for _, c := range []struct {
 		bin  string
 		want string
@@ -22,10 +23,17 @@ func TestBuild(t *testing.T) {
 		{b.APIServer, "Kubernetes " + Version},
 		{b.Etcd, "etcd Version: 3."},
 		{b.Kubectl, "Client Version"},
+		{k.Kubeadm, Version},
+		{k.ControllerManager, "Kubernetes " + Version},
+		{k.Scheduler, "Kubernetes " + Version},
+		{k.Etcd, "etcd Version: " + EtcdVersion},
 	} {
 		args := []string{"--version"}
-		if c.bin == b.Kubectl {
+		switch c.bin {
+		case b.Kubectl:
 			args = []string{"version", "--client"}
+		case k.Kubeadm:
+			args = []string{"version", "-o", "short"}
 		}
 		out, err := exec.Command(c.bin, args...).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), c.want) {

@@ -4,6 +4,10 @@
 // kubectl of the same version, built from the same module, to use it as a
 // user would.
 //
+// For e2e/kubeadm, BuildKubeadm adds kubeadm, kube-controller-manager,
+// kube-scheduler and the etcd kubeadm deploys (built from
+// go.etcd.io/etcd/server/v3, pinned by the same build module).
+//
 // kube-apiserver and kubectl (and, for hack/bench, the kubelet) are built
 // once per machine into $PODSUP_TEST_CACHE/kube-<version>/<go.sum hash>
 // (default /var/cache/podsup-test), under
@@ -24,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,6 +60,50 @@ func CacheDir() string {
 // the cache lacks. The first build takes minutes; later calls take none.
 func Build(t testing.TB) Binaries {
 	t.Helper()
+	bins := buildInCache(t, map[string]string{"kube-apiserver": kubernetesCmd("kube-apiserver"), "kubectl": kubernetesCmd("kubectl")})
+	b := Binaries{
+		APIServer: filepath.Join(bins, "kube-apiserver"),
+		Etcd:      "/usr/bin/etcd",
+		Kubectl:   filepath.Join(bins, "kubectl"),
+	}
+	if err := aptInstall("etcd-server", b.Etcd); err != nil {
+		testenv.Unavailable(t, "etcd: %v", err)
+	}
+	return b
+}
+
+// EtcdVersion is the etcd the build module pins (go.etcd.io/etcd/server/v3),
+// the one kubeadm of Version deploys (its image tag is EtcdVersion+"-0").
+const EtcdVersion = "3.7.0"
+
+// KubeadmBinaries are the programs of a cluster kubeadm sets up: kubeadm
+// itself and what its static pods run.
+type KubeadmBinaries struct {
+	Kubeadm, APIServer, ControllerManager, Scheduler, Kubectl string
+	// Etcd is etcd EtcdVersion, built from go.etcd.io/etcd/server/v3:
+	// Debian's 3.4 refuses the flags kubeadm gives etcd 3.6 and later.
+	Etcd string
+}
+
+// BuildKubeadm returns kubeadm and the programs of its control plane,
+// all of Version, building what the cache lacks, as Build does.
+func BuildKubeadm(t testing.TB) KubeadmBinaries {
+	t.Helper()
+	pkgs := map[string]string{"etcd": "go.etcd.io/etcd/server/v3"}
+	for _, name := range []string{"kubeadm", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"} {
+		pkgs[name] = kubernetesCmd(name)
+	}
+	bins := buildInCache(t, pkgs)
+	path := func(name string) string { return filepath.Join(bins, name) }
+	return KubeadmBinaries{Kubeadm: path("kubeadm"), APIServer: path("kube-apiserver"), ControllerManager: path("kube-controller-manager"),
+		Scheduler: path("kube-scheduler"), Kubectl: path("kubectl"), Etcd: path("etcd")}
+}
+
+// buildInCache builds each main package of pkgs, by the name of its
+// program, into the cache directory of the build module's go.sum, unless it
+// is there, and returns that directory.
+func buildInCache(t testing.TB, pkgs map[string]string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		testenv.Unavailable(t, "the control plane harness needs root")
 	}
@@ -76,11 +125,6 @@ func Build(t testing.TB) Binaries {
 		t.Fatal(err)
 	}
 	defer unlock()
-	b := Binaries{
-		APIServer: filepath.Join(bins, "kube-apiserver"),
-		Etcd:      "/usr/bin/etcd",
-		Kubectl:   filepath.Join(bins, "kubectl"),
-	}
 	// The build ends a minute before the test binary's -timeout would
 	// panic, with an error that says why; what it compiled stays in Go's
 	// build cache for the next run.
@@ -92,15 +136,17 @@ func Build(t testing.TB) Binaries {
 			defer cancel()
 		}
 	}
-	for _, bin := range []string{b.APIServer, b.Kubectl} {
-		if err := buildCommand(ctx, t.Logf, mod, bin); err != nil {
-			testenv.Unavailable(t, "build %s %s: %v", filepath.Base(bin), Version, err)
+	names := make([]string, 0, len(pkgs))
+	for name := range pkgs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := buildCommand(ctx, t.Logf, mod, pkgs[name], filepath.Join(bins, name)); err != nil {
+			testenv.Unavailable(t, "build %s: %v", pkgs[name], err)
 		}
 	}
-	if err := aptInstall("etcd-server", b.Etcd); err != nil {
-		testenv.Unavailable(t, "etcd: %v", err)
-	}
-	return b
+	return bins
 }
 
 // moduleStamp names a go.sum of the build module: a hash of it.
@@ -141,22 +187,25 @@ func buildModule() string {
 	}
 }
 
-// buildCommand builds the command of k8s.io/kubernetes/cmd named as out's
-// base name (kube-apiserver, kubectl) with the build module mod into out,
-// unless it is there. It builds into a temporary file and renames it into
-// place, so a build that dies leaves nothing half-written.
-func buildCommand(ctx context.Context, logf func(format string, args ...any), mod, out string) error {
+// kubernetesCmd is the package of the command of k8s.io/kubernetes/cmd
+// named as out's base name (kube-apiserver, kubectl).
+func kubernetesCmd(out string) string { return "k8s.io/kubernetes/cmd/" + filepath.Base(out) }
+
+// buildCommand builds the main package pkg with the build module mod into
+// out, unless it is there. It builds into a temporary file and renames it
+// into place, so a build that dies leaves nothing half-written.
+func buildCommand(ctx context.Context, logf func(format string, args ...any), mod, pkg, out string) error {
 	name := filepath.Base(out)
 	if _, err := os.Stat(out); err == nil {
 		return nil
 	}
-	logf("building %s %s into %s (once per machine; takes minutes)", name, Version, out)
+	logf("building %s into %s (once per machine; takes minutes)", pkg, out)
 	start := time.Now()
 	major, minor, _ := strings.Cut(strings.TrimPrefix(Version, "v"), ".")
 	minor, _, _ = strings.Cut(minor, ".")
-	pkg := "k8s.io/component-base/version"
+	v := "k8s.io/component-base/version"
 	ldflags := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean",
-		pkg, Version, pkg, major, pkg, minor, pkg)
+		v, Version, v, major, v, minor, v)
 	// A directory of this build's own: a build left running by a test that
 	// died must not write into the file another build renames. Under the
 	// lock, the directories of other builds are those of dead tests.
@@ -170,7 +219,7 @@ func buildCommand(ctx context.Context, logf func(format string, args ...any), mo
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, filepath.Base(out))
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "k8s.io/kubernetes/cmd/"+name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, pkg)
 	cmd.Dir = mod
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test
@@ -207,7 +256,7 @@ func Kubelet(logf func(format string, args ...any)) (string, error) {
 	}
 	defer unlock()
 	out := filepath.Join(bins, "kubelet")
-	if err := buildCommand(context.Background(), logf, mod, out); err != nil {
+	if err := buildCommand(context.Background(), logf, mod, kubernetesCmd(out), out); err != nil {
 		return "", fmt.Errorf("build kubelet %s: %w", Version, err)
 	}
 	return out, nil
