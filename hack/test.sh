@@ -90,7 +90,7 @@ mkdir -p "$PODSUP_SUMMARY_DIR"
 flags=(-race -count=1 -tags integration -timeout 45m -vet=off)
 go test "${flags[@]}" -parallel 3 ./e2e/reliability &
 reliability=$!
-slowest=(./cni ./e2e/lifecycle ./e2e/network ./manifest ./supervisor)
+slowest=(./e2e/kubeadm ./cni ./e2e/lifecycle ./e2e/network ./manifest ./supervisor)
 others=$(go list -tags integration ./... | grep -v '/e2e/reliability$')
 status=0
 go test "${flags[@]}" -p 3 "${slowest[@]}" $others || status=$?
