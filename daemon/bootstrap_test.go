@@ -25,6 +25,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/podsup/podsup/internal/testenv"
 	"github.com/podsup/podsup/internal/testpki"
 )
 
@@ -256,18 +257,14 @@ func TestBootstrapInlineKubeconfigRotated(t *testing.T) {
 	}
 	seeded, _ := pem.Decode(certPEM)
 	current := filepath.Join(f.certDir, "kubelet-client-current.pem")
-	var rotated bool
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	_, rotated := testenv.Poll(time.Minute, func() bool {
 		data, err := os.ReadFile(current)
 		if err != nil {
-			continue // not written yet
+			return false // not written yet
 		}
 		block, _ := pem.Decode(data)
-		if block != nil && string(block.Bytes) != string(seeded.Bytes) {
-			rotated = true
-			break
-		}
-	}
+		return block != nil && string(block.Bytes) != string(seeded.Bytes)
+	})
 	if !rotated {
 		t.Fatalf("%s still holds the certificate of --kubeconfig after a minute, or was never written", current)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/podsup/podsup/internal/testenv"
 )
 
 // shimWriters opens the output path for writing twice, as the shim does
@@ -93,8 +95,8 @@ func TestExecOutputWaitBounded(t *testing.T) {
 		o.Wait()
 		close(waited)
 	}()
-	for !clk.HasWaiters() {
-		time.Sleep(time.Millisecond)
+	if _, ok := testenv.Poll(time.Minute, clk.HasWaiters); !ok {
+		t.Fatal("Wait set no timer on the clock within a minute")
 	}
 	clk.Step(drainTimeout)
 	select {

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/podsup/podsup/e2e/harness"
 	"github.com/podsup/podsup/internal/testenv"
 )
 
@@ -143,16 +143,15 @@ func (b *box) close() {
 	if err != nil {
 		b.t.Logf("clean the box: %v", err)
 	} else {
-		for range 50 {
+		// Killed processes leave when the kernel has torn them down,
+		// which takes a while on a loaded machine.
+		testenv.Poll(harness.Patience, func() bool {
 			pids := b.processes(netns)
-			if len(pids) == 0 {
-				break
-			}
 			for _, pid := range pids {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return len(pids) == 0
+		})
 		if left := b.processes(netns); len(left) > 0 {
 			b.t.Errorf("processes left in the box's network namespace: %v", left)
 		}
