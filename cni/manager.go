@@ -188,6 +188,9 @@ func (m *Manager) SetUp(ctx context.Context, p PodNetwork) (_ *Result, retErr er
 		}
 		return errors.Join(m.opts.ns.remove(nsPath), m.opts.ns.remove(m.usernsPath(p.SandboxID)))
 	})
+	if p.Made != nil {
+		p.Made(nsPath, usernsPath)
+	}
 	del := func(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) func(context.Context) error {
 		return func(ctx context.Context) error {
 			err := m.cni.DelNetworkList(ctx, list, rt)

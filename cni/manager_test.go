@@ -185,6 +185,31 @@ func TestSetUpAndTearDown(t *testing.T) {
 	}
 }
 
+// TestSetUpTellsOfTheNamespaceFirst: Made hears of the network namespace
+// once it exists and before any plugin runs, so that the sandbox can be
+// created during the ADD; not when the network is already set up.
+func TestSetUpTellsOfTheNamespaceFirst(t *testing.T) {
+	h := newHarness(t, fakeConflist)
+	m := h.manager()
+	p := testPod("sb1")
+	var made []string
+	p.Made = func(netns, userns string) {
+		made = append(made, fmt.Sprintf("%s %q: exists %t, plugin calls %q", netns, userns, h.ns.valid(netns), h.fp.summary()))
+	}
+	res, err := m.SetUp(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("%s \"\": exists true, plugin calls []", res.NetNS)}
+	if !reflect.DeepEqual(made, want) {
+		t.Errorf("Made heard %q, want %q", made, want)
+	}
+	made = nil
+	if _, err := m.SetUp(context.Background(), p); err != nil || made != nil {
+		t.Errorf("SetUp of a network set up: %v, Made heard %q; want nothing", err, made)
+	}
+}
+
 // TestSetUpAfterPartialTearDown sets a sandbox up again after a TearDown
 // that deleted the pod's interface and was cut short before libcni dropped
 // its cache (a cancelled sync, podsup killed): the cache must not be

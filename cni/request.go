@@ -44,6 +44,11 @@ type PodNetwork struct {
 	// join: only a user namespace that owns a network namespace may mount
 	// sysfs for it, as the CRI plugin arranges it.
 	UserNS *specs.LinuxIDMapping
+	// Made, if not nil, is called with the paths of the namespaces as
+	// soon as SetUp has made them, before the plugins' ADD, so that the
+	// sandbox can be created while they run. It is not called when SetUp
+	// finds the network already set up, nor when it fails before.
+	Made func(netns, userns string)
 }
 
 // Result is a pod's network as set up.

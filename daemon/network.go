@@ -19,11 +19,15 @@ var _ supervisor.Network = cniNetwork{}
 
 // SetUp creates the pod's network namespace and network, with its
 // hostPorts.
-func (n cniNetwork) SetUp(ctx context.Context, pod *v1.Pod, sandboxID string, userns *specs.LinuxIDMapping) (supervisor.PodNetwork, error) {
-	res, err := n.m.SetUp(ctx, cni.PodNetwork{
+func (n cniNetwork) SetUp(ctx context.Context, pod *v1.Pod, sandboxID string, userns *specs.LinuxIDMapping, made func(supervisor.PodNetwork)) (supervisor.PodNetwork, error) {
+	p := cni.PodNetwork{
 		Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), SandboxID: sandboxID,
 		PortMappings: portMappings(pod), UserNS: userns,
-	})
+	}
+	if made != nil {
+		p.Made = func(netns, userns string) { made(supervisor.PodNetwork{NetNS: netns, UserNS: userns}) }
+	}
+	res, err := n.m.SetUp(ctx, p)
 	if err != nil {
 		return supervisor.PodNetwork{}, err
 	}

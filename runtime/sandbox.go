@@ -50,6 +50,12 @@ type SandboxConfig struct {
 	// makes both.
 	UserNS     *specs.LinuxIDMapping
 	UserNSPath string
+	// Network, if not nil, waits for the end of the network's setup in
+	// NetNS, still under way, and gives the pod's IPs in place of IPs. It
+	// is called once the pause task exists, before the pod's files are
+	// written and the pause starts; its error is returned as it is. The
+	// setup ends with the context RunSandbox is given.
+	Network func() ([]string, error)
 }
 
 func podKey(pod *v1.Pod) string { return pod.Namespace + "/" + pod.Name }
@@ -71,9 +77,6 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	}
 	hostname, err := podspec.KernelHostname(pod, r.dns.ClusterDomain)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
-	}
-	if err := r.writePodFiles(dir, pod, cfg.IPs, hostname); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
 	}
 	if !pod.Spec.HostIPC {
@@ -101,8 +104,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	})...)
 	labels := map[string]string{
 		LabelPodKey: key, LabelPodUID: string(pod.UID), LabelKind: kindSandbox, LabelHash: cfg.Hash,
-		LabelAttempt: strconv.Itoa(cfg.Attempt), LabelNetNS: cfg.NetNS, LabelIPs: strings.Join(cfg.IPs, ","),
-		LabelCgroupsPath: cgroupsPath,
+		LabelAttempt: strconv.Itoa(cfg.Attempt), LabelNetNS: cfg.NetNS, LabelCgroupsPath: cgroupsPath,
 	}
 	if pod.Spec.HostNetwork {
 		labels[LabelHostNetwork] = "true"
@@ -138,16 +140,26 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 			r.untrack(id)
 		}
 	}()
+	ips := cfg.IPs
+	if cfg.Network != nil {
+		if ips, err = cfg.Network(); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.writePodFiles(dir, pod, ips, hostname); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
+	}
 	if err := task.Start(ctx); err != nil {
 		return nil, fmt.Errorf("%w: start pause: %v", ErrSandbox, err)
 	}
+	// The label that says the start is whole (see sandboxFrom) comes last.
 	now := r.clock.Now()
-	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: formatTime(now)}); err != nil {
+	if _, err := c.SetLabels(ctx, map[string]string{LabelIPs: strings.Join(ips, ","), LabelStartedAt: formatTime(now)}); err != nil {
 		return nil, fmt.Errorf("%w: label pause: %v", ErrSandbox, err)
 	}
 	return &Sandbox{
 		ID: id, PodUID: string(pod.UID), Hash: cfg.Hash, Attempt: cfg.Attempt, Ready: true, CreatedAt: now,
-		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: cfg.IPs, UserNS: userNS, SELinuxLabel: selinux.Process,
+		Pid: task.Pid(), HostNetwork: pod.Spec.HostNetwork, NetNS: cfg.NetNS, IPs: ips, UserNS: userNS, SELinuxLabel: selinux.Process,
 	}, nil
 }
 

@@ -355,7 +355,9 @@ func (w *podWorker) removeSandbox(ctx context.Context, sb *runtime.Sandbox) erro
 }
 
 // createSandbox sets up the pod's network and starts its pause container,
-// undoing the network if the sandbox fails.
+// undoing the network if the sandbox fails. The pause task is created while
+// the network's plugins run, in the namespace made for them (about the time
+// of the ADD saved on each pod's start); the pause starts once they are done.
 func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int) (_ *runtime.Sandbox, retErr error) {
 	s := w.s
 	id := runtime.SandboxID(w.key, attempt)
@@ -371,14 +373,13 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int)
 	if err != nil {
 		return nil, fail("FailedCreatePodSandBox", err)
 	}
-	var network PodNetwork
+	cfg := runtime.SandboxConfig{Attempt: attempt, Hash: PodHash(pod), UserNS: userns}
 	if !pod.Spec.HostNetwork {
-		var err error
-		if network, err = s.net.SetUp(ctx, pod, id, userns); err != nil {
-			return nil, fail("FailedCreatePodSandBox", fmt.Errorf("set up the pod network: %w", err))
-		}
+		setUp := w.setUpNetwork(ctx, pod, id, userns)
 		defer func() {
-			if retErr != nil {
+			// The setup ends before the sandbox attempt does, whatever
+			// failed; a network set up for a sandbox that failed goes.
+			if _, err := setUp.wait(); err == nil && retErr != nil {
 				cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				if err := s.net.TearDown(cctx, id); err != nil {
@@ -386,14 +387,60 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int)
 				}
 			}
 		}()
+		made, err := setUp.namespaces()
+		if err != nil {
+			return nil, fail("FailedCreatePodSandBox", err)
+		}
+		cfg.NetNS, cfg.UserNSPath = made.NetNS, made.UserNS
+		cfg.Network = func() ([]string, error) {
+			network, err := setUp.wait()
+			return network.IPs, err
+		}
 	}
-	sb, err := s.rt.RunSandbox(ctx, pod, runtime.SandboxConfig{Attempt: attempt, Hash: PodHash(pod),
-		NetNS: network.NetNS, IPs: network.IPs, UserNS: userns, UserNSPath: network.UserNS})
+	sb, err := s.rt.RunSandbox(ctx, pod, cfg)
 	if err != nil {
 		return nil, fail("FailedCreatePodSandBox", err)
 	}
 	w.sandboxFailure = nil
 	return sb, nil
+}
+
+// networkSetup is a pod network's setup under way in a goroutine of its
+// own; whoever starts one waits for its end (wait) before returning.
+type networkSetup struct {
+	made    chan PodNetwork // the namespaces, once they exist
+	done    chan struct{}   // closed when SetUp returned
+	network PodNetwork
+	err     error
+}
+
+// setUpNetwork starts setting up the pod's network. SetUp ends with ctx.
+func (w *podWorker) setUpNetwork(ctx context.Context, pod *v1.Pod, id string, userns *specs.LinuxIDMapping) *networkSetup {
+	n := &networkSetup{made: make(chan PodNetwork, 1), done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		n.network, n.err = w.s.net.SetUp(ctx, pod, id, userns, func(made PodNetwork) { n.made <- made })
+		if n.err != nil {
+			n.err = fmt.Errorf("set up the pod network: %w", n.err)
+		}
+	}()
+	return n
+}
+
+// namespaces waits until the pod's namespaces exist, or the setup ended.
+func (n *networkSetup) namespaces() (PodNetwork, error) {
+	select {
+	case made := <-n.made:
+		return made, nil
+	case <-n.done:
+		return n.network, n.err
+	}
+}
+
+// wait waits for the setup's end.
+func (n *networkSetup) wait() (PodNetwork, error) {
+	<-n.done
+	return n.network, n.err
 }
 
 // startContainer starts one instance and reports whether it started,

@@ -65,8 +65,10 @@ type PodNetwork struct {
 // addresses (the cni package), and takes them back.
 type Network interface {
 	// SetUp makes the pod's network; with a user namespace mapping
-	// (hostUsers: false), inside a user namespace of that mapping.
-	SetUp(ctx context.Context, pod *v1.Pod, sandboxID string, userns *specs.LinuxIDMapping) (PodNetwork, error)
+	// (hostUsers: false), inside a user namespace of that mapping. made,
+	// if not nil, hears of the namespaces (PodNetwork without IPs) as soon
+	// as they exist, before the network's plugins run.
+	SetUp(ctx context.Context, pod *v1.Pod, sandboxID string, userns *specs.LinuxIDMapping, made func(PodNetwork)) (PodNetwork, error)
 	TearDown(ctx context.Context, sandboxID string) error
 }
 
@@ -74,7 +76,7 @@ type Network interface {
 type NoNetwork struct{}
 
 // SetUp makes nothing: runc creates the namespace.
-func (NoNetwork) SetUp(context.Context, *v1.Pod, string, *specs.LinuxIDMapping) (PodNetwork, error) {
+func (NoNetwork) SetUp(context.Context, *v1.Pod, string, *specs.LinuxIDMapping, func(PodNetwork)) (PodNetwork, error) {
 	return PodNetwork{}, nil
 }
 

@@ -36,6 +36,9 @@ type fakeRuntime struct {
 	// removals are the StopSandbox, RemoveContainer and RemoveSandbox
 	// calls, in order, by the container's name or "sandbox".
 	removals []string
+	// sandboxTries are the RunSandbox calls, by the network namespace
+	// they were given.
+	sandboxTries []string
 }
 
 // stopCall is one StopContainer: which container, with what grace period.
@@ -78,8 +81,19 @@ func (f *fakeRuntime) UserNS(context.Context, *v1.Pod) (*specs.LinuxIDMapping, e
 
 func (f *fakeRuntime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg runtime.SandboxConfig) (*runtime.Sandbox, error) {
 	f.mu.Lock()
+	f.sandboxTries = append(f.sandboxTries, cfg.NetNS)
+	f.mu.Unlock()
+	ips := cfg.IPs
+	if cfg.Network != nil { // as the real one: the task made, the network awaited
+		var err error
+		if ips, err = cfg.Network(); err != nil {
+			return nil, err
+		}
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
-	sb := &runtime.Sandbox{ID: runtime.SandboxID(testKey, cfg.Attempt), Attempt: cfg.Attempt, Hash: cfg.Hash, Ready: true, CreatedAt: f.clk.Now()}
+	sb := &runtime.Sandbox{ID: runtime.SandboxID(testKey, cfg.Attempt), Attempt: cfg.Attempt, Hash: cfg.Hash, Ready: true, CreatedAt: f.clk.Now(),
+		NetNS: cfg.NetNS, IPs: ips}
 	f.sandboxes = append([]*runtime.Sandbox{sb}, f.sandboxes...)
 	c := *sb
 	return &c, nil
@@ -509,6 +523,77 @@ func (n *heldNetwork) TearDown(ctx context.Context, _ string) error {
 	default:
 	}
 	return ctx.Err()
+}
+
+// addingNetwork is a pod network whose SetUp makes the namespace, then
+// runs its plugins until the test releases them: with the IPs, or failing.
+type addingNetwork struct {
+	NoNetwork
+	adding   chan struct{}
+	release  chan error
+	teardown atomic.Int32
+}
+
+func (n *addingNetwork) SetUp(ctx context.Context, _ *v1.Pod, id string, _ *specs.LinuxIDMapping, made func(PodNetwork)) (PodNetwork, error) {
+	made(PodNetwork{NetNS: "/ns/" + id})
+	n.adding <- struct{}{}
+	if err := <-n.release; err != nil {
+		return PodNetwork{}, err
+	}
+	return PodNetwork{NetNS: "/ns/" + id, IPs: []string{"10.0.0.7"}}, nil
+}
+
+func (n *addingNetwork) TearDown(context.Context, string) error {
+	n.teardown.Add(1)
+	return nil
+}
+
+// TestSandboxMadeDuringNetworkSetUp: the pause sandbox is created in the
+// pod's network namespace while the network's plugins still run, and gets
+// the IPs they give; a setup that fails fails the sandbox, and there is
+// nothing for podsup to tear down.
+func TestSandboxMadeDuringNetworkSetUp(t *testing.T) {
+	n := &addingNetwork{adding: make(chan struct{}), release: make(chan error)}
+	clk := clocktesting.NewFakeClock(t0)
+	u := newUnit(t, clk, WithNetwork(n))
+	pod := testPod(v1.RestartPolicyAlways, []string{"app"})
+	u.declare(pod)
+	<-n.adding
+	first := runtime.SandboxID(testKey, 0)
+	u.waitUntil("the sandbox's creation during the ADD", func() bool {
+		u.rt.mu.Lock()
+		defer u.rt.mu.Unlock()
+		return slices.Equal(u.rt.sandboxTries, []string{"/ns/" + first})
+	})
+	if u.rt.startCount() != 0 {
+		t.Fatal("a container started before the pod network was set up")
+	}
+	n.release <- fmt.Errorf("plugin bridge failed")
+	u.waitUntil("the failure in the status", func() bool {
+		p := u.sup.Pod(testKey)
+		return p != nil && strings.Contains(p.Status.Message, "set up the pod network: plugin bridge failed")
+	})
+	if st, _ := u.rt.PodState(context.Background(), testKey); len(st.Sandboxes) != 0 || n.teardown.Load() != 0 {
+		t.Fatalf("after a failed setup: %d sandboxes, %d teardowns; want none (SetUp undoes itself)", len(st.Sandboxes), n.teardown.Load())
+	}
+
+	// Past the sandbox's back-off, whose timer wakes the worker; stepped
+	// again until it has, as the timer may be set after a step.
+	u.waitUntil("the sandbox's retry", func() bool {
+		select {
+		case <-n.adding:
+			return true
+		default:
+			u.clk.Step(time.Minute)
+			return false
+		}
+	})
+	n.release <- nil
+	u.waitUntil("the start", func() bool { return u.rt.started("app", 0) != nil })
+	st, _ := u.rt.PodState(context.Background(), testKey)
+	if len(st.Sandboxes) != 1 || !slices.Equal(st.Sandboxes[0].IPs, []string{"10.0.0.7"}) || !strings.HasPrefix(st.Sandboxes[0].NetNS, "/ns/") {
+		t.Fatalf("sandboxes %+v; want one in /ns/ with the network's IP", st.Sandboxes)
+	}
 }
 
 // TestRemovalStopsThePauseFirst: a removed pod's pause process goes as
