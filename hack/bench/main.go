@@ -17,9 +17,12 @@
 // on a containerd 2 of its own whose CRI plugin the kubelet uses, and prints
 // both, their ratio and the floor (see peer.go):
 //
-//	go run ./hack/bench -peer kubelet [-pods 1,20,50] [-rounds 3] [-window 30s] [-profiles DIR]
+//	go run ./hack/bench -peer kubelet [-pods 1,20,50] [-rounds 3] [-window 30s] [-probed 20] [-period 1] [-profiles DIR]
 //
-// With -profiles DIR it saves, in the first round, four profiles of podsup into
+// Its CPU measure runs -probed pods, each with an exec readiness probe every
+// -period seconds; -pods 100 -probed 100 -period 10 gives the resident
+// memory with 100 pods and the CPU with 100 exec-probed containers. With
+// -profiles DIR it saves, in the first round, four profiles of podsup into
 // DIR: probe-cpu.pprof and probe-allocs.pprof over the CPU measure's window
 // (the allocations as a delta over that window), and start-cpu.pprof and
 // start-allocs.pprof of the start of the largest batch (the CPU from just
@@ -66,6 +69,8 @@ func main() {
 	profile := flag.String("cpuprofile", "", "with -probes: save a CPU profile of podsup to this file; with -peer, deprecated for -profiles: saves only its probe-cpu.pprof, at this path")
 	kinds := flag.String("kinds", "exec,http", "with -probes: the probes of each pod's two containers")
 	peerFlag := flag.String("peer", "", "kubelet: measure podsup beside the kubelet instead (-pods defaults to 1,20,50, -window to 30s)")
+	probed := flag.Int("probed", 20, "with -peer: how many exec-probed pods the CPU measure runs")
+	period := flag.Int("period", 1, "with -peer: the CPU measure's exec readiness probe period, in seconds")
 	profDir := flag.String("profiles", "", "with -peer: save podsup's CPU and allocation profiles of the first round's CPU measure and of its largest batch's start into this directory "+
 		"(podsup then runs with --profiling in those two trials, whose start, memory, removal and CPU figures still count though profiling may shift them a little)")
 	flag.Parse()
@@ -84,13 +89,17 @@ func main() {
 		if !set["window"] {
 			*window = 30 * time.Second
 		}
+		if *probed < 1 || *period < 1 {
+			err = fmt.Errorf("-probed %d -period %d: want at least one pod and one second", *probed, *period)
+			break
+		}
 		var profs profiles
 		if profs, err = peerProfiles(*profDir, *profile); err != nil {
 			break
 		}
 		var batches []int
 		if batches, err = podCounts(*podsFlag); err == nil {
-			err = runPeer(*rounds, batches, *window, profs)
+			err = runPeer(*rounds, batches, *window, probing{pods: *probed, period: *period}, profs)
 		}
 	case *profDir != "":
 		err = fmt.Errorf("-profiles: only with -peer")

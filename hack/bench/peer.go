@@ -92,7 +92,7 @@ const (
 	podHead  = "apiVersion: v1\nkind: Pod\nmetadata: {name: %s%d}\nspec:\n  containers:\n"
 	idleApp  = "  - {name: app, image: %s, command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]}\n"
 	probeApp = "  - name: app\n    image: %s\n    command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n" +
-		"    readinessProbe: {exec: {command: [\"true\"]}, periodSeconds: 1}\n"
+		"    readinessProbe: {exec: {command: [\"true\"]}, periodSeconds: %d}\n"
 	crashApp = "  - {name: app, image: %s, command: [sh, -c, \"sleep 2; exit 1\"]}\n"
 )
 
@@ -221,8 +221,9 @@ func importImages(client *containerd.Client, ns string) error {
 // (beside the pause sandbox) that ends at SIGTERM, so removal measures the
 // supervisors and not the grace period; both get the same CNI bridge.
 //
-// profs are podsup's profiles to save in the first round.
-func runPeer(rounds int, batches []int, window time.Duration, profs profiles) error {
+// The CPU measure's load is pr; profs are podsup's profiles to save in the
+// first round.
+func runPeer(rounds int, batches []int, window time.Duration, pr probing, profs profiles) error {
 	podsupBin, err := buildPodsup()
 	if err != nil {
 		return err
@@ -310,7 +311,7 @@ func runPeer(rounds int, batches []int, window time.Duration, profs profiles) er
 			if round == 0 && p.name == "podsup" {
 				pp = profs
 			}
-			if err := measureRound(client, p, t, batches, window, pp); err != nil {
+			if err := measureRound(client, p, t, batches, window, pr, pp); err != nil {
 				return err
 			}
 		}
@@ -346,7 +347,7 @@ func pods(n int) string {
 }
 
 // measureRound takes one round of every measure of p, saving profs.
-func measureRound(client *containerd.Client, p *peer, t *table, batches []int, window time.Duration, profs profiles) error {
+func measureRound(client *containerd.Client, p *peer, t *table, batches []int, window time.Duration, pr probing, profs profiles) error {
 	largest := slices.Index(batches, slices.Max(batches))
 	for i, n := range batches {
 		var pp profiles
@@ -357,7 +358,7 @@ func measureRound(client *containerd.Client, p *peer, t *table, batches []int, w
 			return err
 		}
 	}
-	if err := measureCPU(client, p, t, window, profiles{probeCPU: profs.probeCPU, probeAllocs: profs.probeAllocs}); err != nil {
+	if err := measureCPU(client, p, t, window, pr, profiles{probeCPU: profs.probeCPU, probeAllocs: profs.probeAllocs}); err != nil {
 		return err
 	}
 	return measureCrash(client, p, t)
@@ -411,22 +412,27 @@ func measureStart(client *containerd.Client, p *peer, t *table, n int, profs pro
 	return nil
 }
 
-// measureCPU runs 20 pods each with a 1 s exec readiness probe and takes
-// the peer's own CPU over window, saving profs' profiles over it.
-func measureCPU(client *containerd.Client, p *peer, t *table, window time.Duration, profs profiles) error {
-	const n = 20
+// probing is the CPU measure's load: pods pods, each with an exec
+// readiness probe every period seconds.
+type probing struct{ pods, period int }
+
+// measureCPU runs pr's pods and takes the peer's own CPU over window,
+// saving profs' profiles over it.
+func measureCPU(client *containerd.Client, p *peer, t *table, window time.Duration, pr probing, profs profiles) error {
+	n := pr.pods
 	r, err := begin(client, p, profs.probe())
 	if err != nil {
 		return err
 	}
 	defer r.end()
-	if _, err := r.write("probed", fmt.Sprintf(probeApp, testenv.BusyboxRef), n); err != nil {
+	if _, err := r.write("probed", fmt.Sprintf(probeApp, testenv.BusyboxRef, pr.period), n); err != nil {
 		return err
 	}
 	if _, err := r.waitStarted(n); err != nil {
 		return err
 	}
-	time.Sleep(10 * time.Second) // probes under way, start-up work done
+	// Probes under way (each begins within a period), start-up work done.
+	time.Sleep(max(10*time.Second, 2*time.Duration(pr.period)*time.Second))
 	before, err := cpuTicks(r.s.pid)
 	if err != nil {
 		return err
@@ -450,9 +456,9 @@ func measureCPU(client *containerd.Client, p *peer, t *table, window time.Durati
 	elapsed := time.Since(start)
 	const clkTck = 100 // USER_HZ on Linux
 	busy := time.Duration(after-before) * time.Second / clkTck
-	t.add(fmt.Sprintf("own CPU over %s, %d pods with 1 s exec probes (%% of a core)", window, n), p.name, 100*busy.Seconds()/elapsed.Seconds())
+	t.add(fmt.Sprintf("own CPU over %s, %s with %d s exec probes (%% of a core)", window, pods(n), pr.period), p.name, 100*busy.Seconds()/elapsed.Seconds())
 	probes := r.rec.execCount() - execs
-	t.add("exec probes run per second (20 if none is late)", p.name, float64(probes)/elapsed.Seconds())
+	t.add(fmt.Sprintf("exec probes run per second (%g if none is late)", float64(n)/float64(pr.period)), p.name, float64(probes)/elapsed.Seconds())
 	if probes > 0 {
 		t.add("own CPU per exec probe (ms)", p.name, 1000*busy.Seconds()/float64(probes))
 	}
