@@ -398,6 +398,9 @@ func measureStart(client *containerd.Client, p *peer, t *table, n int, profs pro
 	t.add(fmt.Sprintf("anonymous RSS (heap, stacks) with %s (MiB)", pods(n)), p.name, float64(anonKiB(r.s.pid))/1024)
 	// Cumulative, since the session is fresh: podsup's start-up and the
 	// batch's. Fetched after the memory is read, as serving it allocates.
+	if profs.startAllocs != "" {
+		collect(r.s.pprof)
+	}
 	if err := fetchProfile(r.s.pprof+"/allocs", profs.startAllocs); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
@@ -433,6 +436,9 @@ func measureCPU(client *containerd.Client, p *peer, t *table, window time.Durati
 	}
 	// Probes under way (each begins within a period), start-up work done.
 	time.Sleep(max(10*time.Second, 2*time.Duration(pr.period)*time.Second))
+	if profs.probeAllocs != "" {
+		collect(r.s.pprof)
+	}
 	before, err := cpuTicks(r.s.pid)
 	if err != nil {
 		return err
@@ -447,6 +453,11 @@ func measureCPU(client *containerd.Client, p *peer, t *table, window time.Durati
 		defer waitCPU()
 		waitAllocs := fetchAsync(fmt.Sprintf("%s/allocs?seconds=%d", r.s.pprof, secs), profs.probeAllocs)
 		defer waitAllocs()
+		if profs.probeAllocs != "" {
+			// Just before the delta's second profile is taken.
+			gc := time.AfterFunc(time.Duration(secs)*time.Second-250*time.Millisecond, func() { collect(r.s.pprof) })
+			defer gc.Stop()
+		}
 	}
 	time.Sleep(window)
 	after, err := cpuTicks(r.s.pid)

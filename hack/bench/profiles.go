@@ -64,6 +64,23 @@ func fetchAsync(url, file string) (wait func()) {
 	return func() { <-done }
 }
 
+// collect makes podsup run a garbage collection, through the heap
+// profile's gc parameter. A memory profile holds the allocations up to the
+// last completed collection only (runtime.GC publishes them; see
+// runtime.MemProfile), so one just before each end of a window makes an
+// allocation profile hold the window's allocations rather than those of
+// whichever collections fell in it, which in a nearly idle podsup are few
+// and may hold its start-up.
+func collect(pprofURL string) {
+	resp, err := http.Get(pprofURL + "/heap?gc=1")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: garbage collection:", err)
+		return
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+}
+
 // fetchProfile saves the profile at url into file, unless file is empty.
 func fetchProfile(url, file string) error {
 	if file == "" {
