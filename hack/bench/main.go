@@ -27,7 +27,10 @@
 // (the allocations as a delta over that window), and start-cpu.pprof and
 // start-allocs.pprof of the start of the largest batch (the CPU from just
 // before the manifests are written, the allocations cumulative since podsup
-// started, fetched once the batch runs).
+// started, fetched once the batch runs). The profilers' own allocations
+// (the CPU profile's buffer, the delta's first profile) fall in those
+// windows: go tool pprof -ignore='runtime/pprof|net/http/pprof' leaves them
+// out.
 package main
 
 import (
