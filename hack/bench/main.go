@@ -17,7 +17,20 @@
 // on a containerd 2 of its own whose CRI plugin the kubelet uses, and prints
 // both, their ratio and the floor (see peer.go):
 //
-//	go run ./hack/bench -peer kubelet [-pods 1,20,50] [-rounds 3] [-window 30s]
+//	go run ./hack/bench -peer kubelet [-pods 1,20,50] [-rounds 3] [-window 30s] [-probed 20] [-period 1] [-profiles DIR]
+//
+// Its CPU measure runs -probed pods, each with an exec readiness probe every
+// -period seconds; -pods 100 -probed 100 -period 10 gives the resident
+// memory with 100 pods and the CPU with 100 exec-probed containers. With
+// -profiles DIR it saves, in the first round, four profiles of podsup into
+// DIR: probe-cpu.pprof and probe-allocs.pprof over the CPU measure's window
+// (the allocations as a delta over that window), and start-cpu.pprof and
+// start-allocs.pprof of the start of the largest batch (the CPU from just
+// before the manifests are written, the allocations cumulative since podsup
+// started, fetched once the batch runs). The profilers' own allocations
+// (the CPU profile's buffer, the delta's first profile) fall in those
+// windows: go tool pprof -ignore='runtime/pprof|net/http/pprof' leaves them
+// out.
 package main
 
 import (
@@ -56,9 +69,13 @@ func main() {
 	rounds := flag.Int("rounds", 3, "measurements per pod count; the median is printed")
 	probes := flag.Bool("probes", false, "measure podsup's CPU with 100 containers probed every second instead")
 	window := flag.Duration("window", time.Minute, "with -probes or -peer: how long to measure CPU")
-	profile := flag.String("cpuprofile", "", "with -probes or -peer: save a CPU profile of podsup (with -peer, during the first round's CPU measure) to this file")
+	profile := flag.String("cpuprofile", "", "with -probes: save a CPU profile of podsup to this file; with -peer, deprecated for -profiles: saves only its probe-cpu.pprof, at this path")
 	kinds := flag.String("kinds", "exec,http", "with -probes: the probes of each pod's two containers")
 	peerFlag := flag.String("peer", "", "kubelet: measure podsup beside the kubelet instead (-pods defaults to 1,20,50, -window to 30s)")
+	probed := flag.Int("probed", 20, "with -peer: how many exec-probed pods the CPU measure runs")
+	period := flag.Int("period", 1, "with -peer: the CPU measure's exec readiness probe period, in seconds")
+	profDir := flag.String("profiles", "", "with -peer: save podsup's CPU and allocation profiles of the first round's CPU measure and of its largest batch's start into this directory "+
+		"(podsup then runs with --profiling in those two trials, whose start, memory, removal and CPU figures still count though profiling may shift them a little)")
 	flag.Parse()
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -75,10 +92,20 @@ func main() {
 		if !set["window"] {
 			*window = 30 * time.Second
 		}
+		if *probed < 1 || *period < 1 {
+			err = fmt.Errorf("-probed %d -period %d: want at least one pod and one second", *probed, *period)
+			break
+		}
+		var profs profiles
+		if profs, err = peerProfiles(*profDir, *profile); err != nil {
+			break
+		}
 		var batches []int
 		if batches, err = podCounts(*podsFlag); err == nil {
-			err = runPeer(*rounds, batches, *window, *profile)
+			err = runPeer(*rounds, batches, *window, probing{pods: *probed, period: *period}, profs)
 		}
+	case *profDir != "":
+		err = fmt.Errorf("-profiles: only with -peer")
 	case *probes:
 		err = runProbes(*window, *profile, strings.Split(*kinds, ","))
 	default:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -91,7 +92,7 @@ const (
 	podHead  = "apiVersion: v1\nkind: Pod\nmetadata: {name: %s%d}\nspec:\n  containers:\n"
 	idleApp  = "  - {name: app, image: %s, command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]}\n"
 	probeApp = "  - name: app\n    image: %s\n    command: [sh, -c, \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n" +
-		"    readinessProbe: {exec: {command: [\"true\"]}, periodSeconds: 1}\n"
+		"    readinessProbe: {exec: {command: [\"true\"]}, periodSeconds: %d}\n"
 	crashApp = "  - {name: app, image: %s, command: [sh, -c, \"sleep 2; exit 1\"]}\n"
 )
 
@@ -121,12 +122,13 @@ func begin(client *containerd.Client, p *peer, profiling bool) (*trial, error) {
 	return &trial{p: p, s: s, client: client, rec: record(client, p.ns), manifests: manifests}, nil
 }
 
-// write writes n manifests of the given app, each whole, as configuration
-// tools do: to a hidden temporary name, renamed into place.
+// write writes n manifests of pods of the given app container, each
+// whole, as configuration tools do: to a hidden temporary name, renamed
+// into place.
 func (r *trial) write(name, app string, n int) (time.Time, error) {
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		m := fmt.Sprintf(podHead, name, i) + fmt.Sprintf(app, testenv.BusyboxRef)
+		m := fmt.Sprintf(podHead, name, i) + app
 		tmp := filepath.Join(r.manifests, fmt.Sprintf(".%s%d.yaml.tmp", name, i))
 		if err := os.WriteFile(tmp, []byte(m), 0o644); err != nil {
 			return start, err
@@ -218,7 +220,10 @@ func importImages(client *containerd.Client, ns string) error {
 // for both; "tasks gone" is polled every 20 ms. Pods are a busybox container
 // (beside the pause sandbox) that ends at SIGTERM, so removal measures the
 // supervisors and not the grace period; both get the same CNI bridge.
-func runPeer(rounds int, batches []int, window time.Duration, profile string) error {
+//
+// The CPU measure's load is pr; profs are podsup's profiles to save in the
+// first round.
+func runPeer(rounds int, batches []int, window time.Duration, pr probing, profs profiles) error {
 	podsupBin, err := buildPodsup()
 	if err != nil {
 		return err
@@ -302,7 +307,11 @@ func runPeer(rounds int, batches []int, window time.Duration, profile string) er
 	t := newTable()
 	for round := 0; round < rounds; round++ {
 		for _, p := range peers {
-			if err := measureRound(client, p, t, batches, window, round == 0 && profile != "" && p.name == "podsup", profile); err != nil {
+			var pp profiles
+			if round == 0 && p.name == "podsup" {
+				pp = profs
+			}
+			if err := measureRound(client, p, t, batches, window, pr, pp); err != nil {
 				return err
 			}
 		}
@@ -337,67 +346,118 @@ func pods(n int) string {
 	return fmt.Sprintf("%d pods", n)
 }
 
-// measureRound takes one round of every measure of p.
-func measureRound(client *containerd.Client, p *peer, t *table, batches []int, window time.Duration, profiling bool, profile string) error {
-	for _, n := range batches {
-		r, err := begin(client, p, false)
-		if err != nil {
-			return err
+// measureRound takes one round of every measure of p, saving profs.
+func measureRound(client *containerd.Client, p *peer, t *table, batches []int, window time.Duration, pr probing, profs profiles) error {
+	largest := slices.Index(batches, slices.Max(batches))
+	for i, n := range batches {
+		var pp profiles
+		if i == largest {
+			pp = profiles{startCPU: profs.startCPU, startAllocs: profs.startAllocs}
 		}
-		start, err := r.write("pod", idleApp, n)
-		if err == nil {
-			var last time.Time
-			if last, err = r.waitStarted(n); err == nil {
-				t.add(startName(n), p.name, last.Sub(start).Seconds())
-				time.Sleep(2 * time.Second) // let it settle before reading its memory
-				t.add(fmt.Sprintf("RSS with %s (MiB)", pods(n)), p.name, float64(rssKiB(r.s.pid))/1024)
-				t.add(fmt.Sprintf("anonymous RSS (heap, stacks) with %s (MiB)", pods(n)), p.name, float64(anonKiB(r.s.pid))/1024)
-				var took time.Duration
-				if took, err = r.remove(); err == nil {
-					t.add(fmt.Sprintf("%s removed → tasks gone", pods(n)), p.name, took.Seconds())
-				}
-			}
-		}
-		r.end()
-		if err != nil {
+		if err := measureStart(client, p, t, n, pp); err != nil {
 			return err
 		}
 	}
-	if err := measureCPU(client, p, t, window, profiling, profile); err != nil {
+	if err := measureCPU(client, p, t, window, pr, profiles{probeCPU: profs.probeCPU, probeAllocs: profs.probeAllocs}); err != nil {
 		return err
 	}
 	return measureCrash(client, p, t)
 }
 
-// measureCPU runs 20 pods each with a 1 s exec readiness probe and takes
-// the peer's own CPU over window.
-func measureCPU(client *containerd.Client, p *peer, t *table, window time.Duration, profiling bool, profile string) error {
-	const n = 20
-	r, err := begin(client, p, profiling)
+// measureStart writes n manifests for a fresh session of p and takes the
+// time until every container started, the memory with them running and
+// the time until their tasks are gone once the manifests are removed. It
+// saves profs' profiles of the start.
+func measureStart(client *containerd.Client, p *peer, t *table, n int, profs profiles) error {
+	r, err := begin(client, p, profs.start())
 	if err != nil {
 		return err
 	}
 	defer r.end()
-	if _, err := r.write("probed", probeApp, n); err != nil {
+	var waitCPU func()
+	if profs.startCPU != "" {
+		// Under way before the manifests are written (a CPU profile
+		// starts when its request arrives, and says nothing until it
+		// ends), and waited for before they are removed, so that the
+		// removal is not in it.
+		waitCPU = fetchAsync(fmt.Sprintf("%s/profile?seconds=%d", r.s.pprof, startProfileSeconds), profs.startCPU)
+		defer waitCPU()
+		time.Sleep(200 * time.Millisecond)
+	}
+	start, err := r.write("pod", fmt.Sprintf(idleApp, testenv.BusyboxRef), n)
+	if err != nil {
+		return err
+	}
+	last, err := r.waitStarted(n)
+	if err != nil {
+		return err
+	}
+	t.add(startName(n), p.name, last.Sub(start).Seconds())
+	time.Sleep(2 * time.Second) // let it settle before reading its memory
+	t.add(fmt.Sprintf("RSS with %s (MiB)", pods(n)), p.name, float64(rssKiB(r.s.pid))/1024)
+	t.add(fmt.Sprintf("anonymous RSS (heap, stacks) with %s (MiB)", pods(n)), p.name, float64(anonKiB(r.s.pid))/1024)
+	// Cumulative, since the session is fresh: podsup's start-up and the
+	// batch's. Fetched after the memory is read, as serving it allocates.
+	if profs.startAllocs != "" {
+		collect(r.s.pprof)
+	}
+	if err := fetchProfile(r.s.pprof+"/allocs", profs.startAllocs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+	if waitCPU != nil {
+		waitCPU()
+	}
+	took, err := r.remove()
+	if err != nil {
+		return err
+	}
+	t.add(fmt.Sprintf("%s removed → tasks gone", pods(n)), p.name, took.Seconds())
+	return nil
+}
+
+// probing is the CPU measure's load: pods pods, each with an exec
+// readiness probe every period seconds.
+type probing struct{ pods, period int }
+
+// measureCPU runs pr's pods and takes the peer's own CPU over window,
+// saving profs' profiles over it.
+func measureCPU(client *containerd.Client, p *peer, t *table, window time.Duration, pr probing, profs profiles) error {
+	n := pr.pods
+	r, err := begin(client, p, profs.probe())
+	if err != nil {
+		return err
+	}
+	defer r.end()
+	if _, err := r.write("probed", fmt.Sprintf(probeApp, testenv.BusyboxRef, pr.period), n); err != nil {
 		return err
 	}
 	if _, err := r.waitStarted(n); err != nil {
 		return err
 	}
-	time.Sleep(10 * time.Second) // probes under way, start-up work done
+	// Probes under way (each begins within a period), start-up work done.
+	time.Sleep(max(10*time.Second, 2*time.Duration(pr.period)*time.Second))
+	if profs.probeAllocs != "" {
+		collect(r.s.pprof)
+	}
 	before, err := cpuTicks(r.s.pid)
 	if err != nil {
 		return err
 	}
 	execs := r.rec.execCount()
 	start := time.Now()
-	if profiling {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			fetchProfile(fmt.Sprintf("%s/profile?seconds=%d", r.s.pprof, int(window.Seconds())), profile)
-		}()
-		defer func() { <-done }()
+	if profs.probe() {
+		// The allocations as a delta over the window: net/http/pprof
+		// subtracts the profile at its start from the one at its end.
+		secs := max(1, int(window.Seconds()))
+		waitCPU := fetchAsync(fmt.Sprintf("%s/profile?seconds=%d", r.s.pprof, secs), profs.probeCPU)
+		defer waitCPU()
+		waitAllocs := fetchAsync(fmt.Sprintf("%s/allocs?seconds=%d", r.s.pprof, secs), profs.probeAllocs)
+		defer waitAllocs()
+		if profs.probeAllocs != "" {
+			// Just before the delta's second profile is taken.
+			gc := time.AfterFunc(time.Duration(secs)*time.Second-250*time.Millisecond, func() { collect(r.s.pprof) })
+			defer gc.Stop()
+		}
 	}
 	time.Sleep(window)
 	after, err := cpuTicks(r.s.pid)
@@ -407,9 +467,9 @@ func measureCPU(client *containerd.Client, p *peer, t *table, window time.Durati
 	elapsed := time.Since(start)
 	const clkTck = 100 // USER_HZ on Linux
 	busy := time.Duration(after-before) * time.Second / clkTck
-	t.add(fmt.Sprintf("own CPU over %s, %d pods with 1 s exec probes (%% of a core)", window, n), p.name, 100*busy.Seconds()/elapsed.Seconds())
+	t.add(fmt.Sprintf("own CPU over %s, %s with %d s exec probes (%% of a core)", window, pods(n), pr.period), p.name, 100*busy.Seconds()/elapsed.Seconds())
 	probes := r.rec.execCount() - execs
-	t.add("exec probes run per second (20 if none is late)", p.name, float64(probes)/elapsed.Seconds())
+	t.add(fmt.Sprintf("exec probes run per second (%g if none is late)", float64(n)/float64(pr.period)), p.name, float64(probes)/elapsed.Seconds())
 	if probes > 0 {
 		t.add("own CPU per exec probe (ms)", p.name, 1000*busy.Seconds()/float64(probes))
 	}
@@ -424,7 +484,7 @@ func measureCrash(client *containerd.Client, p *peer, t *table) error {
 		return err
 	}
 	defer r.end()
-	if _, err := r.write("crash", crashApp, 1); err != nil {
+	if _, err := r.write("crash", fmt.Sprintf(crashApp, testenv.BusyboxRef), 1); err != nil {
 		return err
 	}
 	var exited, next time.Time

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -125,7 +124,11 @@ func runProbes(window time.Duration, profile string, kinds []string) error {
 	ctrdBefore := othersTicks()
 	start := time.Now()
 	if profile != "" {
-		go fetchProfile("http://"+ro+"/debug/pprof/profile?seconds=30", profile)
+		go func() {
+			if err := fetchProfile("http://"+ro+"/debug/pprof/profile?seconds=30", profile); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+			}
+		}()
 	}
 	time.Sleep(window)
 	after, _ := cpuTicks(cmd.Process.Pid)
@@ -185,22 +188,6 @@ func waitAllReady(_ context.Context, ro string, n int, timeout time.Duration) er
 		time.Sleep(time.Second)
 	}
 	return fmt.Errorf("%d containers not ready within %s", n, timeout)
-}
-
-// fetchProfile saves a CPU profile of podsup taken during the window.
-func fetchProfile(url, file string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "profile:", err)
-		return
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(file)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	io.Copy(f, resp.Body)
 }
 
 // othersTicks is the CPU time, in clock ticks, of containerd and its shims
