@@ -216,8 +216,8 @@ func namespace(client *containerd.Client) (context.Context, string, containerd.I
 }
 
 // measureFloor starts n pods directly through the containerd client,
-// each in a network namespace of its own set up through net first, as a
-// supervisor must; with a nil net, in the pause container's own namespace,
+// each in a network namespace of its own set up through net while its
+// pause task is created (as podsup does); with a nil net, in the pause container's own namespace,
 // with no network.
 func measureFloor(client *containerd.Client, n int, net *cni.Manager) (time.Duration, error) {
 	ctx, ns, pause, busybox, err := namespace(client)
@@ -264,30 +264,49 @@ func measureFloor(client *containerd.Client, n int, net *cni.Manager) (time.Dura
 // which reuse pod names in fresh containerd namespaces.
 func floorSandbox(ns, name string) string { return ns + "-" + name }
 
-// floorNetwork returns what sets up a floor pod's network and gives the
-// path of its namespace; nil without net.
-func floorNetwork(ctx context.Context, net *cni.Manager, ns string) func(name string) (string, error) {
+// floorNetwork returns what starts setting up a floor pod's network and
+// gives the path of its namespace as soon as it exists, with a wait for
+// the setup's end: the pause task is created while the plugins run, as
+// podsup does it. Nil without net.
+func floorNetwork(ctx context.Context, net *cni.Manager, ns string) func(name string) (string, func() error, error) {
 	if net == nil {
 		return nil
 	}
-	return func(name string) (string, error) {
-		res, err := net.SetUp(ctx, cni.PodNetwork{Namespace: "bench", Name: name, UID: ns + name, SandboxID: floorSandbox(ns, name)})
-		if err != nil {
-			return "", err
+	return func(name string) (string, func() error, error) {
+		made := make(chan string, 1)
+		done := make(chan error, 1)
+		go func() {
+			_, err := net.SetUp(ctx, cni.PodNetwork{Namespace: "bench", Name: name, UID: ns + name, SandboxID: floorSandbox(ns, name),
+				Made: func(netns, _ string) { made <- netns }})
+			done <- err
+		}()
+		select {
+		case netns := <-made:
+			return netns, func() error { return <-done }, nil
+		case err := <-done:
+			return "", nil, err
 		}
-		return res.NetNS, nil
 	}
 }
 
-func floorPod(ctx context.Context, client *containerd.Client, pause, busybox containerd.Image, name, fifos string, network func(string) (string, error)) error {
+func floorPod(ctx context.Context, client *containerd.Client, pause, busybox containerd.Image, name, fifos string, network func(string) (string, func() error, error)) error {
 	sbID := name + "_pause"
 	specOpts := []oci.SpecOpts{oci.WithImageConfig(pause), oci.WithRootFSReadonly(), oci.WithHostname(name),
 		oci.WithAnnotations(map[string]string{"io.containerd.runc.v2.group": sbID})}
+	awaitNetwork := func() error { return nil }
 	if network != nil {
-		netns, err := network(name)
+		netns, wait, err := network(name)
 		if err != nil {
 			return fmt.Errorf("pod network: %w", err)
 		}
+		// Waited for on every return, so that no setup outlives the pod.
+		var once sync.Once
+		var werr error
+		awaitNetwork = func() error {
+			once.Do(func() { werr = wait() })
+			return werr
+		}
+		defer awaitNetwork()
 		specOpts = append(specOpts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns}))
 	}
 	sb, err := client.NewContainer(ctx, sbID, containerd.WithImage(pause), containerd.WithNewSnapshotView(sbID, pause),
@@ -298,6 +317,9 @@ func floorPod(ctx context.Context, client *containerd.Client, pause, busybox con
 	sbTask, err := sb.NewTask(ctx, cio.NullIO)
 	if err != nil {
 		return err
+	}
+	if err := awaitNetwork(); err != nil {
+		return fmt.Errorf("pod network: %w", err)
 	}
 	if err := sbTask.Start(ctx); err != nil {
 		return err
