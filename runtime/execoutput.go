@@ -68,7 +68,10 @@ func newExecOutput(dir, id string, w io.Writer, clk clock.Clock) (_ *execOutput,
 	go func() { // ends at the FIFO's end (after Cancel), or when Close closes the reader
 		defer close(o.done)
 		buf := make([]byte, copyBufferSize)
-		_, _ = io.CopyBuffer(w, r, buf)
+		// Through buf: *os.File's WriteTo would copy through a 32 KiB
+		// buffer of its own, made for every exec (28 % of what podsup
+		// allocated while running exec probes).
+		_, _ = io.CopyBuffer(w, struct{ io.Reader }{r}, buf)
 	}()
 	return o, nil
 }
