@@ -120,9 +120,7 @@ func sandboxFrom(rec containers.Container, proc *tasktypes.Process) *Sandbox {
 		CreatedAt: rec.CreatedAt, HostNetwork: l[LabelHostNetwork] == "true", NetNS: l[LabelNetNS], IPs: splitIPs(l[LabelIPs]),
 		UserNS: parseIDMapping(l[LabelUserNS]), SELinuxLabel: l[LabelSELinux],
 	}
-	// A pause without the label of a whole start (podsup stopped between
-	// its start and the label, which carries its IPs) is not ready either.
-	if proc != nil && proc.Status == tasktypes.Status_RUNNING && l[LabelStartedAt] != "" {
+	if proc != nil && proc.Status == tasktypes.Status_RUNNING {
 		sb.Ready, sb.Pid = true, proc.Pid
 	}
 	// A sandbox whose network namespace is gone (torn down by a removal

@@ -149,12 +149,16 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg SandboxConfig
 	if err := r.writePodFiles(dir, pod, ips, hostname); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSandbox, err)
 	}
+	// Labelled before the start, so that a running pause always has its
+	// IPs on record (a podsup stopped right after the start finds them).
+	if _, err := c.SetLabels(ctx, map[string]string{LabelIPs: strings.Join(ips, ",")}); err != nil {
+		return nil, fmt.Errorf("%w: label pause: %v", ErrSandbox, err)
+	}
 	if err := task.Start(ctx); err != nil {
 		return nil, fmt.Errorf("%w: start pause: %v", ErrSandbox, err)
 	}
-	// The label that says the start is whole (see sandboxFrom) comes last.
 	now := r.clock.Now()
-	if _, err := c.SetLabels(ctx, map[string]string{LabelIPs: strings.Join(ips, ","), LabelStartedAt: formatTime(now)}); err != nil {
+	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: formatTime(now)}); err != nil {
 		return nil, fmt.Errorf("%w: label pause: %v", ErrSandbox, err)
 	}
 	return &Sandbox{
