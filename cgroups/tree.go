@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // tree is a mounted cgroup tree: one unified hierarchy, or one per v1
@@ -65,6 +66,25 @@ func (t tree) remove(rel string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killAll sends SIGKILL to every process in the cgroup rel and the
+// cgroups under it, in every hierarchy.
+func (t tree) killAll(rel string) {
+	for _, d := range t.dirs(rel) {
+		_ = filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
+			if err != nil || !e.IsDir() {
+				return nil
+			}
+			data, _ := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			return nil
+		})
+	}
 }
 
 // removeTree removes a cgroup and the cgroups under it, deepest first.

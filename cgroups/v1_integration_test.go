@@ -132,3 +132,29 @@ func TestRemovePodOnV1(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveContainerKillsLostProcessesOnV1: a process left in a
+// container's cgroup after its task is gone (one its shim lost) is killed,
+// and the cgroup goes; a pod's cgroup is not a container's and keeps its
+// processes (TestRemovePodOnV1).
+func TestRemoveContainerKillsLostProcessesOnV1(t *testing.T) {
+	d, _ := realV1(t)
+	pod := Pod{Hash: "0a1b2c3d4e5f", Class: v1.PodQOSBestEffort}
+	path := d.ContainerPath(pod, "lost")
+	sleeper, out := runIn(t, path, "echo joined && exec sleep 600")
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	if line, err := out.ReadString('\n'); line != "joined\n" {
+		t.Fatalf("the process never joined the container's cgroup: %q, %v", line, err)
+	}
+	if err := d.RemoveContainer(context.Background(), path); err != nil {
+		t.Fatalf("remove a container's cgroup with a lost process in it: %v", err)
+	}
+	if err := sleeper.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the lost process ended with %v, want killed", err)
+	}
+	for _, h := range []string{"memory", "pids"} {
+		if _, err := os.Stat(filepath.Join(Root, h, path)); err == nil {
+			t.Errorf("%s still there in %s", path, h)
+		}
+	}
+}
