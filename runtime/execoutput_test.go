@@ -34,10 +34,20 @@ func shimWriters(t *testing.T, o *execOutput) (stdout, stderr *os.File) {
 
 func waitDone(t *testing.T, o *execOutput, what string) {
 	t.Helper()
-	select {
-	case <-o.done:
-	case <-time.After(time.Minute):
+	if _, ok := testenv.Poll(time.Minute, closed(o.done)); !ok {
 		t.Fatalf("the copy did not end within a minute of %s", what)
+	}
+}
+
+// closed is a condition for testenv.Poll: ch is closed.
+func closed(ch <-chan struct{}) func() bool {
+	return func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
 	}
 }
 
@@ -99,9 +109,7 @@ func TestExecOutputWaitBounded(t *testing.T) {
 		t.Fatal("Wait set no timer on the clock within a minute")
 	}
 	clk.Step(drainTimeout)
-	select {
-	case <-waited:
-	case <-time.After(time.Minute):
+	if _, ok := testenv.Poll(time.Minute, closed(waited)); !ok {
 		t.Fatal("Wait did not return within a minute of the drain timeout")
 	}
 	o.Close()
