@@ -374,8 +374,9 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int)
 		return nil, fail("FailedCreatePodSandBox", err)
 	}
 	cfg := runtime.SandboxConfig{Attempt: attempt, Hash: PodHash(pod), UserNS: userns}
+	var setUp *networkSetup
 	if !pod.Spec.HostNetwork {
-		setUp := w.setUpNetwork(ctx, pod, id, userns)
+		setUp = w.setUpNetwork(ctx, pod, id, userns)
 		defer func() {
 			// The setup ends before the sandbox attempt does, whatever
 			// failed; a network set up for a sandbox that failed goes.
@@ -399,6 +400,14 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod, attempt int)
 	}
 	sb, err := s.rt.RunSandbox(ctx, pod, cfg)
 	if err != nil {
+		// A setup that failed removed the namespace the pause task was
+		// being made in, which then failed for want of it: the network's
+		// error is the cause (a full disk, a plugin that failed).
+		if setUp != nil {
+			if _, nerr := setUp.wait(); nerr != nil {
+				err = nerr
+			}
+		}
 		return nil, fail("FailedCreatePodSandBox", err)
 	}
 	w.sandboxFailure = nil

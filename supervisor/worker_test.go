@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,6 +40,9 @@ type fakeRuntime struct {
 	// sandboxTries are the RunSandbox calls, by the network namespace
 	// they were given.
 	sandboxTries []string
+	// failSandbox, if set, fails the next RunSandbox before it awaits the
+	// network, as a pause task made in a namespace that went fails.
+	failSandbox error
 }
 
 // stopCall is one StopContainer: which container, with what grace period.
@@ -82,7 +86,12 @@ func (f *fakeRuntime) UserNS(context.Context, *v1.Pod) (*specs.LinuxIDMapping, e
 func (f *fakeRuntime) RunSandbox(ctx context.Context, pod *v1.Pod, cfg runtime.SandboxConfig) (*runtime.Sandbox, error) {
 	f.mu.Lock()
 	f.sandboxTries = append(f.sandboxTries, cfg.NetNS)
+	failure := f.failSandbox
+	f.failSandbox = nil
 	f.mu.Unlock()
+	if failure != nil {
+		return nil, failure
+	}
 	ips := cfg.IPs
 	if cfg.Network != nil { // as the real one: the task made, the network awaited
 		var err error
@@ -593,6 +602,39 @@ func TestSandboxMadeDuringNetworkSetUp(t *testing.T) {
 	st, _ := u.rt.PodState(context.Background(), testKey)
 	if len(st.Sandboxes) != 1 || !slices.Equal(st.Sandboxes[0].IPs, []string{"10.0.0.7"}) || !strings.HasPrefix(st.Sandboxes[0].NetNS, "/ns/") {
 		t.Fatalf("sandboxes %+v; want one in /ns/ with the network's IP", st.Sandboxes)
+	}
+}
+
+// TestSandboxFailureNamesTheNetworksCause: a network setup that fails
+// removes the namespace the pause task is being made in, and the task's
+// create fails for that; the pod's status and event name the network's
+// error, the cause (a full disk, say), not the missing namespace.
+func TestSandboxFailureNamesTheNetworksCause(t *testing.T) {
+	n := &addingNetwork{adding: make(chan struct{}), release: make(chan error)}
+	u := newUnit(t, clocktesting.NewFakeClock(t0), WithNetwork(n))
+	u.rt.failSandbox = errors.New("create pause task: namespace path: no such file or directory")
+	u.declare(testPod(v1.RestartPolicyAlways, []string{"app"}))
+	<-n.adding
+	u.waitUntil("the sandbox's failed creation", func() bool {
+		u.rt.mu.Lock()
+		defer u.rt.mu.Unlock()
+		return len(u.rt.sandboxTries) == 1
+	})
+	n.release <- errors.New("plugin loopback failed: write cache: no space left on device")
+	const want = "set up the pod network: plugin loopback failed: write cache: no space left on device"
+	u.waitUntil("the network's error in the status", func() bool {
+		p := u.sup.Pod(testKey)
+		return p != nil && strings.Contains(p.Status.Message, want)
+	})
+	if p := u.sup.Pod(testKey); strings.Contains(p.Status.Message, "namespace path") {
+		t.Errorf("status message %q names the consequence besides the cause", p.Status.Message)
+	}
+	found := false
+	for _, ev := range u.sup.Events().List(testKey) {
+		found = found || ev.Reason == "FailedCreatePodSandBox" && strings.Contains(ev.Message, want)
+	}
+	if !found {
+		t.Errorf("no FailedCreatePodSandBox event names the network's error; events %+v", u.sup.Events().List(testKey))
 	}
 }
 
