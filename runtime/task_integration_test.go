@@ -3,15 +3,19 @@
 package runtime_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -131,23 +135,7 @@ func leaveTask(t *testing.T, ctx context.Context, client *containerd.Client, id 
 func TestRemoveContainerTakesItsCgroup(t *testing.T) {
 	client, ctx, rt, pod, sb := leftoverSetup(t)
 	id := runtime.ContainerID(pod.Namespace+"/"+pod.Name, "polite", sb.Attempt, 0, 0)
-	sbc, err := client.LoadContainer(ctx, sb.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	labels, err := sbc.Labels(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cgroup := filepath.Join(filepath.Dir(labels[runtime.LabelCgroupsPath]), id)
-	var dirs []string
-	for _, h := range []string{"memory", "pids", "cpu"} {
-		dir := filepath.Join("/sys/fs/cgroup", h, cgroup)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			testenv.Unavailable(t, "cgroup v1 hierarchy %s: %v", h, err)
-		}
-		dirs = append(dirs, dir)
-	}
+	cgroup, dirs := makeContainerCgroup(t, ctx, client, sb, id, "memory", "pids", "cpu")
 	if _, err := client.NewContainer(ctx, id, containerd.WithContainerLabels(map[string]string{runtime.LabelCgroupsPath: cgroup})); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +154,32 @@ func TestRemoveContainerTakesItsCgroup(t *testing.T) {
 	if _, err := client.LoadContainer(ctx, id); !errdefs.IsNotFound(err) {
 		t.Errorf("the container record is still there (load: %v)", err)
 	}
+}
+
+// makeContainerCgroup makes the cgroup the container of the given ID in
+// the sandbox's pod would have, in the named v1 hierarchies, as a task
+// create cut short leaves it. It returns the cgroup's path under each
+// hierarchy and its directories.
+func makeContainerCgroup(t *testing.T, ctx context.Context, client *containerd.Client, sb *runtime.Sandbox, id string, hierarchies ...string) (string, []string) {
+	t.Helper()
+	sbc, err := client.LoadContainer(ctx, sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, err := sbc.Labels(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgroup := filepath.Join(filepath.Dir(labels[runtime.LabelCgroupsPath]), id)
+	var dirs []string
+	for _, h := range hierarchies {
+		dir := filepath.Join("/sys/fs/cgroup", h, cgroup)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			testenv.Unavailable(t, "cgroup v1 hierarchy %s: %v", h, err)
+		}
+		dirs = append(dirs, dir)
+	}
+	return cgroup, dirs
 }
 
 // TestStartPassesOverLeftovers: a container record left by a start that was
@@ -215,4 +229,58 @@ func TestStartPassesOverLeftovers(t *testing.T) {
 		t.Errorf("started %s over a leftover snapshot, want its ID %s", started.ID, snapshotID)
 	}
 	waitLog(t, started.LogPath, "ready")
+}
+
+// TestFailedStartTakesItsCgroup: a start whose task create fails leaves
+// neither its container record nor its cgroup, even with a process in the
+// cgroup that no task owns (a `runc init` its shim lost under load leaves
+// one): the process is killed and the cgroup goes, from every hierarchy.
+// Before, the cgroup and its process stayed, and held the pod's cgroup.
+func TestFailedStartTakesItsCgroup(t *testing.T) {
+	client, ctx, rt, pod, sb := leftoverSetup(t)
+	id := runtime.ContainerID(pod.Namespace+"/"+pod.Name, "polite", sb.Attempt, 0, 0)
+	_, dirs := makeContainerCgroup(t, ctx, client, sb, id, "memory", "pids")
+	var join []string
+	for _, dir := range dirs {
+		join = append(join, "echo $$ > "+filepath.Join(dir, "cgroup.procs"))
+	}
+	lost := exec.Command("sh", "-c", strings.Join(join, " && ")+" && echo joined && exec sleep 600")
+	out, err := lost.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lost.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- lost.Wait() }()
+	t.Cleanup(func() { lost.Process.Kill() })
+	// The shell says so once it is in the cgroups, or exits without a word.
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "joined\n" {
+		t.Fatalf("the lost process never joined the container's cgroup: %q, %v", line, err)
+	}
+
+	c := pod.Spec.Containers[1]
+	c.Command = []string{"/no/such/command"}
+	if _, err := rt.StartContainer(ctx, &runtime.ContainerConfig{Pod: pod, Container: &c, Sandbox: sb, Hash: "test"}); !errors.Is(err, runtime.ErrCreate) {
+		t.Fatalf("start of a command that does not exist: %v, want ErrCreate", err)
+	}
+	// The start returned once the cgroup was empty, so the process has
+	// ended if it was killed; the minute is for the reaper, on a busy machine.
+	select {
+	case err := <-ended:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Errorf("the process in the failed container's cgroup ended with %v, want killed", err)
+		}
+	case <-time.After(time.Minute):
+		t.Errorf("the process in the failed container's cgroup is still alive a minute after the start failed")
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s still there (stat: %v)", d, err)
+		}
+	}
+	if _, err := client.LoadContainer(ctx, id); !errdefs.IsNotFound(err) {
+		t.Errorf("the failed container's record is still there (load: %v)", err)
+	}
 }
