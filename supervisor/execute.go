@@ -206,18 +206,30 @@ func (w *podWorker) killPod(ctx context.Context, pod *v1.Pod, st *runtime.PodSta
 		return err
 	}
 	// The pause process goes as soon as the containers have stopped, as
-	// the kubelet's StopPodSandbox makes it go; removing the containers'
-	// records and snapshots (a few hundred milliseconds a container) comes
-	// after, with the sandbox's network.
-	for _, sb := range st.Sandboxes {
-		if err := s.rt.StopSandbox(ctx, sb); err != nil {
-			return fmt.Errorf("stop sandbox %s: %w", sb.ID, err)
-		}
+	// the kubelet's StopPodSandbox makes it go, and the containers' tasks
+	// go at the same time, as the CRI deletes an exited container's task at
+	// once: each container's removal (task, cgroup, record and snapshot)
+	// runs beside the pause's stop, not after it. The sandboxes' records and
+	// networks go last.
+	var wg sync.WaitGroup
+	errs := make([]error, len(st.Sandboxes)+len(st.Containers))
+	for i, sb := range st.Sandboxes {
+		wg.Go(func() {
+			if err := s.rt.StopSandbox(ctx, sb); err != nil {
+				errs[i] = fmt.Errorf("stop sandbox %s: %w", sb.ID, err)
+			}
+		})
 	}
-	for _, c := range st.Containers {
-		if err := s.rt.RemoveContainer(ctx, c); err != nil {
-			return fmt.Errorf("remove %s: %w", c.ID, err)
-		}
+	for i, c := range st.Containers {
+		wg.Go(func() {
+			if err := s.rt.RemoveContainer(ctx, c); err != nil {
+				errs[len(st.Sandboxes)+i] = fmt.Errorf("remove %s: %w", c.ID, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	for _, sb := range st.Sandboxes {
 		if err := w.removeSandbox(ctx, sb); err != nil {

@@ -43,6 +43,9 @@ type fakeRuntime struct {
 	// failSandbox, if set, fails the next RunSandbox before it awaits the
 	// network, as a pause task made in a namespace that went fails.
 	failSandbox error
+	// holdRemovals, if set, holds each RemoveContainer, once recorded in
+	// removals, until it is closed.
+	holdRemovals chan struct{}
 }
 
 // stopCall is one StopContainer: which container, with what grace period.
@@ -217,8 +220,18 @@ func (f *fakeRuntime) StopContainer(ctx context.Context, c *runtime.Container, g
 
 func (f *fakeRuntime) RemoveContainer(ctx context.Context, c *runtime.Container) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.removals = append(f.removals, "remove "+c.Name)
+	hold := f.holdRemovals
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.removeLocked(c.ID)
 	return nil
 }
@@ -639,23 +652,38 @@ func TestSandboxFailureNamesTheNetworksCause(t *testing.T) {
 }
 
 // TestRemovalStopsThePauseFirst: a removed pod's pause process goes as
-// soon as its containers have stopped, before their records are removed,
-// as the kubelet's StopPodSandbox makes it go.
+// soon as its containers have stopped, as the kubelet's StopPodSandbox
+// makes it go, and their tasks at the same time, as the CRI deletes an
+// exited container's task at once: the pause's stop does not wait for the
+// containers' removals, nor they for each other. The sandbox's record
+// goes last.
 func TestRemovalStopsThePauseFirst(t *testing.T) {
 	u := newUnit(t, clocktesting.NewFakeClock(t0))
 	pod := testPod(v1.RestartPolicyAlways, []string{"app", "helper"})
 	u.declare(pod)
 	u.waitUntil("the start", func() bool { return u.rt.started("app", 0) != nil && u.rt.started("helper", 0) != nil })
+	hold := make(chan struct{})
+	u.rt.mu.Lock()
+	u.rt.holdRemovals = hold
+	u.rt.mu.Unlock()
 	u.remove(pod)
+	u.waitUntil("the pause's stop beside both containers' removals, all under way", func() bool {
+		u.rt.mu.Lock()
+		defer u.rt.mu.Unlock()
+		got := slices.Clone(u.rt.removals)
+		slices.Sort(got)
+		return slices.Equal(got, []string{"remove app", "remove helper", "stop sandbox"})
+	})
+	close(hold)
 	u.waitUntil("the removal", func() bool {
 		st, _ := u.rt.PodState(context.Background(), testKey)
 		return len(st.Sandboxes)+len(st.Containers) == 0
 	})
 	u.rt.mu.Lock()
-	got := strings.Join(u.rt.removals, ", ")
+	got := slices.Clone(u.rt.removals)
 	u.rt.mu.Unlock()
-	if want := "stop sandbox, remove app, remove helper, remove sandbox"; got != want {
-		t.Errorf("removal steps %q, want %q", got, want)
+	if len(got) != 4 || got[3] != "remove sandbox" {
+		t.Errorf("removal steps %q, want the sandbox's record removed last, once", got)
 	}
 }
 
