@@ -27,15 +27,18 @@ import (
 const advertiseAddress = "192.0.2.10"
 
 // box is a mount and network namespace of the test's own, in which kubeadm
-// finds its fixed paths and ports free: /etc and /usr/libexec are overlays
-// whose changes land in the test's directory (kubeadm writes
+// finds its fixed paths and ports free: /etc, /usr/libexec and /var/lib are
+// overlays whose changes land in the test's directory (kubeadm writes
 // /etc/kubernetes, the controller manager's hostPath creates
-// /usr/libexec/kubernetes), /var/lib/kubelet and /var/lib/etcd are test
-// directories bound over the host's, and the network has only lo and an
-// interface with advertiseAddress (one end of a veth pair whose other end
-// is in the box too: this kernel has no dummy interfaces). A long-lived process holds the
-// namespaces; everything the test runs in them (containerd, podsup,
-// kubeadm, kubectl) enters them with nsenter.
+// /usr/libexec/kubernetes); /var/lib/kubelet and /var/lib/etcd are test
+// directories bound over the host's, or over directories the box makes in
+// its overlay where the host has none (a host without a kubelet has no
+// /var/lib/kubelet, and the box must not make one there); and the network
+// has only lo and an interface with advertiseAddress (one end of a veth
+// pair whose other end is in the box too: this kernel has no dummy
+// interfaces). A long-lived process holds the namespaces; everything the
+// test runs in them (containerd, podsup, kubeadm, kubectl) enters them with
+// nsenter.
 type box struct {
 	t      *testing.T
 	dir    string
@@ -58,7 +61,7 @@ func newBox(t *testing.T) *box {
 		}
 	}
 	b := &box{t: t, dir: t.TempDir()}
-	for _, d := range []string{"etc/upper", "etc/work", "libexec/upper", "libexec/work", "kubelet", "etcd"} {
+	for _, d := range []string{"etc/upper", "etc/work", "libexec/upper", "libexec/work", "varlib/upper", "varlib/work", "kubelet", "etcd"} {
 		if err := os.MkdirAll(filepath.Join(b.dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -85,6 +88,8 @@ func newBox(t *testing.T) *box {
 	setup := strings.Join([]string{
 		overlay("/etc", "etc"),
 		overlay("/usr/libexec", "libexec"),
+		overlay("/var/lib", "varlib"),
+		"mkdir -p /var/lib/kubelet /var/lib/etcd",
 		"mount --bind " + b.kubelet() + " /var/lib/kubelet",
 		"mount --bind " + b.etcd() + " /var/lib/etcd",
 		"ip link set lo up",
