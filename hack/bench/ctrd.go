@@ -142,6 +142,18 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
 // stop ends the daemon and removes everything it kept, unmounting what is
 // still mounted under its directories.
 func (c *benchContainerd) stop() {
+	if c.exited != nil {
+		select {
+		case <-c.exited:
+			// It ended before it was asked to: its log, which goes with
+			// its directory, says why.
+			kept := filepath.Join(os.TempDir(), fmt.Sprintf("podsup-bench-containerd-%d.log", os.Getpid()))
+			if data, err := os.ReadFile(filepath.Join(c.dir, "containerd.log")); err == nil && os.WriteFile(kept, data, 0o644) == nil {
+				fmt.Fprintf(os.Stderr, "bench: containerd exited before the end (%v); its log is in %s\n", c.cmd.ProcessState, kept)
+			}
+		default:
+		}
+	}
 	if c.cmd != nil && c.cmd.Process != nil {
 		c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
