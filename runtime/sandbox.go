@@ -282,28 +282,18 @@ func (r *Runtime) deleteTask(task containerd.Task) {
 	}
 }
 
-// deleteContainer deletes a container, its task, its own cgroup and its
-// snapshot, on a fresh context. The cgroup goes with any process still in
-// it: a start that failed under load can leave one its shim lost (a
-// `runc init` of a create cut short), which would hold the cgroup, and the
-// pod's, for good. A cgroup that cannot be removed keeps the container
-// record that names it, and so stays podsup's to remove: the instance that
-// replaces the container, or the next sandbox, removes the record again.
+// deleteContainer deletes a container as remove does (its task, its own
+// cgroup with any process still in it, its record and snapshot), on a
+// fresh context, and logs what it could not do. A start that failed under
+// load can leave a process its shim lost in the cgroup (a `runc init` of a
+// create cut short), which would hold the cgroup, and the pod's, for good.
+// A cgroup that cannot be removed keeps the container record that names
+// it, and so stays podsup's to remove: the instance that replaces the
+// container, or the next sandbox, removes the record again.
 func (r *Runtime) deleteContainer(c containerd.Container) {
 	ctx, cancel := context.WithTimeout(r.Context(context.Background()), cleanupTimeout)
 	defer cancel()
-	if task, err := c.Task(ctx, nil); err == nil {
-		r.deleteTask(task)
-	}
-	labels, err := c.Labels(ctx)
-	if err == nil {
-		err = r.removeContainerCgroup(ctx, labels[LabelCgroupsPath])
-	}
-	if err != nil && !errdefs.IsNotFound(err) {
-		r.log.Warn("cannot remove the cgroup of a container; keeping its record", "container", c.ID(), "err", err)
-		return
-	}
-	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+	if err := r.remove(ctx, c.ID()); err != nil {
 		r.log.Warn("cannot delete container", "container", c.ID(), "err", err)
 	}
 }
